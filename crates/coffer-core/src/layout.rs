@@ -1,0 +1,190 @@
+//! The bucket layout, documented for customers and kept stable:
+//!
+//! ```text
+//! {base_path}/{tenant}/{org}/backups/{backup_id}/manifest.json
+//! {base_path}/{tenant}/{org}/backups/{backup_id}/records/{sobject}/part-{nnnnn}.csv.gz
+//! {base_path}/{tenant}/{org}/files/{sha256-prefix}/{sha256}
+//! {base_path}/{tenant}/{org}/restores/{restore_id}/report.csv.gz
+//! ```
+//!
+//! Keys are built only from validated parts ([`BasePath`], [`TenantId`], [`OrgId`], [`BackupId`],
+//! [`SObjectName`]), so no input can make a key leave the tenant's prefix.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BackupId, IdError, OrgId, SObjectName, TenantId};
+
+/// An optional prefix under which a tenant's data lives in its bucket, such as `coffer/prod`.
+///
+/// Empty means the bucket root. Segments are separated by `/`; each is 1 to 128 characters of
+/// `A-Z a-z 0-9 - _ .`, and none is `.` or `..`. No leading or trailing `/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BasePath(String);
+
+impl BasePath {
+    const RULE: &'static str = "'/'-separated segments of A-Z, a-z, 0-9, '-', '_' and '.', \
+                                none empty, '.' or '..', no leading or trailing '/'";
+
+    /// Validates a base path; an empty string is the bucket root.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        if value.is_empty() {
+            return Ok(BasePath(value));
+        }
+        let ok = value.len() <= 512 && value.split('/').all(Self::segment_ok);
+        if ok {
+            Ok(BasePath(value))
+        } else {
+            Err(IdError {
+                what: "base path",
+                value: value.chars().take(80).flat_map(char::escape_default).collect(),
+                rule: Self::RULE,
+            })
+        }
+    }
+
+    fn segment_ok(seg: &str) -> bool {
+        (1..=128).contains(&seg.len())
+            && seg != "."
+            && seg != ".."
+            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+
+    /// The path as given (possibly empty).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BasePath {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        BasePath::new(s)
+    }
+}
+
+impl From<BasePath> for String {
+    fn from(p: BasePath) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for BasePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The compression of a records part, which decides its file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (RFC 1952): `.csv.gz`, readable by every tool a customer has.
+    Gzip,
+}
+
+impl Compression {
+    /// File extension including the CSV part, e.g. `csv.gz`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Gzip => "csv.gz",
+        }
+    }
+}
+
+/// The prefix of everything Coffer writes for one org of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgPrefix {
+    prefix: String,
+}
+
+impl OrgPrefix {
+    /// `{base_path}/{tenant}/{org}` (without a leading `/` when the base path is empty).
+    pub fn new(base: &BasePath, tenant: &TenantId, org: &OrgId) -> Self {
+        let prefix = if base.as_str().is_empty() {
+            format!("{tenant}/{org}")
+        } else {
+            format!("{base}/{tenant}/{org}")
+        };
+        OrgPrefix { prefix }
+    }
+
+    /// The prefix itself, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `.../backups/{backup_id}/`: everything of one backup.
+    pub fn backup_prefix(&self, backup: &BackupId) -> String {
+        format!("{}/backups/{backup}/", self.prefix)
+    }
+
+    /// `.../backups/{backup_id}/manifest.json`.
+    pub fn manifest_key(&self, backup: &BackupId) -> String {
+        format!("{}manifest.json", self.backup_prefix(backup))
+    }
+
+    /// `.../backups/{backup_id}/records/{sobject}/part-{nnnnn}.csv.gz`; parts count from 1.
+    pub fn records_part_key(
+        &self,
+        backup: &BackupId,
+        sobject: &SObjectName,
+        part: u32,
+        compression: Compression,
+    ) -> String {
+        format!(
+            "{}records/{sobject}/part-{part:05}.{}",
+            self.backup_prefix(backup),
+            compression.extension()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (TenantId, OrgId, BackupId, SObjectName) {
+        (
+            TenantId::new("acme").unwrap(),
+            OrgId::new("00D000000000001AAA").unwrap(),
+            "0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e".parse().unwrap(),
+            SObjectName::new("Account").unwrap(),
+        )
+    }
+
+    #[test]
+    fn record_keys_follow_the_documented_layout() {
+        let (t, o, b, s) = ids();
+        let p = OrgPrefix::new(&BasePath::new("coffer/prod").unwrap(), &t, &o);
+        assert_eq!(
+            p.records_part_key(&b, &s, 1, Compression::Gzip),
+            "coffer/prod/acme/00D000000000001AAA/backups/0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e/records/Account/part-00001.csv.gz"
+        );
+        assert_eq!(
+            p.manifest_key(&b),
+            "coffer/prod/acme/00D000000000001AAA/backups/0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e/manifest.json"
+        );
+    }
+
+    #[test]
+    fn empty_base_path_has_no_leading_slash() {
+        let (t, o, b, s) = ids();
+        let p = OrgPrefix::new(&BasePath::default(), &t, &o);
+        assert!(p.records_part_key(&b, &s, 12, Compression::Gzip).starts_with("acme/00D"));
+        assert!(p.records_part_key(&b, &s, 12, Compression::Gzip).ends_with("part-00012.csv.gz"));
+    }
+
+    #[test]
+    fn base_paths_that_escape_are_rejected() {
+        for bad in ["/abs", "a/../b", "..", "a//b", "a/", "a\nb", "a\\b", "a/./b", "a%2Fb"] {
+            assert!(BasePath::new(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in ["", "coffer", "coffer/prod-1", "a.b/c_d"] {
+            assert!(BasePath::new(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+}
