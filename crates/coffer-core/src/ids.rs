@@ -24,7 +24,11 @@ pub struct IdError {
 
 impl IdError {
     fn new(what: &'static str, value: &str, rule: &'static str) -> Self {
-        let value: String = value.chars().take(80).flat_map(char::escape_default).collect();
+        let value: String = value
+            .chars()
+            .take(80)
+            .flat_map(char::escape_default)
+            .collect();
         IdError { what, value, rule }
     }
 }
@@ -105,7 +109,9 @@ string_id!(
 
 fn check_tenant(s: &str) -> Result<(), &'static str> {
     let ok_len = (1..=63).contains(&s.len());
-    let ok_chars = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = !s.starts_with('-') && !s.ends_with('-');
     if ok_len && ok_chars && ok_ends {
         Ok(())
@@ -118,7 +124,11 @@ fn check_org(s: &str) -> Result<(), &'static str> {
     let ok = (s.len() == 15 || s.len() == 18)
         && s.starts_with("00D")
         && s.bytes().all(|b| b.is_ascii_alphanumeric());
-    if ok { Ok(()) } else { Err("15 or 18 alphanumeric characters starting with 00D") }
+    if ok {
+        Ok(())
+    } else {
+        Err("15 or 18 alphanumeric characters starting with 00D")
+    }
 }
 
 fn check_sobject(s: &str) -> Result<(), &'static str> {
@@ -192,17 +202,27 @@ mod tests {
 
     #[test]
     fn tenant_ids_that_could_escape_a_prefix_are_rejected() {
-        for bad in ["", "..", "a/b", "/acme", "ACME", "acme\n", "-acme", "acme-", "a b", "a\\b"] {
+        for bad in [
+            "", "..", "a/b", "/acme", "ACME", "acme\n", "-acme", "acme-", "a b", "a\\b",
+        ] {
             assert!(TenantId::new(bad).is_err(), "{bad:?} should be rejected");
         }
-        assert_eq!(TenantId::new("acme-corp-2").map(|t| t.to_string()), Ok("acme-corp-2".to_owned()));
+        assert_eq!(
+            TenantId::new("acme-corp-2").map(|t| t.to_string()),
+            Ok("acme-corp-2".to_owned())
+        );
     }
 
     #[test]
     fn org_ids_follow_salesforce_shape() {
         assert!(OrgId::new("00D000000000001AAA").is_ok());
         assert!(OrgId::new("00D000000000001").is_ok());
-        for bad in ["001000000000001AAA", "00D00000000000", "00D000000000001AA/", "../../x"] {
+        for bad in [
+            "001000000000001AAA",
+            "00D00000000000",
+            "00D000000000001AA/",
+            "../../x",
+        ] {
             assert!(OrgId::new(bad).is_err(), "{bad:?} should be rejected");
         }
     }

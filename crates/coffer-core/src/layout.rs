@@ -40,7 +40,11 @@ impl BasePath {
         } else {
             Err(IdError {
                 what: "base path",
-                value: value.chars().take(80).flat_map(char::escape_default).collect(),
+                value: value
+                    .chars()
+                    .take(80)
+                    .flat_map(char::escape_default)
+                    .collect(),
                 rule: Self::RULE,
             })
         }
@@ -50,12 +54,21 @@ impl BasePath {
         (1..=128).contains(&seg.len())
             && seg != "."
             && seg != ".."
-            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     }
 
     /// The path as given (possibly empty).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::str::FromStr for BasePath {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BasePath::new(s)
     }
 }
 
@@ -174,13 +187,21 @@ mod tests {
     fn empty_base_path_has_no_leading_slash() {
         let (t, o, b, s) = ids();
         let p = OrgPrefix::new(&BasePath::default(), &t, &o);
-        assert!(p.records_part_key(&b, &s, 12, Compression::Gzip).starts_with("acme/00D"));
-        assert!(p.records_part_key(&b, &s, 12, Compression::Gzip).ends_with("part-00012.csv.gz"));
+        assert!(
+            p.records_part_key(&b, &s, 12, Compression::Gzip)
+                .starts_with("acme/00D")
+        );
+        assert!(
+            p.records_part_key(&b, &s, 12, Compression::Gzip)
+                .ends_with("part-00012.csv.gz")
+        );
     }
 
     #[test]
     fn base_paths_that_escape_are_rejected() {
-        for bad in ["/abs", "a/../b", "..", "a//b", "a/", "a\nb", "a\\b", "a/./b", "a%2Fb"] {
+        for bad in [
+            "/abs", "a/../b", "..", "a//b", "a/", "a\nb", "a\\b", "a/./b", "a%2Fb",
+        ] {
             assert!(BasePath::new(bad).is_err(), "{bad:?} should be rejected");
         }
         for good in ["", "coffer", "coffer/prod-1", "a.b/c_d"] {

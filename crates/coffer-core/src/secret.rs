@@ -14,7 +14,10 @@ mod tests {
     fn debug_output_never_contains_the_secret() {
         let s = SecretString::from("hunter2-very-secret".to_owned());
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2"), "secret leaked in Debug: {shown}");
+        assert!(
+            !shown.contains("hunter2"),
+            "secret leaked in Debug: {shown}"
+        );
         assert_eq!(s.expose_secret(), "hunter2-very-secret");
     }
 }

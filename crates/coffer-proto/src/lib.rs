@@ -26,7 +26,9 @@ pub enum DecodeError {
     #[error("malformed job message: {0}")]
     Malformed(#[from] prost::DecodeError),
     /// A schema version from a newer (or broken) producer.
-    #[error("unsupported job schema version {found} (this worker understands {SUPPORTED_SCHEMA_VERSIONS:?})")]
+    #[error(
+        "unsupported job schema version {found} (this worker understands {SUPPORTED_SCHEMA_VERSIONS:?})"
+    )]
     UnsupportedVersion {
         /// The version found in the message.
         found: u32,
@@ -40,7 +42,9 @@ pub enum DecodeError {
 pub fn decode_job(bytes: &[u8]) -> Result<v1::JobEnvelope, DecodeError> {
     let envelope = v1::JobEnvelope::decode(bytes)?;
     if !SUPPORTED_SCHEMA_VERSIONS.contains(&envelope.schema_version) {
-        return Err(DecodeError::UnsupportedVersion { found: envelope.schema_version });
+        return Err(DecodeError::UnsupportedVersion {
+            found: envelope.schema_version,
+        });
     }
     if envelope.job.is_none() {
         return Err(DecodeError::NoJob);
@@ -84,13 +88,25 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused() {
         let err = decode_job(&encode(&backup_envelope(2))).unwrap_err();
-        assert!(matches!(err, DecodeError::UnsupportedVersion { found: 2 }), "{err}");
+        assert!(
+            matches!(err, DecodeError::UnsupportedVersion { found: 2 }),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_is_malformed_and_empty_is_no_job() {
-        assert!(matches!(decode_job(b"\xff\xff\xff not protobuf"), Err(DecodeError::Malformed(_))));
-        let empty = JobEnvelope { schema_version: 1, ..Default::default() };
-        assert!(matches!(decode_job(&encode(&empty)), Err(DecodeError::NoJob)));
+        assert!(matches!(
+            decode_job(b"\xff\xff\xff not protobuf"),
+            Err(DecodeError::Malformed(_))
+        ));
+        let empty = JobEnvelope {
+            schema_version: 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            decode_job(&encode(&empty)),
+            Err(DecodeError::NoJob)
+        ));
     }
 }

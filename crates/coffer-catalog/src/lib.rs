@@ -1,0 +1,91 @@
+//! The catalog: what Coffer knows, in MySQL (MariaDB in development).
+//!
+//! - tenants and where their backups go ([`tenants`]): the storage row a tenant writes to now,
+//!   and the orgs it connected;
+//! - backups and the objects each wrote ([`backups`]): a backup points at the storage it was
+//!   written to for the rest of its life;
+//! - jobs ([`jobs`]): one row per job message, with attempts and outcome.
+//!
+//! Every write that must be idempotent under redelivery is keyed so that a second attempt finds
+//! the first one's row: a backup by its job id, an object by (backup, key).
+//!
+//! Queries are checked at run time (`sqlx::query`), not at compile time, so building Coffer never
+//! needs a database. Migrations are embedded and run by [`Catalog::migrate`].
+
+pub mod backups;
+pub mod error;
+pub mod jobs;
+pub mod tenants;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{MySqlPool, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
+pub use error::CatalogError;
+pub use jobs::JobState;
+pub use tenants::{NewStorage, OrgRecord, Sse, StorageRecord, TenantRecord};
+
+/// A handle on the catalog database; cheap to clone (a connection pool).
+#[derive(Clone)]
+pub struct Catalog {
+    pool: MySqlPool,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// Connects to the database at `url` (`mysql://user:pass@host:port/db`; never logged).
+    pub async fn connect(url: &SecretString) -> Result<Self, CatalogError> {
+        let options = MySqlConnectOptions::from_str(url.expose_secret()).map_err(|e| {
+            CatalogError::Config(format!("invalid database url: {}", redact_url_error(&e)))
+        })?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            // Below typical server and proxy idle cut-offs, so a quiet worker never reuses a
+            // connection the server already closed.
+            .idle_timeout(Duration::from_secs(60))
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await
+            .map_err(CatalogError::from)?;
+        Ok(Catalog { pool })
+    }
+
+    /// Applies the embedded migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), CatalogError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(CatalogError::from)
+    }
+
+    /// The underlying pool, for tests and tools that read the catalog directly.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        let row = sqlx::query("SELECT 1 AS one").fetch_one(&self.pool).await?;
+        let _: i32 = row.try_get("one")?;
+        Ok(())
+    }
+}
+
+/// A sqlx URL parse error may quote the URL, password included: keep only its kind.
+fn redact_url_error(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => {
+            "malformed (expected mysql://user:password@host:port/database)"
+        }
+        _ => "unusable",
+    }
+}

@@ -1,0 +1,210 @@
+//! Describe Global and Describe sObject: which objects an org has, and each object's fields and
+//! child relationships. The types serialize to a stable JSON shape so that a backup can store
+//! them as its schema snapshot.
+
+use coffer_core::SObjectName;
+use serde::{Deserialize, Serialize};
+
+use crate::{SalesforceClient, SalesforceError};
+
+/// One entry of Describe Global.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SObjectSummary {
+    /// API name.
+    pub name: String,
+    /// Label.
+    #[serde(default)]
+    pub label: String,
+    /// 3-character id prefix; none for objects without ids.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Can be queried.
+    #[serde(default)]
+    pub queryable: bool,
+    /// Can be retrieved by id.
+    #[serde(default)]
+    pub retrieveable: bool,
+    /// Can be replicated (getUpdated/getDeleted).
+    #[serde(default)]
+    pub replicateable: bool,
+    /// Records can be inserted.
+    #[serde(default)]
+    pub createable: bool,
+    /// A custom object.
+    #[serde(default)]
+    pub custom: bool,
+}
+
+/// Describe sObject: one object's fields and children.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SObjectDescribe {
+    /// API name.
+    pub name: String,
+    /// Label.
+    #[serde(default)]
+    pub label: String,
+    /// 3-character id prefix.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Fields in describe order.
+    pub fields: Vec<FieldDescribe>,
+    /// Objects whose reference fields point here.
+    #[serde(default)]
+    pub child_relationships: Vec<ChildRelationship>,
+}
+
+/// Field types Bulk API 2.0 query cannot select: blobs and compound fields.
+const NOT_BULK_QUERYABLE: &[&str] = &["base64", "address", "location"];
+
+impl SObjectDescribe {
+    /// Fields a Bulk API 2.0 query can select: everything but base64 and compound (address,
+    /// location) fields, in describe order.
+    pub fn bulk_queryable_fields(&self) -> Vec<&FieldDescribe> {
+        self.fields
+            .iter()
+            .filter(|f| !NOT_BULK_QUERYABLE.contains(&f.field_type.as_str()))
+            .collect()
+    }
+
+    /// The field named `name` (case-insensitive, as SOQL is).
+    pub fn field(&self, name: &str) -> Option<&FieldDescribe> {
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// One field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldDescribe {
+    /// API name.
+    pub name: String,
+    /// Describe type: `id`, `string`, `reference`, `datetime`, `base64`, `address`, ...
+    #[serde(rename = "type")]
+    pub field_type: String,
+    /// Label.
+    #[serde(default)]
+    pub label: String,
+    /// Maximum length of text types.
+    #[serde(default)]
+    pub length: u64,
+    /// Objects a reference points to (more than one: polymorphic).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub reference_to: Vec<String>,
+    /// Relationship name of a reference (`Account`, `Parent`).
+    #[serde(default)]
+    pub relationship_name: Option<String>,
+    /// May be empty.
+    #[serde(default)]
+    pub nillable: bool,
+    /// Settable on insert.
+    #[serde(default)]
+    pub createable: bool,
+    /// Settable on update.
+    #[serde(default)]
+    pub updateable: bool,
+    /// A formula field.
+    #[serde(default)]
+    pub calculated: bool,
+    /// An auto-number field.
+    #[serde(default)]
+    pub auto_number: bool,
+    /// An external id.
+    #[serde(default)]
+    pub external_id: bool,
+    /// Can identify a record in upsert.
+    #[serde(default)]
+    pub id_lookup: bool,
+    /// Values are unique.
+    #[serde(default)]
+    pub unique: bool,
+    /// The compound field this field is a component of (`BillingAddress`).
+    #[serde(default)]
+    pub compound_field_name: Option<String>,
+}
+
+/// A child relationship of the described (parent) object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildRelationship {
+    /// The child object.
+    #[serde(rename = "childSObject")]
+    pub child_sobject: String,
+    /// The reference field on the child.
+    pub field: String,
+    /// Relationship name (`Contacts`), if any.
+    #[serde(default)]
+    pub relationship_name: Option<String>,
+    /// Deleting the parent deletes the children.
+    #[serde(default)]
+    pub cascade_delete: bool,
+    /// The parent cannot be deleted while children point to it.
+    #[serde(default)]
+    pub restricted_delete: bool,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct DescribeGlobal {
+    sobjects: Vec<SObjectSummary>,
+}
+
+impl SalesforceClient {
+    /// Describe Global: every object of the org.
+    pub async fn describe_global(&self) -> Result<Vec<SObjectSummary>, SalesforceError> {
+        let url = self.data_url(self.api_version(), "sobjects/");
+        let global: DescribeGlobal = self.get_json("describe global", &url).await?;
+        tracing::debug!(objects = global.sobjects.len(), "described salesforce org");
+        Ok(global.sobjects)
+    }
+
+    /// Describe sObject `name`.
+    pub async fn describe_sobject(
+        &self,
+        name: &SObjectName,
+    ) -> Result<SObjectDescribe, SalesforceError> {
+        let url = self.data_url(self.api_version(), &format!("sobjects/{name}/describe/"));
+        let describe: SObjectDescribe = self.get_json(&format!("describe {name}"), &url).await?;
+        tracing::debug!(sobject = %name, fields = describe.fields.len(), "described salesforce object");
+        Ok(describe)
+    }
+
+    /// GETs `url` and decodes the JSON body.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        url: &str,
+    ) -> Result<T, SalesforceError> {
+        let resp = self
+            .send(operation, |http| {
+                http.get(url)
+                    .header(reqwest::header::ACCEPT, "application/json")
+            })
+            .await?;
+        decode_json(operation, resp).await
+    }
+}
+
+/// Reads a JSON body, distinguishing a broken transfer (retryable) from a wrong shape (permanent).
+pub(crate) async fn decode_json<T: serde::de::DeserializeOwned>(
+    operation: &str,
+    resp: reqwest::Response,
+) -> Result<T, SalesforceError> {
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|source| SalesforceError::Transport {
+            operation: operation.to_owned(),
+            source,
+        })?;
+    serde_json::from_slice(&body).map_err(|e| SalesforceError::UnexpectedResponse {
+        operation: operation.to_owned(),
+        detail: format!("body is not the documented json: {e}"),
+    })
+}

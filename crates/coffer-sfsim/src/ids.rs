@@ -1,0 +1,64 @@
+//! Salesforce record ids: 15-character case-sensitive ids and their 18-character case-safe form.
+//!
+//! A 15-character id is a 3-character key prefix (the object type), 2 characters naming the pod,
+//! one reserved character and a 9-character base-62 counter. The 18-character form appends a
+//! 3-character checksum: each 5-character chunk contributes one character, chosen by a bitmask of
+//! which positions in the chunk hold an upper-case letter.
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const SUFFIX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+
+/// The 3-character case-safe suffix of a 15-character id, by Salesforce's documented algorithm.
+pub fn checksum_suffix(id15: &str) -> String {
+    id15.as_bytes()
+        .chunks(5)
+        .take(3)
+        .map(|chunk| {
+            let bits = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_ascii_uppercase())
+                .fold(0usize, |acc, (i, _)| acc | (1 << i));
+            char::from(SUFFIX[bits])
+        })
+        .collect()
+}
+
+/// An 18-character id for record number `counter` of the object with `key_prefix` on pod `pod`.
+pub fn record_id(key_prefix: &str, pod: &str, counter: u64) -> String {
+    let mut digits = [b'0'; 9];
+    let mut n = counter;
+    for slot in digits.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    let id15 = format!("{key_prefix}{pod}0{}", String::from_utf8_lossy(&digits));
+    let suffix = checksum_suffix(&id15);
+    format!("{id15}{suffix}")
+}
+
+/// The two pod characters of an org id (`00D5g000004XyZa` -> `5g`).
+pub fn pod_of(org_id: &str) -> String {
+    let pod: String = org_id.chars().skip(3).take(2).collect();
+    if pod.len() == 2 { pod } else { "00".to_owned() }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_matches_documented_example() {
+        assert_eq!(checksum_suffix("001A0000006Vm9r"), "IAC");
+        assert_eq!(checksum_suffix("000000000000000"), "AAA");
+    }
+
+    #[test]
+    fn record_ids_are_18_characters_with_prefix() {
+        let id = record_id("001", "5g", 61);
+        assert_eq!(id.len(), 18);
+        assert!(id.starts_with("0015g000000000z"));
+        assert_eq!(&id[15..], checksum_suffix(&id[..15]));
+    }
+}

@@ -1,0 +1,209 @@
+//! A Salesforce org simulator (OAuth, REST describe, Bulk API 2.0 query) for tests, the demo and
+//! benchmarks.
+//!
+//! [`start`] binds an HTTP server serving one seeded, deterministic org: the same [`OrgSeed`] always
+//! yields the same records. The simulator follows Salesforce's documented protocol, quirks included:
+//! client-credentials OAuth with `instance_url`, `401 INVALID_SESSION_ID` for unknown or expired
+//! tokens, describe documents with compound and binary fields, Bulk API 2.0 query jobs that must be
+//! polled to `JobComplete`, all-quoted CSV result pages each with a header row, `Sforce-Locator`
+//! paging ending in the literal `null`, `409` when results are fetched with another API version
+//! than the job's, and gzip when asked for.
+//!
+//! Supported SOQL is a subset (see [`soql`]); what it does not support it rejects loudly.
+
+pub mod bulk;
+pub mod data;
+pub mod ids;
+pub mod schema;
+pub mod server;
+pub mod soql;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use coffer_core::OrgId;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::server::{Sim, lock};
+
+/// What org to generate.
+#[derive(Debug, Clone)]
+pub struct OrgSeed {
+    /// The org's id; its pod characters appear in every record id.
+    pub org_id: OrgId,
+    /// Seed of the data generator.
+    pub seed: u64,
+    /// Number of Accounts.
+    pub accounts: usize,
+    /// Contacts per Account.
+    pub contacts_per_account: usize,
+}
+
+/// How to run the simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// The org to serve.
+    pub org: OrgSeed,
+    /// The connected app's client id.
+    pub client_id: String,
+    /// The connected app's client secret.
+    pub client_secret: String,
+    /// Rows per Bulk results page when the client sends no `maxRecords`.
+    pub default_page_size: usize,
+}
+
+impl SimConfig {
+    /// A config on `127.0.0.1:0` with test credentials and a default page size of 2,000 rows.
+    pub fn local(org: OrgSeed) -> Self {
+        SimConfig {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            org,
+            client_id: "sfsim-client-id".to_owned(),
+            client_secret: "sfsim-client-secret".to_owned(),
+            default_page_size: 2_000,
+        }
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The listen address could not be bound.
+    #[error("sfsim could not bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running simulator. Dropping it leaves the server running until the runtime ends; call
+/// [`SimHandle::shutdown`] to stop it.
+#[derive(Debug)]
+pub struct SimHandle {
+    sim: Arc<Sim>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Binds the listener, generates the org, spawns the server task and returns.
+pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let mut addr = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(Ipv4Addr::LOCALHOST.into());
+    }
+    let sim = Arc::new(Sim {
+        org: data::generate(&config.org),
+        org_id: config.org.org_id.clone(),
+        client_id: config.client_id,
+        client_secret: config.client_secret,
+        default_page_size: config.default_page_size.max(1),
+        base_url: format!("http://{addr}"),
+        tokens: Default::default(),
+        jobs: Default::default(),
+        job_counter: AtomicU64::new(0),
+        token_counter: AtomicU64::new(0),
+        fail_next_job: Default::default(),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = server::router(sim.clone());
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(error = %e, "sfsim server stopped with an error");
+        }
+    });
+    tracing::info!(base_url = %sim.base_url, org_id = %sim.org_id, "sfsim started");
+    Ok(SimHandle { sim, stop, task })
+}
+
+impl SimHandle {
+    /// The login URL and the instance URL, e.g. `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.sim.base_url.clone()
+    }
+
+    /// The simulated org's id.
+    pub fn org_id(&self) -> &OrgId {
+        &self.sim.org_id
+    }
+
+    /// The queryable objects it serves, in describe-global order.
+    pub fn sobjects(&self) -> Vec<String> {
+        self.sim
+            .org
+            .objects
+            .iter()
+            .map(|o| o.name.to_owned())
+            .collect()
+    }
+
+    /// What a full Bulk query of every queryable (non-binary, non-compound) field of `sobject`
+    /// returns: the header (field API names in describe order) and every row as CSV cell strings
+    /// (null as the empty string).
+    pub fn table(&self, sobject: &str) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+        bulk::full_table(&self.sim.org, sobject)
+    }
+
+    /// The body of a blob field (`Attachment.Body`) of record `id`, if it exists.
+    pub fn blob(&self, sobject: &str, id: &str, field: &str) -> Option<Vec<u8>> {
+        let def = self.sim.org.object(sobject)?.field(field)?;
+        self.sim.org.blobs.get(&(id.to_owned(), def.name)).cloned()
+    }
+
+    /// Invalidates every access token issued so far, as a session timeout or revocation would:
+    /// the next API call with an old token gets `401 INVALID_SESSION_ID`.
+    pub fn expire_tokens(&self) {
+        lock(&self.sim.tokens).clear();
+    }
+
+    /// Every access token currently valid (for tests that check tokens never leak).
+    pub fn active_tokens(&self) -> Vec<String> {
+        lock(&self.sim.tokens).iter().cloned().collect()
+    }
+
+    /// Makes the next created query job end in `Failed` with `message` as its `errorMessage`.
+    pub fn fail_next_job(&self, message: impl Into<String>) {
+        *lock(&self.sim.fail_next_job) = Some(message.into());
+    }
+
+    /// Number of query jobs created so far.
+    pub fn jobs_created(&self) -> u64 {
+        self.sim
+            .job_counter
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the server and waits (up to 5 seconds) for it to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! [`StorageError`]: every failure of an S3 or KMS call, classified.
+//!
+//! Classification is one pure function, [`StorageError::from_service`], over the error code and
+//! HTTP status, so it is unit-tested without a network. Misconfigurations a customer can cause
+//! (a missing bucket, a denied action, an unknown KMS key, wrong keys, the wrong region) are
+//! permanent and their messages say what to fix. Throttling, 5xx and network failures are
+//! retryable.
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use coffer_core::{Classify, ErrorClass};
+
+/// A failed storage operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The bucket does not exist.
+    #[error(
+        "bucket {bucket:?} does not exist ({op}): create it, or correct the bucket name in the tenant's storage configuration"
+    )]
+    NoSuchBucket {
+        /// The operation that failed.
+        op: &'static str,
+        /// The bucket named in the request.
+        bucket: String,
+    },
+    /// The credentials are valid but not allowed to do this.
+    #[error(
+        "access denied on {op} in bucket {bucket:?} ({code}: {message}): the bucket policy or the role's permission policy must allow this action on the tenant's prefix (see `coffer storage policy`)"
+    )]
+    AccessDenied {
+        /// The operation that failed.
+        op: &'static str,
+        /// The bucket named in the request.
+        bucket: String,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The KMS key is unknown, disabled, or not usable by our credentials.
+    #[error(
+        "the KMS key cannot be used for {op} in bucket {bucket:?} ({code}: {message}): set the tenant's key id to an existing, enabled key whose policy allows kms:GenerateDataKey and kms:Decrypt"
+    )]
+    KmsKey {
+        /// The operation that failed.
+        op: &'static str,
+        /// The bucket named in the request.
+        bucket: String,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The credentials themselves are wrong (unknown key id, bad secret).
+    #[error(
+        "the storage credentials were refused on {op} ({code}): check the access key id and secret (or the role) configured for this tenant"
+    )]
+    BadCredentials {
+        /// The operation that failed.
+        op: &'static str,
+        /// The service's error code.
+        code: String,
+    },
+    /// The bucket lives in another region than configured.
+    #[error(
+        "bucket {bucket:?} is not in the configured region ({code}): set the tenant's storage region to the bucket's region"
+    )]
+    WrongRegion {
+        /// The bucket named in the request.
+        bucket: String,
+        /// The service's error code.
+        code: String,
+    },
+    /// A transient failure: throttling, a 5xx, a timeout or a broken connection.
+    #[error("transient storage failure on {op}: {detail}")]
+    Transient {
+        /// The operation that failed.
+        op: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// Any other refusal by the service.
+    #[error("{op} refused with HTTP {status} {code}: {message}")]
+    Refused {
+        /// The operation that failed.
+        op: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The request could not be built (a bug or invalid input, never a network problem).
+    #[error("invalid {op} request: {detail}")]
+    InvalidRequest {
+        /// The operation that failed.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An object would exceed the 10,000-part multipart limit at the configured part size.
+    #[error(
+        "object {key:?} would need more than 10000 parts of {part_size} bytes; raise the part size or split the object"
+    )]
+    TooManyParts {
+        /// The object key.
+        key: String,
+        /// The part size in use.
+        part_size: usize,
+    },
+}
+
+impl Classify for StorageError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StorageError::Transient { .. } => ErrorClass::Retryable,
+            StorageError::Refused { status, .. } if *status >= 500 || *status == 429 => {
+                ErrorClass::Retryable
+            }
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// What the service said, stripped of SDK types.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceFailure {
+    /// HTTP status (0 when unknown).
+    pub status: u16,
+    /// Error code, e.g. `NoSuchBucket`.
+    pub code: String,
+    /// Error message.
+    pub message: String,
+}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ExpiredToken",
+    "KMS.ThrottlingException",
+    "KMS.KMSInternalException",
+];
+
+impl StorageError {
+    /// Classifies a service's answer. Pure, so it is tested without a network.
+    pub fn from_service(op: &'static str, bucket: &str, f: ServiceFailure) -> StorageError {
+        let bucket = bucket.to_owned();
+        let ServiceFailure {
+            status,
+            code,
+            message,
+        } = f;
+        let is_kms = code.starts_with("KMS") || message.contains("KMS") || code.contains("Kms");
+        match code.as_str() {
+            "NoSuchBucket" => StorageError::NoSuchBucket { op, bucket },
+            c if RETRYABLE_CODES.contains(&c) => StorageError::Transient {
+                op,
+                detail: format!("{code}: {message}"),
+            },
+            _ if is_kms => StorageError::KmsKey {
+                op,
+                bucket,
+                code,
+                message,
+            },
+            "AccessDenied" | "AccessDeniedException" | "AllAccessDisabled" => {
+                StorageError::AccessDenied {
+                    op,
+                    bucket,
+                    code,
+                    message,
+                }
+            }
+            "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "InvalidToken"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId" => StorageError::BadCredentials { op, code },
+            "PermanentRedirect"
+            | "AuthorizationHeaderMalformed"
+            | "IllegalLocationConstraintException" => StorageError::WrongRegion { bucket, code },
+            _ if status >= 500 || status == 429 => StorageError::Transient {
+                op,
+                detail: format!("HTTP {status} {code}: {message}"),
+            },
+            _ => StorageError::Refused {
+                op,
+                status,
+                code,
+                message,
+            },
+        }
+    }
+
+    /// Classifies an SDK error from any S3 or KMS operation.
+    pub fn from_sdk<E>(
+        op: &'static str,
+        bucket: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match err {
+            SdkError::ConstructionFailure(e) => StorageError::InvalidRequest {
+                op,
+                detail: format!("{e:?}"),
+            },
+            SdkError::TimeoutError(_) => StorageError::Transient {
+                op,
+                detail: "request timed out".to_owned(),
+            },
+            SdkError::DispatchFailure(e) => StorageError::Transient {
+                op,
+                detail: format!("connection failed: {e:?}"),
+            },
+            SdkError::ResponseError(e) => StorageError::Transient {
+                op,
+                detail: format!("unreadable response: {e:?}"),
+            },
+            SdkError::ServiceError(se) => {
+                let status = se.raw().status().as_u16();
+                let e = se.err();
+                let failure = ServiceFailure {
+                    status,
+                    code: e.code().unwrap_or("Unknown").to_owned(),
+                    message: e.message().unwrap_or("").to_owned(),
+                };
+                StorageError::from_service(op, bucket, failure)
+            }
+            other => StorageError::Transient {
+                op,
+                detail: format!("{other:?}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(status: u16, code: &str, message: &str) -> StorageError {
+        let f = ServiceFailure {
+            status,
+            code: code.into(),
+            message: message.into(),
+        };
+        StorageError::from_service("PutObject", "b", f)
+    }
+
+    #[test]
+    fn customer_misconfigurations_are_permanent_and_name_the_fix() {
+        let cases = [
+            (classify(404, "NoSuchBucket", ""), "create it"),
+            (classify(403, "AccessDenied", "denied"), "policy"),
+            (classify(403, "AccessDeniedException", "denied"), "policy"),
+            (
+                classify(400, "KMS.NotFoundException", "Invalid keyId"),
+                "kms:GenerateDataKey",
+            ),
+            (classify(403, "InvalidAccessKeyId", ""), "access key id"),
+            (classify(403, "SignatureDoesNotMatch", ""), "access key id"),
+            (classify(301, "PermanentRedirect", ""), "region"),
+        ];
+        for (err, fix) in cases {
+            assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+            assert!(err.to_string().contains(fix), "{err} should mention {fix}");
+        }
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retryable() {
+        for err in [
+            classify(503, "SlowDown", ""),
+            classify(500, "InternalError", ""),
+            classify(502, "Whatever", ""),
+            classify(429, "TooManyRequests", ""),
+            classify(400, "RequestTimeout", ""),
+        ] {
+            assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+        }
+        assert_eq!(
+            classify(400, "InvalidPart", "").class(),
+            ErrorClass::Permanent
+        );
+    }
+}

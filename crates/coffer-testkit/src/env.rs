@@ -1,0 +1,156 @@
+//! [`TestEnv`]: one test's private database, queues, bucket and KMS key.
+
+use coffer_catalog::{Catalog, NewStorage, OrgRecord, Sse, TenantRecord};
+use coffer_core::TenantId;
+use coffer_core::layout::BasePath;
+use coffer_queue::{Broker, QueueConfig};
+use coffer_sfsim::SimHandle;
+use coffer_storage::provision::{self, KmsKey};
+use coffer_storage::{S3Client, S3Settings};
+use secrecy::SecretString;
+use sqlx::Connection;
+use std::time::Duration;
+
+use crate::stack::Stack;
+
+/// Everything one test owns. Names carry a random id, so parallel tests never collide.
+pub struct TestEnv {
+    /// The random id in every name.
+    pub id: String,
+    /// The services.
+    pub stack: Stack,
+    /// The test's own catalog database, migrated.
+    pub catalog: Catalog,
+    /// Its URL (with credentials: tests only).
+    pub database_url: SecretString,
+    /// Queue settings with the test's own prefix and fast retries.
+    pub queue: QueueConfig,
+    /// S3/KMS settings (emulator admin identity).
+    pub s3: S3Settings,
+    /// An S3 client for independent reads of what the code under test wrote.
+    pub s3_client: S3Client,
+    /// The test's bucket.
+    pub bucket: String,
+    /// The test's KMS key.
+    pub kms_key: KmsKey,
+    db_name: String,
+}
+
+impl TestEnv {
+    /// Creates the database, bucket and key; nothing is declared on the broker yet.
+    pub async fn new() -> anyhow::Result<TestEnv> {
+        let stack = Stack::from_env();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let db_name = format!("coffer_t_{id}");
+        let database_url = create_database(&stack.database_url, &db_name).await?;
+        let catalog = Catalog::connect(&database_url).await?;
+        catalog.migrate().await?;
+        let s3 = stack.admin_s3();
+        let s3_client = s3.s3_client().await;
+        let bucket = format!("coffer-t-{id}");
+        provision::ensure_bucket(&s3_client, &bucket, &stack.region).await?;
+        let kms_key =
+            provision::create_kms_key(&s3.kms_client().await, &format!("coffer test {id}")).await?;
+        let queue = QueueConfig {
+            prefix: format!("t-{id}"),
+            retry_delays: vec![Duration::from_millis(300), Duration::from_millis(600)],
+            max_attempts: 3,
+            drain_timeout: Duration::from_secs(5),
+            ..QueueConfig::new(SecretString::from(stack.amqp_url.clone()))
+        };
+        Ok(TestEnv {
+            id,
+            stack,
+            catalog,
+            database_url,
+            queue,
+            s3,
+            s3_client,
+            bucket,
+            kms_key,
+            db_name,
+        })
+    }
+
+    /// Creates tenant `tenant` writing to the test's bucket with SSE-KMS under the test's key.
+    pub async fn create_tenant(
+        &self,
+        tenant: &str,
+        base_path: &str,
+    ) -> anyhow::Result<TenantRecord> {
+        let storage = NewStorage {
+            bucket: self.bucket.clone(),
+            region: self.stack.region.clone(),
+            endpoint: None,
+            base_path: BasePath::new(base_path)?,
+            sse: Sse::Kms {
+                key_id: self.kms_key.key_id.clone(),
+                bucket_key: false,
+            },
+        };
+        Ok(self
+            .catalog
+            .put_tenant(
+                &TenantId::new(tenant)?,
+                &format!("Tenant {tenant}"),
+                &storage,
+            )
+            .await?)
+    }
+
+    /// Connects the simulated org to `tenant`.
+    pub async fn connect_org(&self, tenant: &str, sim: &SimHandle) -> anyhow::Result<OrgRecord> {
+        let org = OrgRecord {
+            tenant_id: TenantId::new(tenant)?,
+            org_id: sim.org_id().clone(),
+            login_url: sim.base_url(),
+            client_id: "sfsim-client-id".to_owned(),
+            client_secret: SecretString::from("sfsim-client-secret".to_owned()),
+            api_version: "62.0".to_owned(),
+        };
+        self.catalog.put_org(&org).await?;
+        Ok(org)
+    }
+
+    /// Connects to the broker and declares the test's topology.
+    pub async fn broker(&self) -> anyhow::Result<Broker> {
+        let broker = Broker::connect(&self.queue).await?;
+        broker.declare_topology().await?;
+        Ok(broker)
+    }
+
+    /// Drops the database and the test's queues and exchanges. The bucket stays, for a look
+    /// after a failure (the emulator's memory is freed when it stops).
+    pub async fn cleanup(self) -> anyhow::Result<()> {
+        if let Ok(broker) = Broker::connect(&self.queue).await {
+            broker.delete_topology().await?;
+        }
+        self.catalog.pool().close().await;
+        drop_database(&self.stack.database_url, &self.db_name).await
+    }
+}
+
+/// Creates `db` beside the database of `base_url`; returns the new database's URL.
+async fn create_database(base_url: &str, db: &str) -> anyhow::Result<SecretString> {
+    let mut conn = sqlx::MySqlConnection::connect(base_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE IF NOT EXISTS `{db}`"
+    )))
+    .execute(&mut conn)
+    .await?;
+    conn.close().await?;
+    let mut url = url::Url::parse(base_url)?;
+    url.set_path(db);
+    Ok(SecretString::from(url.to_string()))
+}
+
+async fn drop_database(base_url: &str, db: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::MySqlConnection::connect(base_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS `{db}`"
+    )))
+    .execute(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `manifest.json`: the backup described inside the bucket itself.
+//!
+//! It lists every object of the backup with its size, SHA-256 and row count, and carries the
+//! schema snapshot (the describe of every object backed up), so a bucket can be read, verified
+//! and a restore planned even without the catalog.
+
+use std::collections::BTreeMap;
+
+use coffer_catalog::NewObject;
+use coffer_salesforce::SObjectDescribe;
+use serde::Serialize;
+
+/// Format marker, for readers that find a manifest without context.
+pub const MANIFEST_FORMAT: &str = "coffer.backup-manifest";
+
+/// Version of the manifest's schema.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The manifest document.
+#[derive(Debug, Serialize)]
+pub struct Manifest<'a> {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: &'static str,
+    /// Always [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// The backup.
+    pub backup_id: String,
+    /// Its tenant.
+    pub tenant_id: &'a str,
+    /// Its org.
+    pub org_id: &'a str,
+    /// `full` or `incremental`.
+    pub kind: &'a str,
+    /// When the backup started (RFC 3339).
+    pub started_at: String,
+    /// Salesforce API version the data was read with.
+    pub api_version: &'a str,
+    /// Every records object of the backup.
+    pub objects: Vec<ManifestObject<'a>>,
+    /// Describe of every object backed up, by name.
+    pub schema: BTreeMap<&'a str, &'a SObjectDescribe>,
+}
+
+/// One object in the manifest.
+#[derive(Debug, Serialize)]
+pub struct ManifestObject<'a> {
+    /// Full key in the bucket.
+    pub key: &'a str,
+    /// The sObject.
+    pub sobject: Option<&'a str>,
+    /// Part number (from 1).
+    pub part: Option<u32>,
+    /// Records in the object.
+    pub rows: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the object's bytes, hex.
+    pub sha256: &'a str,
+    /// `csv` compressed with `gzip`, one header row.
+    pub format: &'static str,
+}
+
+impl<'a> ManifestObject<'a> {
+    /// Describes a records part.
+    pub fn of(object: &'a NewObject) -> Self {
+        ManifestObject {
+            key: &object.key,
+            sobject: object.sobject.as_deref(),
+            part: object.part,
+            rows: object.rows,
+            size: object.size,
+            sha256: &object.sha256,
+            format: "csv+gzip",
+        }
+    }
+}

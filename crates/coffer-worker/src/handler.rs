@@ -1,0 +1,232 @@
+//! [`Worker`]: the jobs queue's handler.
+//!
+//! Decides the fate of every delivery:
+//!
+//! | what happened                                   | outcome                      |
+//! |-------------------------------------------------|------------------------------|
+//! | effects durable (or the job was already done)   | ack                          |
+//! | retryable failure (network, 5xx, throttling)    | retry after a growing delay  |
+//! | permanent failure (malformed, unknown tenant,   | dead-letter with the reason  |
+//! | access denied, unknown KMS key, ...)            |                              |
+//!
+//! Lifecycle events (started, completed, failed) go to the events exchange; they are
+//! informative, so failing to publish one is logged and never fails the job.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coffer_catalog::{Catalog, JobState};
+use coffer_core::{Classify, ErrorClass, JobId};
+use coffer_proto::v1::job_envelope::Job;
+use coffer_proto::v1::{self, BackupRequested, job_event};
+use coffer_queue::{JobDelivery, JobHandler, Outcome, Publisher};
+use tracing::Instrument;
+
+use crate::backup::{BackupContext, BackupJob, BackupSummary, run_backup};
+use crate::error::WorkerError;
+use crate::settings::WorkerSettings;
+use crate::storage::StorageClients;
+
+/// Handles jobs; one per process, shared by all concurrent deliveries.
+#[derive(Debug)]
+pub struct Worker {
+    ctx: BackupContext,
+    events: Option<Publisher>,
+    name: String,
+}
+
+impl Worker {
+    /// A worker over `catalog`, writing with `settings`.
+    pub fn new(catalog: Catalog, settings: WorkerSettings) -> Self {
+        let storage = StorageClients::new(settings.s3.clone());
+        let name = format!("{}:{}", hostname(), std::process::id());
+        Worker {
+            ctx: BackupContext {
+                catalog,
+                storage,
+                settings,
+            },
+            events: None,
+            name,
+        }
+    }
+
+    /// Publishes lifecycle events with `publisher`.
+    pub fn with_events(mut self, publisher: Publisher) -> Self {
+        self.events = Some(publisher);
+        self
+    }
+
+    async fn handle_envelope(&self, delivery: &JobDelivery) -> Result<(), WorkerError> {
+        let envelope = coffer_proto::decode_job(&delivery.payload)?;
+        let job_id: JobId = envelope
+            .job_id
+            .parse()
+            .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?;
+        match envelope.job {
+            Some(Job::BackupRequested(msg)) => {
+                self.handle_backup(job_id, &msg, delivery.attempt).await
+            }
+            Some(Job::RestoreRequested(_)) => Err(WorkerError::Unsupported("restore")),
+            Some(Job::RetentionSweepRequested(_)) => {
+                Err(WorkerError::Unsupported("retention sweep"))
+            }
+            None => Err(WorkerError::Decode(coffer_proto::DecodeError::NoJob)),
+        }
+    }
+
+    async fn handle_backup(
+        &self,
+        job_id: JobId,
+        msg: &BackupRequested,
+        attempt: u32,
+    ) -> Result<(), WorkerError> {
+        let job = BackupJob::from_message(job_id, msg)?;
+        let span = tracing::info_span!("backup", %job_id, tenant = %job.tenant_id, org = %job.org_id, attempt);
+        async {
+            let catalog = &self.ctx.catalog;
+            let row = catalog
+                .start_job_attempt(
+                    job_id,
+                    "backup",
+                    job.tenant_id.as_str(),
+                    Some(job.org_id.as_str()),
+                )
+                .await?;
+            if row.state == JobState::Completed {
+                tracing::info!("job already completed, acknowledging the duplicate");
+                return Ok(());
+            }
+            self.emit(&job, started_event(&self.name, attempt)).await;
+            match run_backup(&self.ctx, &job).await {
+                Ok(summary) => {
+                    catalog
+                        .finish_job(job_id, JobState::Completed, None)
+                        .await?;
+                    log_completed(&summary);
+                    self.emit(&job, completed_event(&summary)).await;
+                    Ok(())
+                }
+                Err(e) => {
+                    let state = if e.is_retryable() {
+                        JobState::Running
+                    } else {
+                        JobState::Failed
+                    };
+                    catalog
+                        .finish_job(job_id, state, Some(&e.to_string()))
+                        .await?;
+                    self.emit(&job, failed_event(&e)).await;
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn emit(&self, job: &BackupJob, event: job_event::Event) {
+        let Some(events) = &self.events else { return };
+        let state = match &event {
+            job_event::Event::Started(_) => "started",
+            job_event::Event::Progress(_) => "progress",
+            job_event::Event::Completed(_) => "completed",
+            job_event::Event::Failed(_) => "failed",
+        };
+        let message = v1::JobEvent {
+            schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
+            job_id: job.job_id.to_string(),
+            tenant_id: job.tenant_id.to_string(),
+            org_id: job.org_id.to_string(),
+            job_kind: "backup".to_owned(),
+            occurred_at_unix_ms: now_ms(),
+            event: Some(event),
+        };
+        let routing_key = format!("job.backup.{state}");
+        if let Err(e) = events
+            .publish_event(&routing_key, &coffer_proto::encode(&message))
+            .await
+        {
+            tracing::warn!(error = %e, routing_key, "could not publish job event");
+        }
+    }
+}
+
+impl JobHandler for Worker {
+    async fn handle(&self, delivery: JobDelivery) -> Outcome {
+        match Box::pin(self.handle_envelope(&delivery)).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => outcome_of(&e, &delivery),
+        }
+    }
+}
+
+/// The queue outcome of a failed job.
+pub fn outcome_of(error: &WorkerError, delivery: &JobDelivery) -> Outcome {
+    let reason = error.to_string();
+    match error.class() {
+        ErrorClass::Retryable => {
+            tracing::warn!(error = %reason, message_id = ?delivery.message_id, attempt = delivery.attempt, "job failed, will retry");
+            Outcome::Retry { reason }
+        }
+        ErrorClass::Permanent => {
+            tracing::error!(error = %reason, message_id = ?delivery.message_id, "job failed permanently, dead-lettering");
+            Outcome::Reject {
+                reason,
+                class: ErrorClass::Permanent,
+            }
+        }
+    }
+}
+
+fn log_completed(summary: &BackupSummary) {
+    let b = &summary.backup;
+    tracing::info!(
+        backup_id = %b.backup_id,
+        objects = b.objects,
+        records = b.record_count,
+        bytes = b.bytes,
+        duration_ms = summary.duration.as_millis() as u64,
+        already_complete = summary.already_complete,
+        "backup complete"
+    );
+}
+
+fn started_event(worker: &str, attempt: u32) -> job_event::Event {
+    job_event::Event::Started(v1::JobStarted {
+        subject_id: String::new(),
+        worker: worker.to_owned(),
+        attempt,
+    })
+}
+
+fn completed_event(summary: &BackupSummary) -> job_event::Event {
+    let b = &summary.backup;
+    job_event::Event::Completed(v1::JobCompleted {
+        subject_id: b.backup_id.to_string(),
+        objects: u64::from(b.objects),
+        records: b.record_count,
+        bytes: b.bytes,
+        duration_ms: summary.duration.as_millis() as u64,
+    })
+}
+
+fn failed_event(e: &WorkerError) -> job_event::Event {
+    job_event::Event::Failed(v1::JobFailed {
+        error_class: e.class().to_string(),
+        reason: e.to_string(),
+        will_retry: e.is_retryable(),
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".to_owned())
+}

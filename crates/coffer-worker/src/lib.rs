@@ -1,0 +1,23 @@
+//! Coffer's pipelines, built from the boundary crates.
+//!
+//! [`Worker`] is the queue's job handler: it decodes a job envelope, runs the pipeline for its
+//! kind, and turns the result into an ack, a retry or a dead letter ([`handler`]). The backup
+//! pipeline ([`backup`]) reads like the flow in the design:
+//!
+//! ```text
+//! look up tenant + org (never trusting the message for where data goes)
+//! -> begin (or resume) the backup of this job in the catalog
+//! -> describe the org, choose the objects
+//! -> per object: Bulk API 2.0 query -> CSV pages -> gzip -> multipart upload -> object row
+//! -> manifest.json -> backup complete -> ack
+//! ```
+
+pub mod backup;
+pub mod error;
+pub mod handler;
+pub mod settings;
+pub mod storage;
+
+pub use error::WorkerError;
+pub use handler::Worker;
+pub use settings::WorkerSettings;

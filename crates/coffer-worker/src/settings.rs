@@ -1,0 +1,40 @@
+//! [`WorkerSettings`]: the knobs of the pipelines, validated by construction.
+
+use coffer_storage::{MIN_PART_SIZE, S3Settings};
+
+/// How the worker reaches storage and sizes what it writes.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Credentials and endpoint used for every storage (per-tenant roles come later).
+    pub s3: S3Settings,
+    /// Uncompressed CSV bytes after which a records part is closed and the next one starts.
+    /// Bounded parts make retries, restores and verification cheap.
+    pub max_part_bytes: usize,
+    /// Size of each multipart upload part (at least 5 MiB).
+    pub upload_part_size: usize,
+    /// Upload parts in flight per object.
+    pub upload_concurrency: usize,
+    /// gzip level (1 fastest, 9 smallest).
+    pub gzip_level: u32,
+    /// Rows per Bulk API 2.0 results page (`maxRecords`).
+    pub salesforce_page_size: usize,
+}
+
+impl WorkerSettings {
+    /// Defaults for production: 128 MiB parts of CSV, 8 MiB upload parts, 2 in flight, gzip 3.
+    pub fn new(s3: S3Settings) -> Self {
+        WorkerSettings {
+            s3,
+            max_part_bytes: 128 * 1024 * 1024,
+            upload_part_size: 8 * 1024 * 1024,
+            upload_concurrency: 2,
+            gzip_level: 3,
+            salesforce_page_size: 50_000,
+        }
+    }
+
+    /// The upload part size, raised to S3's minimum.
+    pub fn effective_upload_part_size(&self) -> usize {
+        self.upload_part_size.max(MIN_PART_SIZE)
+    }
+}

@@ -1,0 +1,117 @@
+//! `coffer backups`: what the catalog knows about an org's backups.
+
+use anyhow::Context;
+use coffer_catalog::BackupRecord;
+use coffer_core::{BackupId, OrgId, TenantId};
+use serde_json::json;
+
+use super::{print_json, say};
+use crate::args::Services;
+use crate::connect;
+
+/// Backup inspection.
+#[derive(Debug, clap::Subcommand)]
+pub enum BackupsCommand {
+    /// List an org's backups, newest first.
+    List {
+        #[command(flatten)]
+        services: Services,
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The org.
+        #[arg(long)]
+        org: OrgId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one backup and its objects.
+    Show {
+        #[command(flatten)]
+        services: Services,
+        /// The backup.
+        #[arg(long)]
+        backup: BackupId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a backups command.
+pub async fn run(cmd: BackupsCommand) -> anyhow::Result<()> {
+    match cmd {
+        BackupsCommand::List {
+            services,
+            tenant,
+            org,
+            json,
+        } => {
+            let catalog = connect::catalog(&services).await?;
+            let backups = catalog.backups_of(&tenant, &org).await?;
+            if json {
+                return print_json(
+                    &json!({ "backups": backups.iter().map(backup_json).collect::<Vec<_>>() }),
+                );
+            }
+            say(format!(
+                "{:<36}  {:<8}  {:>8}  {:>10}  {:>12}  started",
+                "backup", "state", "objects", "records", "bytes"
+            ));
+            for b in &backups {
+                say(format!(
+                    "{:<36}  {:<8}  {:>8}  {:>10}  {:>12}  {}",
+                    b.backup_id,
+                    b.state.as_str(),
+                    b.objects,
+                    b.record_count,
+                    b.bytes,
+                    b.started_at
+                ));
+            }
+            Ok(())
+        }
+        BackupsCommand::Show {
+            services,
+            backup,
+            json,
+        } => {
+            let catalog = connect::catalog(&services).await?;
+            let record = catalog
+                .backup(backup)
+                .await?
+                .with_context(|| format!("no backup {backup}"))?;
+            let storage = catalog.storage(record.storage_id).await?;
+            let objects = catalog.backup_objects(backup).await?;
+            let objects_json: Vec<_> = objects
+                .iter()
+                .map(|o| json!({"key": o.key, "rows": o.rows, "bytes": o.size, "sha256": o.sha256}))
+                .collect();
+            let mut out = backup_json(&record);
+            out["bucket"] = json!(storage.settings.bucket);
+            out["objects"] = json!(objects_json);
+            if json {
+                return print_json(&out);
+            }
+            say(serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+/// A backup row as JSON.
+pub fn backup_json(b: &BackupRecord) -> serde_json::Value {
+    json!({
+        "backup_id": b.backup_id.to_string(),
+        "tenant": b.tenant_id.as_str(),
+        "org_id": b.org_id.as_str(),
+        "state": b.state.as_str(),
+        "kind": b.kind,
+        "objects": b.objects,
+        "records": b.record_count,
+        "bytes": b.bytes,
+        "started_at": b.started_at.to_string(),
+        "completed_at": b.completed_at.map(|t| t.to_string()),
+    })
+}

@@ -1,0 +1,67 @@
+//! The subcommands, one module each.
+
+mod backups;
+mod demo;
+mod enqueue;
+mod sfsim;
+mod tenant;
+mod worker;
+
+use crate::args::Services;
+
+/// What to do.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Consume jobs from the queue and run them (runs until SIGTERM or Ctrl-C).
+    Worker(worker::WorkerArgs),
+    /// Publish a job.
+    #[command(subcommand)]
+    Enqueue(enqueue::EnqueueCommand),
+    /// Create tenants and connect their orgs.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// List and inspect backups.
+    #[command(subcommand)]
+    Backups(backups::BackupsCommand),
+    /// Apply catalog migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        services: Services,
+    },
+    /// Serve a simulated Salesforce org (for trying Coffer without one).
+    Sfsim(sfsim::SfsimArgs),
+    /// Bring the local stack up, back up a simulated org through the queue, and show the result.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs one command.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Worker(args) => worker::run(args).await,
+        Command::Enqueue(cmd) => enqueue::run(cmd).await,
+        Command::Tenant(cmd) => tenant::run(cmd).await,
+        Command::Backups(cmd) => backups::run(cmd).await,
+        Command::Migrate { services } => {
+            crate::connect::catalog(&services).await?;
+            tracing::info!("catalog migrations applied");
+            Ok(())
+        }
+        Command::Sfsim(args) => sfsim::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Prints a value as one line of JSON on stdout.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Prints a line on stdout (command output, as opposed to logs on stderr).
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}

@@ -1,0 +1,58 @@
+//! `coffer worker`: consume jobs until told to stop.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use coffer_worker::{Worker, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::args::Services;
+use crate::connect;
+
+/// Worker options.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    services: Services,
+    /// Jobs run at once by this process (the consumer's prefetch).
+    #[arg(long, env = "COFFER_WORKER_CONCURRENCY", default_value_t = 1)]
+    concurrency: u16,
+}
+
+/// Runs the consumer until SIGTERM or Ctrl-C; in-flight jobs get the drain timeout to finish,
+/// and whatever is unfinished is left unacked for another worker.
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let catalog = connect::catalog(&args.services).await?;
+    let queue = coffer_queue::QueueConfig {
+        prefetch: args.concurrency,
+        ..args.services.queue()
+    };
+    let broker = connect::broker(&queue).await?;
+    let worker = Worker::new(catalog, WorkerSettings::new(args.services.s3()))
+        .with_events(broker.publisher().await?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tracing::info!(queue = %broker.topology().jobs_queue(), endpoint = %queue.redacted_endpoint(), concurrency = args.concurrency, "worker started");
+    coffer_queue::run_consumer(queue, Arc::new(worker), shutdown)
+        .await
+        .context("consumer failed")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for sigterm");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("sigterm received, draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, draining"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,297 @@
+//! The first path, end to end: a BackupRequested on the real queue, a worker, the real bucket
+//! (checked with an independent S3 read) and the real catalog.
+
+use std::time::Duration;
+
+use coffer_catalog::{BackupState, ObjectKind};
+use coffer_core::{JobId, OrgId, TenantId};
+use coffer_e2e::*;
+use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_through_the_queue_lands_encrypted_in_the_bucket_and_matches_the_org()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(40, 3, 25).await?;
+    env.create_tenant("acme", "backups/prod").await?;
+    env.connect_org("acme", &sim).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let publisher = env.broker().await?.publisher().await?;
+
+    let job = JobId::generate();
+    publish(&publisher, &backup_envelope(job, "acme", TEST_ORG_ID)).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    worker.stop().await;
+
+    // The bucket, read independently: exactly the catalog's objects, under the tenant's prefix.
+    let prefix = format!(
+        "backups/prod/acme/{TEST_ORG_ID}/backups/{}/",
+        backup.backup_id
+    );
+    let catalog_objects = env.catalog.backup_objects(backup.backup_id).await?;
+    let bucket_keys = list_keys(&env.s3_client, &env.bucket, &prefix).await?;
+    let catalog_keys: Vec<String> = catalog_objects.iter().map(|o| o.key.clone()).collect();
+    assert_eq!(
+        bucket_keys, catalog_keys,
+        "bucket and catalog disagree on the objects"
+    );
+    assert!(bucket_keys.iter().any(|k| k.ends_with("/manifest.json")));
+
+    // Every object: SSE-KMS with the tenant's key, size and checksum as recorded.
+    let mut tables = TablesByObject::new();
+    for object in &catalog_objects {
+        let read = read_object(&env.s3_client, &env.bucket, &object.key).await?;
+        assert_eq!(
+            read.sse.as_deref(),
+            Some("aws:kms"),
+            "{} is not SSE-KMS",
+            object.key
+        );
+        let key = read.kms_key.unwrap_or_default();
+        assert!(
+            key.ends_with(&env.kms_key.key_id),
+            "{} encrypted with {key}, not the tenant's key",
+            object.key
+        );
+        assert_eq!(read.length as u64, object.size, "{} size", object.key);
+        assert_eq!(
+            read.body.len() as u64,
+            object.size,
+            "{} body size",
+            object.key
+        );
+        assert_eq!(
+            hex::encode(Sha256::digest(&read.body)),
+            object.sha256,
+            "{} checksum",
+            object.key
+        );
+        if object.kind == ObjectKind::Records {
+            let (header, rows) = gunzip_csv(&read.body)?;
+            assert_eq!(rows.len() as u64, object.rows, "{} row count", object.key);
+            let sobject = object.sobject.clone().unwrap_or_default();
+            let entry = tables
+                .entry(sobject)
+                .or_insert_with(|| (header.clone(), Vec::new()));
+            assert_eq!(
+                entry.0, header,
+                "{} header differs between parts",
+                object.key
+            );
+            entry.1.extend(rows);
+        }
+    }
+
+    // The rows equal the simulator's rows, object by object; small parts made several parts.
+    let mut total_rows = 0u64;
+    for name in sim.sobjects() {
+        let (want_header, mut want_rows) = sim.table(&name).expect("sim table");
+        let (header, mut rows) = tables
+            .remove(&name)
+            .unwrap_or_else(|| panic!("no records of {name} in the bucket"));
+        assert_eq!(header, want_header, "{name} columns");
+        want_rows.sort();
+        rows.sort();
+        assert_eq!(rows.len(), want_rows.len(), "{name} row count");
+        assert!(rows == want_rows, "{name} rows differ from the org's");
+        total_rows += rows.len() as u64;
+    }
+    assert!(
+        tables.is_empty(),
+        "objects the org does not have: {:?}",
+        tables.keys()
+    );
+    let contact_parts = catalog_objects
+        .iter()
+        .filter(|o| o.sobject.as_deref() == Some("Contact"))
+        .count();
+    assert!(
+        contact_parts > 1,
+        "expected Contact to span several parts, got {contact_parts}"
+    );
+
+    // The catalog's totals and the manifest agree with the objects.
+    assert_eq!(backup.state, BackupState::Complete);
+    assert_eq!(backup.record_count, total_rows);
+    assert_eq!(backup.objects as usize, catalog_objects.len());
+    assert_eq!(
+        backup.bytes,
+        catalog_objects.iter().map(|o| o.size).sum::<u64>()
+    );
+    let manifest_key = format!("{prefix}manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &read_object(&env.s3_client, &env.bucket, &manifest_key)
+            .await?
+            .body,
+    )?;
+    let listed = manifest["objects"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(
+        listed,
+        catalog_objects.len() - 1,
+        "manifest lists every records part"
+    );
+    assert!(
+        manifest["schema"]["Account"]["fields"].is_array(),
+        "manifest carries the schema snapshot"
+    );
+
+    // Nothing left on the queue: the job was acked.
+    let broker = env.broker().await?;
+    assert_eq!(broker.queue_depth(broker.topology().jobs_queue()).await?, 0);
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_unknown_tenant_messages_are_dead_lettered_and_the_worker_goes_on()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(5, 1, 100).await?;
+    env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let publisher = broker.publisher().await?;
+
+    publisher
+        .publish_raw_job(b"this is not a protobuf job \xff\xfe")
+        .await?;
+    let unknown = JobId::generate();
+    publish(&publisher, &backup_envelope(unknown, "nobody", TEST_ORG_ID)).await?;
+    let good = JobId::generate();
+    publish(&publisher, &backup_envelope(good, "acme", TEST_ORG_ID)).await?;
+
+    // The worker carried on: the valid job after the bad ones completed.
+    wait_for_backup(&env, good, WAIT).await?;
+    let mut letters = Vec::new();
+    while letters.len() < 2 {
+        let letter = eventually("a dead letter", WAIT, || async {
+            Ok(broker.get_dead_letter().await?)
+        })
+        .await?;
+        letters.push(letter);
+    }
+    worker.stop().await;
+
+    let malformed = letters
+        .iter()
+        .find(|l| l.message_id.is_none())
+        .expect("the malformed message");
+    let reason = malformed.reason.clone().unwrap_or_default();
+    assert!(reason.contains("malformed job message"), "reason: {reason}");
+    assert_eq!(malformed.class.as_deref(), Some("permanent"));
+    assert_eq!(malformed.payload, b"this is not a protobuf job \xff\xfe");
+
+    let for_unknown = letters
+        .iter()
+        .find(|l| l.message_id.as_deref() == Some(&unknown.to_string()))
+        .expect("unknown tenant");
+    let reason = for_unknown.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("unknown tenant \"nobody\""),
+        "reason: {reason}"
+    );
+    assert_eq!(for_unknown.class.as_deref(), Some("permanent"));
+    assert!(
+        env.catalog.backup_of_job(unknown).await?.is_none(),
+        "no backup for an unknown tenant"
+    );
+    assert!(
+        broker.get_dead_letter().await?.is_none(),
+        "only the two bad messages are dead letters"
+    );
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_job_does_not_create_a_second_backup() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(10, 2, 100).await?;
+    env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let publisher = env.broker().await?.publisher().await?;
+
+    let job = JobId::generate();
+    let envelope = backup_envelope(job, "acme", TEST_ORG_ID);
+    publish(&publisher, &envelope).await?;
+    let first = wait_for_backup(&env, job, WAIT).await?;
+    let keys_before = list_keys(&env.s3_client, &env.bucket, "acme/").await?;
+    publish(&publisher, &envelope).await?;
+    eventually("the duplicate to be handled", WAIT, || async {
+        Ok(env.catalog.job(job).await?.filter(|j| j.attempts >= 2))
+    })
+    .await?;
+    worker.stop().await;
+
+    let backups = env
+        .catalog
+        .backups_of(&TenantId::new("acme")?, &OrgId::new(TEST_ORG_ID)?)
+        .await?;
+    assert_eq!(backups.len(), 1, "one job, one backup");
+    assert_eq!(
+        backups[0], first,
+        "the backup was not touched by the duplicate"
+    );
+    assert_eq!(
+        list_keys(&env.s3_client, &env.bucket, "acme/").await?,
+        keys_before
+    );
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_kms_key_fails_the_backup_with_a_message_that_names_the_fix()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(3, 1, 100).await?;
+    let mut storage = env.create_tenant("acme", "").await?.storage.settings;
+    storage.sse = coffer_catalog::Sse::Kms {
+        key_id: "00000000-0000-0000-0000-000000000000".to_owned(),
+        bucket_key: false,
+    };
+    env.catalog
+        .put_tenant(&TenantId::new("acme")?, "Acme", &storage)
+        .await?;
+    env.connect_org("acme", &sim).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+
+    let job = JobId::generate();
+    publish(
+        &broker.publisher().await?,
+        &backup_envelope(job, "acme", TEST_ORG_ID),
+    )
+    .await?;
+    let letter = eventually("the dead letter", WAIT, || async {
+        Ok(broker.get_dead_letter().await?)
+    })
+    .await?;
+    worker.stop().await;
+
+    let reason = letter.reason.unwrap_or_default();
+    assert!(reason.contains("KMS key"), "reason: {reason}");
+    assert!(
+        reason.contains("kms:GenerateDataKey"),
+        "reason names the permission to grant: {reason}"
+    );
+    let backup = env.catalog.backup_of_job(job).await?.expect("backup row");
+    assert_eq!(backup.state, BackupState::Failed);
+    let uploads = env
+        .s3_client
+        .list_multipart_uploads()
+        .bucket(&env.bucket)
+        .send()
+        .await?;
+    assert!(
+        uploads.uploads().is_empty(),
+        "no multipart upload left open"
+    );
+    sim.shutdown().await;
+    env.cleanup().await
+}

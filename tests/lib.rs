@@ -1,0 +1,210 @@
+//! Helpers shared by the end-to-end tests: running a worker against a test environment,
+//! publishing jobs, waiting for their effects, and reading a bucket independently of Coffer's
+//! own storage code.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use coffer_catalog::{BackupRecord, BackupState};
+use coffer_core::JobId;
+use coffer_proto::v1::{BackupKind, BackupRequested, JobEnvelope, job_envelope::Job};
+use coffer_queue::{OutgoingJob, Publisher};
+use coffer_testkit::TestEnv;
+use coffer_worker::{Worker, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+/// A worker consuming the test's queues until dropped.
+pub struct RunningWorker {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Stops consuming and waits for the consumer to return.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Worker settings for tests: small parts so that even a small org spans several.
+pub fn small_part_settings(env: &TestEnv) -> WorkerSettings {
+    WorkerSettings {
+        max_part_bytes: 4 * 1024,
+        salesforce_page_size: 25,
+        ..WorkerSettings::new(env.s3.clone())
+    }
+}
+
+/// Starts a worker on the test's queues.
+pub async fn start_worker(
+    env: &TestEnv,
+    settings: WorkerSettings,
+) -> anyhow::Result<RunningWorker> {
+    let broker = env.broker().await?;
+    let worker = Worker::new(env.catalog.clone(), settings).with_events(broker.publisher().await?);
+    let shutdown = CancellationToken::new();
+    let (cfg, token) = (env.queue.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = coffer_queue::run_consumer(cfg, Arc::new(worker), token).await {
+            eprintln!("consumer stopped with error: {e}");
+        }
+    });
+    Ok(RunningWorker { shutdown, task })
+}
+
+/// A BackupRequested envelope for `tenant`/`org`.
+pub fn backup_envelope(job_id: JobId, tenant: &str, org: &str) -> JobEnvelope {
+    JobEnvelope {
+        schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
+        job_id: job_id.to_string(),
+        requested_at_unix_ms: 0,
+        requested_by: "test".to_owned(),
+        traceparent: String::new(),
+        job: Some(Job::BackupRequested(BackupRequested {
+            tenant_id: tenant.to_owned(),
+            org_id: org.to_owned(),
+            kind: BackupKind::Full as i32,
+            sobjects: vec![],
+        })),
+    }
+}
+
+/// Publishes an envelope as a job (with confirms).
+pub async fn publish(publisher: &Publisher, envelope: &JobEnvelope) -> anyhow::Result<()> {
+    let payload = coffer_proto::encode(envelope);
+    let job = OutgoingJob {
+        message_id: &envelope.job_id,
+        kind: "backup_requested",
+        tenant: None,
+        payload: &payload,
+    };
+    Ok(publisher.publish_job(job).await?)
+}
+
+/// Waits until the backup of `job` is complete (or fails the test if it fails or times out).
+pub async fn wait_for_backup(
+    env: &TestEnv,
+    job: JobId,
+    timeout: Duration,
+) -> anyhow::Result<BackupRecord> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(b) = env.catalog.backup_of_job(job).await? {
+            match b.state {
+                BackupState::Complete => return Ok(b),
+                BackupState::Failed => bail!("backup {} failed", b.backup_id),
+                BackupState::Running => {}
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("backup of job {job} not complete after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every key under `prefix` in `bucket`, read with a plain S3 client.
+pub async fn list_keys(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        keys.extend(
+            page?
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// An object read back: its bytes and what HEAD says about its encryption.
+pub struct ReadObject {
+    /// The bytes.
+    pub body: Vec<u8>,
+    /// `x-amz-server-side-encryption`.
+    pub sse: Option<String>,
+    /// `x-amz-server-side-encryption-aws-kms-key-id`.
+    pub kms_key: Option<String>,
+    /// Content-Length from HEAD.
+    pub length: i64,
+}
+
+/// Reads one object with HEAD and GET.
+pub async fn read_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<ReadObject> {
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .context("head object")?;
+    let got = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .context("get object")?;
+    let body = got.body.collect().await?.into_bytes().to_vec();
+    Ok(ReadObject {
+        body,
+        sse: head.server_side_encryption().map(|s| s.as_str().to_owned()),
+        kms_key: head.ssekms_key_id().map(str::to_owned),
+        length: head.content_length().unwrap_or(-1),
+    })
+}
+
+/// Decompresses a gzip CSV object into its header and rows.
+pub fn gunzip_csv(body: &[u8]) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut text)
+        .context("gunzip")?;
+    let mut reader = csv::Reader::from_reader(text.as_slice());
+    let header = reader.headers()?.iter().map(str::to_owned).collect();
+    let rows = reader
+        .records()
+        .map(|r| r.map(|r| r.iter().map(str::to_owned).collect()))
+        .collect::<Result<Vec<Vec<String>>, _>>()?;
+    Ok((header, rows))
+}
+
+/// Rows of each sObject gathered from records parts, in part order.
+pub type TablesByObject = BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>;
