@@ -16,7 +16,7 @@ use coffer_core::OrgId;
 use coffer_sfsim::{OrgSeed, SimConfig, SimHandle};
 
 /// The org id every simulated test org uses unless a test needs several.
-pub const TEST_ORG_ID: &str = "00D5g000004SimAAA";
+pub const TEST_ORG_ID: &str = "00D5g0000004SimAAA";
 
 /// Starts an org simulator on a free port with `accounts` Accounts of `contacts` Contacts each,
 /// serving `page_size` rows per Bulk results page.

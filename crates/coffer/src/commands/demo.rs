@@ -31,7 +31,7 @@ use crate::connect;
 
 const TENANT: &str = "demo";
 const BUCKET: &str = "coffer-demo";
-const DEMO_ORG: &str = "00D5g000004DemAAA";
+const DEMO_ORG: &str = "00D5g0000004DemAAA";
 
 /// Demo options.
 #[derive(Debug, clap::Args)]

@@ -14,7 +14,7 @@ pub struct SfsimArgs {
     #[arg(long, default_value = "127.0.0.1:8484")]
     bind: SocketAddr,
     /// Org id of the simulated org.
-    #[arg(long, default_value = "00D5g000004SimAAA")]
+    #[arg(long, default_value = "00D5g0000004SimAAA")]
     org_id: OrgId,
     /// Accounts to seed.
     #[arg(long, default_value_t = 200)]

@@ -1,0 +1,108 @@
+//! The catalog against a real MariaDB: each test migrates its own fresh database.
+
+use coffer_catalog::{BackupState, Catalog, NewObject, NewStorage, ObjectKind, Sse};
+use coffer_core::layout::BasePath;
+use coffer_core::{JobId, OrgId, TenantId};
+use secrecy::SecretString;
+use sqlx::Connection;
+
+async fn fresh_catalog() -> Catalog {
+    let base = std::env::var("COFFER_DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
+    let db = format!("coffer_c_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut conn = sqlx::MySqlConnection::connect(&base).await.expect("connect to MariaDB (scripts/stack up)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`"))).execute(&mut conn).await.unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&db);
+    let catalog = Catalog::connect(&SecretString::from(url.to_string())).await.unwrap();
+    catalog.migrate().await.unwrap();
+    catalog.migrate().await.expect("migrations are idempotent");
+    catalog
+}
+
+fn storage(bucket: &str) -> NewStorage {
+    NewStorage {
+        bucket: bucket.to_owned(),
+        region: "us-east-1".to_owned(),
+        endpoint: None,
+        base_path: BasePath::new("coffer").unwrap(),
+        sse: Sse::Kms { key_id: "key-1".to_owned(), bucket_key: true },
+    }
+}
+
+fn part(key: &str, rows: u64, size: u64) -> NewObject {
+    NewObject {
+        key: key.to_owned(),
+        kind: ObjectKind::Records,
+        sobject: Some("Account".to_owned()),
+        part: Some(1),
+        size,
+        sha256: "ab".repeat(32),
+        rows,
+    }
+}
+
+#[tokio::test]
+async fn a_job_has_one_backup_however_often_it_begins() {
+    let catalog = fresh_catalog().await;
+    let (tenant, org) = (TenantId::new("acme").unwrap(), OrgId::new("00D000000000001AAA").unwrap());
+    let record = catalog.put_tenant(&tenant, "Acme", &storage("b1")).await.unwrap();
+    let job = JobId::generate();
+    let first = catalog.begin_backup(job, &tenant, &org, record.storage.storage_id, "full").await.unwrap();
+    let again = catalog.begin_backup(job, &tenant, &org, record.storage.storage_id, "full").await.unwrap();
+    assert_eq!(first.backup_id, again.backup_id);
+    assert_eq!(catalog.backups_of(&tenant, &org).await.unwrap().len(), 1);
+    assert_eq!(first.state, BackupState::Running);
+}
+
+#[tokio::test]
+async fn object_rows_upsert_and_completion_totals_them() {
+    let catalog = fresh_catalog().await;
+    let (tenant, org) = (TenantId::new("acme").unwrap(), OrgId::new("00D000000000001AAA").unwrap());
+    let record = catalog.put_tenant(&tenant, "Acme", &storage("b1")).await.unwrap();
+    let backup = catalog.begin_backup(JobId::generate(), &tenant, &org, record.storage.storage_id, "full").await.unwrap();
+    catalog.record_object(backup.backup_id, &part("k/part-00001.csv.gz", 10, 100)).await.unwrap();
+    catalog.record_object(backup.backup_id, &part("k/part-00001.csv.gz", 12, 120)).await.unwrap();
+    catalog.record_object(backup.backup_id, &part("k/part-00002.csv.gz", 5, 50)).await.unwrap();
+    let done = catalog.complete_backup(backup.backup_id).await.unwrap();
+    assert_eq!(done.state, BackupState::Complete);
+    assert_eq!((done.objects, done.record_count, done.bytes), (2, 17, 170));
+    let objects = catalog.backup_objects(backup.backup_id).await.unwrap();
+    assert_eq!(objects[0], part("k/part-00001.csv.gz", 12, 120));
+}
+
+#[tokio::test]
+async fn a_backup_keeps_its_storage_after_the_tenant_moves() {
+    let catalog = fresh_catalog().await;
+    let (tenant, org) = (TenantId::new("acme").unwrap(), OrgId::new("00D000000000001AAA").unwrap());
+    let old = catalog.put_tenant(&tenant, "Acme", &storage("old-bucket")).await.unwrap();
+    let backup = catalog.begin_backup(JobId::generate(), &tenant, &org, old.storage.storage_id, "full").await.unwrap();
+    let moved = catalog.put_tenant(&tenant, "Acme", &storage("new-bucket")).await.unwrap();
+    assert_ne!(old.storage.storage_id, moved.storage.storage_id);
+    let tenant_now = catalog.tenant(&tenant).await.unwrap().unwrap();
+    assert_eq!(tenant_now.storage.settings.bucket, "new-bucket");
+    let backup_storage = catalog.storage(backup.storage_id).await.unwrap();
+    assert_eq!(backup_storage.settings.bucket, "old-bucket");
+    assert_eq!(backup_storage.settings.sse, Sse::Kms { key_id: "key-1".to_owned(), bucket_key: true });
+}
+
+#[tokio::test]
+async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted() {
+    let catalog = fresh_catalog().await;
+    let tenant = TenantId::new("acme").unwrap();
+    assert!(catalog.tenant(&tenant).await.unwrap().is_none());
+    catalog.put_tenant(&tenant, "Acme", &storage("b")).await.unwrap();
+    let org = coffer_catalog::OrgRecord {
+        tenant_id: tenant.clone(),
+        org_id: OrgId::new("00D000000000001AAA").unwrap(),
+        login_url: "https://acme.my.salesforce.com".to_owned(),
+        client_id: "cid".to_owned(),
+        client_secret: SecretString::from("s3cr3t-value".to_owned()),
+        api_version: "62.0".to_owned(),
+    };
+    catalog.put_org(&org).await.unwrap();
+    let back = catalog.org(&tenant, &org.org_id).await.unwrap().unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&back.client_secret), "s3cr3t-value");
+    assert!(!format!("{back:?}").contains("s3cr3t"), "org debug output leaks the secret");
+    assert!(catalog.org(&TenantId::new("other").unwrap(), &org.org_id).await.unwrap().is_none());
+}
