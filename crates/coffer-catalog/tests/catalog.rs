@@ -9,13 +9,23 @@ use sqlx::Connection;
 async fn fresh_catalog() -> Catalog {
     let base = std::env::var("COFFER_DATABASE_URL")
         .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
-    let db = format!("coffer_c_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let mut conn = sqlx::MySqlConnection::connect(&base).await.expect("connect to MariaDB (scripts/stack up)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`"))).execute(&mut conn).await.unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
+    let db = format!(
+        "coffer_c_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut conn = sqlx::MySqlConnection::connect(&base)
+        .await
+        .expect("connect to MariaDB (scripts/stack up)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
+        .execute(&mut conn)
+        .await
+        .expect("test setup");
+    let mut url = url::Url::parse(&base).expect("test setup");
     url.set_path(&db);
-    let catalog = Catalog::connect(&SecretString::from(url.to_string())).await.unwrap();
-    catalog.migrate().await.unwrap();
+    let catalog = Catalog::connect(&SecretString::from(url.to_string()))
+        .await
+        .expect("test setup");
+    catalog.migrate().await.expect("test setup");
     catalog.migrate().await.expect("migrations are idempotent");
     catalog
 }
@@ -25,8 +35,11 @@ fn storage(bucket: &str) -> NewStorage {
         bucket: bucket.to_owned(),
         region: "us-east-1".to_owned(),
         endpoint: None,
-        base_path: BasePath::new("coffer").unwrap(),
-        sse: Sse::Kms { key_id: "key-1".to_owned(), bucket_key: true },
+        base_path: BasePath::new("coffer").expect("test setup"),
+        sse: Sse::Kms {
+            key_id: "key-1".to_owned(),
+            bucket_key: true,
+        },
     }
 }
 
@@ -45,11 +58,23 @@ fn part(key: &str, rows: u64, size: u64) -> NewObject {
 #[tokio::test]
 async fn a_job_has_one_backup_however_often_it_begins() {
     let catalog = fresh_catalog().await;
-    let (tenant, org) = (TenantId::new("acme").unwrap(), OrgId::new("00D000000000001AAA").unwrap());
-    let record = catalog.put_tenant(&tenant, "Acme", &storage("b1")).await.unwrap();
+    let (tenant, org) = (
+        TenantId::new("acme").unwrap(),
+        OrgId::new("00D000000000001AAA").unwrap(),
+    );
+    let record = catalog
+        .put_tenant(&tenant, "Acme", &storage("b1"))
+        .await
+        .unwrap();
     let job = JobId::generate();
-    let first = catalog.begin_backup(job, &tenant, &org, record.storage.storage_id, "full").await.unwrap();
-    let again = catalog.begin_backup(job, &tenant, &org, record.storage.storage_id, "full").await.unwrap();
+    let first = catalog
+        .begin_backup(job, &tenant, &org, record.storage.storage_id, "full")
+        .await
+        .unwrap();
+    let again = catalog
+        .begin_backup(job, &tenant, &org, record.storage.storage_id, "full")
+        .await
+        .unwrap();
     assert_eq!(first.backup_id, again.backup_id);
     assert_eq!(catalog.backups_of(&tenant, &org).await.unwrap().len(), 1);
     assert_eq!(first.state, BackupState::Running);
@@ -58,12 +83,36 @@ async fn a_job_has_one_backup_however_often_it_begins() {
 #[tokio::test]
 async fn object_rows_upsert_and_completion_totals_them() {
     let catalog = fresh_catalog().await;
-    let (tenant, org) = (TenantId::new("acme").unwrap(), OrgId::new("00D000000000001AAA").unwrap());
-    let record = catalog.put_tenant(&tenant, "Acme", &storage("b1")).await.unwrap();
-    let backup = catalog.begin_backup(JobId::generate(), &tenant, &org, record.storage.storage_id, "full").await.unwrap();
-    catalog.record_object(backup.backup_id, &part("k/part-00001.csv.gz", 10, 100)).await.unwrap();
-    catalog.record_object(backup.backup_id, &part("k/part-00001.csv.gz", 12, 120)).await.unwrap();
-    catalog.record_object(backup.backup_id, &part("k/part-00002.csv.gz", 5, 50)).await.unwrap();
+    let (tenant, org) = (
+        TenantId::new("acme").unwrap(),
+        OrgId::new("00D000000000001AAA").unwrap(),
+    );
+    let record = catalog
+        .put_tenant(&tenant, "Acme", &storage("b1"))
+        .await
+        .unwrap();
+    let backup = catalog
+        .begin_backup(
+            JobId::generate(),
+            &tenant,
+            &org,
+            record.storage.storage_id,
+            "full",
+        )
+        .await
+        .unwrap();
+    catalog
+        .record_object(backup.backup_id, &part("k/part-00001.csv.gz", 10, 100))
+        .await
+        .unwrap();
+    catalog
+        .record_object(backup.backup_id, &part("k/part-00001.csv.gz", 12, 120))
+        .await
+        .unwrap();
+    catalog
+        .record_object(backup.backup_id, &part("k/part-00002.csv.gz", 5, 50))
+        .await
+        .unwrap();
     let done = catalog.complete_backup(backup.backup_id).await.unwrap();
     assert_eq!(done.state, BackupState::Complete);
     assert_eq!((done.objects, done.record_count, done.bytes), (2, 17, 170));
@@ -74,16 +123,40 @@ async fn object_rows_upsert_and_completion_totals_them() {
 #[tokio::test]
 async fn a_backup_keeps_its_storage_after_the_tenant_moves() {
     let catalog = fresh_catalog().await;
-    let (tenant, org) = (TenantId::new("acme").unwrap(), OrgId::new("00D000000000001AAA").unwrap());
-    let old = catalog.put_tenant(&tenant, "Acme", &storage("old-bucket")).await.unwrap();
-    let backup = catalog.begin_backup(JobId::generate(), &tenant, &org, old.storage.storage_id, "full").await.unwrap();
-    let moved = catalog.put_tenant(&tenant, "Acme", &storage("new-bucket")).await.unwrap();
+    let (tenant, org) = (
+        TenantId::new("acme").unwrap(),
+        OrgId::new("00D000000000001AAA").unwrap(),
+    );
+    let old = catalog
+        .put_tenant(&tenant, "Acme", &storage("old-bucket"))
+        .await
+        .unwrap();
+    let backup = catalog
+        .begin_backup(
+            JobId::generate(),
+            &tenant,
+            &org,
+            old.storage.storage_id,
+            "full",
+        )
+        .await
+        .unwrap();
+    let moved = catalog
+        .put_tenant(&tenant, "Acme", &storage("new-bucket"))
+        .await
+        .unwrap();
     assert_ne!(old.storage.storage_id, moved.storage.storage_id);
     let tenant_now = catalog.tenant(&tenant).await.unwrap().unwrap();
     assert_eq!(tenant_now.storage.settings.bucket, "new-bucket");
     let backup_storage = catalog.storage(backup.storage_id).await.unwrap();
     assert_eq!(backup_storage.settings.bucket, "old-bucket");
-    assert_eq!(backup_storage.settings.sse, Sse::Kms { key_id: "key-1".to_owned(), bucket_key: true });
+    assert_eq!(
+        backup_storage.settings.sse,
+        Sse::Kms {
+            key_id: "key-1".to_owned(),
+            bucket_key: true
+        }
+    );
 }
 
 #[tokio::test]
@@ -91,7 +164,10 @@ async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted
     let catalog = fresh_catalog().await;
     let tenant = TenantId::new("acme").unwrap();
     assert!(catalog.tenant(&tenant).await.unwrap().is_none());
-    catalog.put_tenant(&tenant, "Acme", &storage("b")).await.unwrap();
+    catalog
+        .put_tenant(&tenant, "Acme", &storage("b"))
+        .await
+        .unwrap();
     let org = coffer_catalog::OrgRecord {
         tenant_id: tenant.clone(),
         org_id: OrgId::new("00D000000000001AAA").unwrap(),
@@ -102,7 +178,19 @@ async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted
     };
     catalog.put_org(&org).await.unwrap();
     let back = catalog.org(&tenant, &org.org_id).await.unwrap().unwrap();
-    assert_eq!(secrecy::ExposeSecret::expose_secret(&back.client_secret), "s3cr3t-value");
-    assert!(!format!("{back:?}").contains("s3cr3t"), "org debug output leaks the secret");
-    assert!(catalog.org(&TenantId::new("other").unwrap(), &org.org_id).await.unwrap().is_none());
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&back.client_secret),
+        "s3cr3t-value"
+    );
+    assert!(
+        !format!("{back:?}").contains("s3cr3t"),
+        "org debug output leaks the secret"
+    );
+    assert!(
+        catalog
+            .org(&TenantId::new("other").unwrap(), &org.org_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

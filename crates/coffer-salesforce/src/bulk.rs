@@ -127,7 +127,7 @@ impl BulkQueryResults {
                 actual: records.len() as u64,
             });
         }
-        tracing::debug!(job_id = %self.job_id, page = page_no, rows = records.len(), "downloaded bulk query results page");
+        tracing::debug!(bulk_job_id = %self.job_id, page = page_no, rows = records.len(), "downloaded bulk query results page");
         self.pages = page_no;
         self.cursor = match &next_locator {
             Some(next) => Cursor::Next(Some(next.clone())),
@@ -228,14 +228,14 @@ impl SalesforceClient {
         operation: QueryOperation,
     ) -> Result<BulkQueryResults, SalesforceError> {
         let job = self.create_query_job(soql, operation).await?;
-        tracing::info!(job_id = %job.id, "created bulk query job");
+        tracing::info!(bulk_job_id = %job.id, "created bulk query job");
         let done = self.wait_for_job(job).await?;
         let api_version = done
             .api_version
             .as_ref()
             .map(ApiVersion::render)
             .unwrap_or_else(|| self.api_version().to_owned());
-        tracing::info!(job_id = %done.id, records = done.number_records_processed, "bulk query job complete");
+        tracing::info!(bulk_job_id = %done.id, records = done.number_records_processed, "bulk query job complete");
         Ok(BulkQueryResults {
             client: self.clone(),
             job_id: done.id,
@@ -295,7 +295,7 @@ impl SalesforceClient {
         loop {
             tokio::time::sleep(delay).await;
             let info = self.job_info(&job.id).await?;
-            tracing::debug!(job_id = %info.id, state = %info.state, "polled bulk query job");
+            tracing::debug!(bulk_job_id = %info.id, state = %info.state, "polled bulk query job");
             match info.state.as_str() {
                 "JobComplete" => return Ok(info),
                 "Failed" | "Aborted" => {

@@ -33,7 +33,7 @@ pub async fn extract_sobject(
         return Ok(Vec::new());
     };
     let mut results = sf.bulk_query(&soql).await?;
-    tracing::info!(sobject = %describe.name, bulk_job = %results.job_id(), "extracting records");
+    tracing::info!(sobject = %describe.name, bulk_job_id = %results.job_id(), "extracting records");
     let mut sink = PartSink::new(plan, header.clone());
     while let Some(page) = results.next_page().await? {
         if page.headers != header {
