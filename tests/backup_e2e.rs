@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coffer_catalog::{BackupState, ObjectKind};
+use coffer_catalog::{BackupState, NewObject, ObjectKind};
 use coffer_core::{JobId, OrgId, TenantId};
 use coffer_e2e::*;
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
@@ -291,6 +291,90 @@ async fn an_unknown_kms_key_fails_the_backup_with_a_message_that_names_the_fix()
     assert!(
         uploads.uploads().is_empty(),
         "no multipart upload left open"
+    );
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_job_resumes_its_interrupted_backup_and_removes_what_it_left()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(10, 2, 100).await?;
+    let tenant = env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+
+    // A first attempt that crashed: its backup row is running, and it had written a part that the
+    // org's data no longer fills (part 7 of Contact).
+    let job = JobId::generate();
+    let (tenant_id, org_id) = (TenantId::new("acme")?, OrgId::new(TEST_ORG_ID)?);
+    let interrupted = env
+        .catalog
+        .begin_backup(job, &tenant_id, &org_id, tenant.storage.storage_id, "full")
+        .await?;
+    let stale = format!(
+        "acme/{TEST_ORG_ID}/backups/{}/records/Contact/part-00007.csv.gz",
+        interrupted.backup_id
+    );
+    let body = aws_sdk_s3::primitives::ByteStream::from_static(b"left by a crashed attempt");
+    env.s3_client
+        .put_object()
+        .bucket(&env.bucket)
+        .key(&stale)
+        .body(body)
+        .send()
+        .await?;
+    let stale_row = NewObject {
+        key: stale.clone(),
+        kind: ObjectKind::Records,
+        sobject: Some("Contact".to_owned()),
+        part: Some(7),
+        size: 25,
+        sha256: "0".repeat(64),
+        rows: 3,
+    };
+    env.catalog
+        .record_object(interrupted.backup_id, &stale_row)
+        .await?;
+
+    // The broker redelivers the job; a worker resumes the same backup.
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    publish(
+        &env.broker().await?.publisher().await?,
+        &backup_envelope(job, "acme", TEST_ORG_ID),
+    )
+    .await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    worker.stop().await;
+
+    assert_eq!(
+        backup.backup_id, interrupted.backup_id,
+        "the redelivery resumed the same backup"
+    );
+    assert_eq!(env.catalog.backups_of(&tenant_id, &org_id).await?.len(), 1);
+    let keys = list_keys(&env.s3_client, &env.bucket, "acme/").await?;
+    assert!(
+        !keys.contains(&stale),
+        "the stale part is still in the bucket"
+    );
+    let objects = env.catalog.backup_objects(backup.backup_id).await?;
+    assert!(
+        objects.iter().all(|o| o.key != stale),
+        "the stale part is still in the catalog"
+    );
+    assert_eq!(
+        keys,
+        objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>()
+    );
+    let org_rows: usize = sim
+        .sobjects()
+        .iter()
+        .filter_map(|s| sim.table(s))
+        .map(|(_, rows)| rows.len())
+        .sum();
+    assert_eq!(
+        backup.record_count, org_rows as u64,
+        "counts only what this attempt wrote"
     );
     sim.shutdown().await;
     env.cleanup().await
