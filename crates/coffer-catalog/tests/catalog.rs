@@ -6,7 +6,28 @@ use coffer_core::{JobId, OrgId, TenantId};
 use secrecy::SecretString;
 use sqlx::Connection;
 
-async fn fresh_catalog() -> Catalog {
+/// A migrated database of the test's own; dropped by [`TestDb::drop`].
+struct TestDb {
+    catalog: Catalog,
+    base: String,
+    name: String,
+}
+
+impl TestDb {
+    async fn drop(self) {
+        self.catalog.pool().close().await;
+        let mut conn = sqlx::MySqlConnection::connect(&self.base)
+            .await
+            .expect("reconnect");
+        let sql = format!("DROP DATABASE `{}`", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("drop test database");
+    }
+}
+
+async fn fresh_catalog() -> TestDb {
     let base = std::env::var("COFFER_DATABASE_URL")
         .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
     let db = format!(
@@ -27,7 +48,11 @@ async fn fresh_catalog() -> Catalog {
         .expect("test setup");
     catalog.migrate().await.expect("test setup");
     catalog.migrate().await.expect("migrations are idempotent");
-    catalog
+    TestDb {
+        catalog,
+        base,
+        name: db,
+    }
 }
 
 fn storage(bucket: &str) -> NewStorage {
@@ -57,7 +82,8 @@ fn part(key: &str, rows: u64, size: u64) -> NewObject {
 
 #[tokio::test]
 async fn a_job_has_one_backup_however_often_it_begins() {
-    let catalog = fresh_catalog().await;
+    let db = fresh_catalog().await;
+    let catalog = &db.catalog;
     let (tenant, org) = (
         TenantId::new("acme").unwrap(),
         OrgId::new("00D000000000001AAA").unwrap(),
@@ -78,11 +104,13 @@ async fn a_job_has_one_backup_however_often_it_begins() {
     assert_eq!(first.backup_id, again.backup_id);
     assert_eq!(catalog.backups_of(&tenant, &org).await.unwrap().len(), 1);
     assert_eq!(first.state, BackupState::Running);
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn object_rows_upsert_and_completion_totals_them() {
-    let catalog = fresh_catalog().await;
+    let db = fresh_catalog().await;
+    let catalog = &db.catalog;
     let (tenant, org) = (
         TenantId::new("acme").unwrap(),
         OrgId::new("00D000000000001AAA").unwrap(),
@@ -118,11 +146,13 @@ async fn object_rows_upsert_and_completion_totals_them() {
     assert_eq!((done.objects, done.record_count, done.bytes), (2, 17, 170));
     let objects = catalog.backup_objects(backup.backup_id).await.unwrap();
     assert_eq!(objects[0], part("k/part-00001.csv.gz", 12, 120));
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn a_backup_keeps_its_storage_after_the_tenant_moves() {
-    let catalog = fresh_catalog().await;
+    let db = fresh_catalog().await;
+    let catalog = &db.catalog;
     let (tenant, org) = (
         TenantId::new("acme").unwrap(),
         OrgId::new("00D000000000001AAA").unwrap(),
@@ -157,11 +187,13 @@ async fn a_backup_keeps_its_storage_after_the_tenant_moves() {
             bucket_key: true
         }
     );
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted() {
-    let catalog = fresh_catalog().await;
+    let db = fresh_catalog().await;
+    let catalog = &db.catalog;
     let tenant = TenantId::new("acme").unwrap();
     assert!(catalog.tenant(&tenant).await.unwrap().is_none());
     catalog
@@ -193,4 +225,5 @@ async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted
             .unwrap()
             .is_none()
     );
+    db.drop().await;
 }
