@@ -379,3 +379,48 @@ async fn a_redelivered_job_resumes_its_interrupted_backup_and_removes_what_it_le
     sim.shutdown().await;
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_org_is_retried_then_dead_lettered_and_its_backup_marked_failed()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(3, 1, 100).await?;
+    env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+    sim.shutdown().await; // the org's login URL now refuses connections: a retryable failure
+
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let job = JobId::generate();
+    publish(
+        &broker.publisher().await?,
+        &backup_envelope(job, "acme", TEST_ORG_ID),
+    )
+    .await?;
+    let letter = eventually("the dead letter", WAIT, || async {
+        Ok(broker.get_dead_letter().await?)
+    })
+    .await?;
+    worker.stop().await;
+
+    let attempts = env.queue.max_attempts;
+    let reason = letter.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("gave up after {attempts} attempts")),
+        "reason: {reason}"
+    );
+    assert_eq!(letter.class.as_deref(), Some("retryable"));
+    let job_row = env.catalog.job(job).await?.expect("job row");
+    assert_eq!(
+        job_row.attempts, attempts,
+        "one catalog attempt per delivery"
+    );
+    assert_eq!(job_row.state, coffer_catalog::JobState::Failed);
+    let backup = env.catalog.backup_of_job(job).await?.expect("backup row");
+    assert_eq!(
+        backup.state,
+        BackupState::Failed,
+        "the last attempt fails the backup for good"
+    );
+    env.cleanup().await
+}

@@ -107,21 +107,43 @@ impl Worker {
                     Ok(())
                 }
                 Err(e) => {
-                    let state = if e.is_retryable() {
-                        JobState::Running
-                    } else {
-                        JobState::Failed
-                    };
-                    catalog
-                        .finish_job(job_id, state, Some(&e.to_string()))
-                        .await?;
-                    self.emit(&job, failed_event(&e)).await;
+                    self.record_failure(&job, &e, attempt).await?;
                     Err(e)
                 }
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Records a failed attempt. A permanent failure, or a retryable one on the last attempt
+    /// the queue will make, fails the job and its backup; otherwise they stay running for the
+    /// retry.
+    async fn record_failure(
+        &self,
+        job: &BackupJob,
+        e: &WorkerError,
+        attempt: u32,
+    ) -> Result<(), WorkerError> {
+        let catalog = &self.ctx.catalog;
+        let last_attempt = attempt + 1 >= self.ctx.settings.max_attempts;
+        let gives_up = !e.is_retryable() || last_attempt;
+        let reason = if e.is_retryable() && last_attempt {
+            format!("gave up after {} attempts: {e}", attempt + 1)
+        } else {
+            e.to_string()
+        };
+        if gives_up && let Some(backup) = catalog.backup_of_job(job.job_id).await? {
+            catalog.fail_backup(backup.backup_id, &reason).await?;
+        }
+        let state = if gives_up {
+            JobState::Failed
+        } else {
+            JobState::Running
+        };
+        catalog.finish_job(job.job_id, state, Some(&reason)).await?;
+        self.emit(job, failed_event(e, !gives_up)).await;
+        Ok(())
     }
 
     async fn emit(&self, job: &BackupJob, event: job_event::Event) {
@@ -210,11 +232,11 @@ fn completed_event(summary: &BackupSummary) -> job_event::Event {
     })
 }
 
-fn failed_event(e: &WorkerError) -> job_event::Event {
+fn failed_event(e: &WorkerError, will_retry: bool) -> job_event::Event {
     job_event::Event::Failed(v1::JobFailed {
         error_class: e.class().to_string(),
         reason: e.to_string(),
-        will_retry: e.is_retryable(),
+        will_retry,
     })
 }
 

@@ -93,7 +93,8 @@ pub struct BackupSummary {
     pub duration: Duration,
 }
 
-/// Runs (or resumes) the backup of `job`. See the module docs for the steps.
+/// Runs (or resumes) the backup of `job`. See the module docs for the steps. A failure leaves
+/// the backup running; the handler decides whether it is failed for good.
 pub async fn run_backup(
     ctx: &BackupContext,
     job: &BackupJob,
@@ -119,21 +120,12 @@ pub async fn run_backup(
         });
     }
     let storage = ctx.catalog.storage(backup.storage_id).await?;
-    match write_backup(ctx, job, &org, &backup, &storage).await {
-        Ok(backup) => Ok(BackupSummary {
-            backup,
-            already_complete: false,
-            duration: started.elapsed(),
-        }),
-        Err(e) => {
-            if !coffer_core::Classify::is_retryable(&e) {
-                ctx.catalog
-                    .fail_backup(backup.backup_id, &e.to_string())
-                    .await?;
-            }
-            Err(e)
-        }
-    }
+    let backup = write_backup(ctx, job, &org, &backup, &storage).await?;
+    Ok(BackupSummary {
+        backup,
+        already_complete: false,
+        duration: started.elapsed(),
+    })
 }
 
 /// The tenant (with the storage new backups go to) and the org, from the catalog.

@@ -181,8 +181,11 @@ async fn backup_through_the_queue(
 ) -> anyhow::Result<BackupRecord> {
     let queue = services.queue();
     let broker = connect::broker(&queue).await?;
-    let worker = Worker::new(catalog.clone(), WorkerSettings::new(services.s3()))
-        .with_events(broker.publisher().await?);
+    let settings = WorkerSettings {
+        max_attempts: queue.max_attempts,
+        ..WorkerSettings::new(services.s3())
+    };
+    let worker = Worker::new(catalog.clone(), settings).with_events(broker.publisher().await?);
     let shutdown = CancellationToken::new();
     let consumer = tokio::spawn(coffer_queue::run_consumer(
         queue,

@@ -28,8 +28,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
-    let worker = Worker::new(catalog, WorkerSettings::new(args.services.s3()))
-        .with_events(broker.publisher().await?);
+    let settings = WorkerSettings {
+        max_attempts: queue.max_attempts,
+        ..WorkerSettings::new(args.services.s3())
+    };
+    let worker = Worker::new(catalog, settings).with_events(broker.publisher().await?);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tracing::info!(queue = %broker.topology().jobs_queue(), endpoint = %queue.redacted_endpoint(), concurrency = args.concurrency, "worker started");
