@@ -4,13 +4,19 @@
 //! Pages are fetched with the job's own API version (another version gets `409`), with
 //! `maxRecords` from [`crate::ClientOptions`], and follow `Sforce-Locator` until the literal
 //! string `null`. A page's locator is stable while the job exists, so a download can resume from
-//! the last locator with [`SalesforceClient::bulk_query_results`].
+//! the last locator with [`SalesforceClient::bulk_query_results`]. A page whose download fails
+//! transiently (5xx, a cut connection, fewer rows than announced) is fetched again by the same
+//! locator, so no row is lost or repeated.
+//!
+//! Objects the Bulk API refuses (`400 INVALIDENTITY`) are read through the REST query resource
+//! instead (module `rest`); the pages look the same to the caller.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::describe::decode_json;
+use crate::rest::RestQuery;
 use crate::{SalesforceClient, SalesforceError};
 
 /// `query` (live rows) or `queryAll` (also deleted and archived rows).
@@ -78,7 +84,7 @@ pub struct CsvPage {
 }
 
 #[derive(Debug, Clone)]
-enum Cursor {
+pub(crate) enum Cursor {
     Next(Option<String>),
     Done,
 }
@@ -92,9 +98,17 @@ pub struct BulkQueryResults {
     records_processed: Option<u64>,
     cursor: Cursor,
     pages: u64,
+    /// Set when the object is read through REST `query` instead of a Bulk job.
+    rest: Option<RestQuery>,
 }
 
 impl BulkQueryResults {
+    /// Whether the rows come from the REST query resource because the Bulk API refused the
+    /// object (`INVALIDENTITY`); [`BulkQueryResults::job_id`] is then empty.
+    pub fn is_rest_fallback(&self) -> bool {
+        self.rest.is_some()
+    }
+
     /// The job's id.
     pub fn job_id(&self) -> &str {
         &self.job_id
@@ -117,8 +131,35 @@ impl BulkQueryResults {
             Cursor::Next(locator) => locator.clone(),
         };
         let page_no = self.pages + 1;
-        let (body, declared, next_locator) = self.fetch(locator.as_deref(), page_no).await?;
-        let (headers, records) = parse_page(&self.job_id, page_no, locator.as_deref(), &body)?;
+        let page = match &self.rest {
+            Some(rest) => {
+                let op = format!("read rest query results page {page_no}");
+                self.client
+                    .with_retries(&op, || rest.page(&self.client, locator.as_deref()))
+                    .await?
+            }
+            None => {
+                let op = format!(
+                    "download results page {page_no} of bulk query job {}",
+                    self.job_id
+                );
+                self.client
+                    .with_retries(&op, || self.page(locator.as_deref(), page_no))
+                    .await?
+            }
+        };
+        self.pages = page_no;
+        self.cursor = match &page.next_locator {
+            Some(next) => Cursor::Next(Some(next.clone())),
+            None => Cursor::Done,
+        };
+        Ok(Some(page))
+    }
+
+    /// Fetches and parses one page, checking its row count against `Sforce-NumberOfRecords`.
+    async fn page(&self, locator: Option<&str>, page_no: u64) -> Result<CsvPage, SalesforceError> {
+        let (body, declared, next_locator) = self.fetch(locator, page_no).await?;
+        let (headers, records) = parse_page(&self.job_id, page_no, locator, &body)?;
         if let Some(declared) = declared.filter(|d| *d != records.len() as u64) {
             return Err(SalesforceError::TruncatedPage {
                 job_id: self.job_id.clone(),
@@ -128,17 +169,12 @@ impl BulkQueryResults {
             });
         }
         tracing::debug!(bulk_job_id = %self.job_id, page = page_no, rows = records.len(), "downloaded bulk query results page");
-        self.pages = page_no;
-        self.cursor = match &next_locator {
-            Some(next) => Cursor::Next(Some(next.clone())),
-            None => Cursor::Done,
-        };
-        Ok(Some(CsvPage {
+        Ok(CsvPage {
             headers,
             records,
-            locator,
+            locator: locator.map(str::to_owned),
             next_locator,
-        }))
+        })
     }
 
     /// GETs one page: (body, `Sforce-NumberOfRecords`, next locator unless `null`).
@@ -227,7 +263,11 @@ impl SalesforceClient {
         soql: &str,
         operation: QueryOperation,
     ) -> Result<BulkQueryResults, SalesforceError> {
-        let job = self.create_query_job(soql, operation).await?;
+        let job = match self.create_query_job(soql, operation).await {
+            Ok(job) => job,
+            Err(e) if e.is_bulk_unsupported() => return Ok(self.rest_fallback(soql, operation, &e)),
+            Err(e) => return Err(e),
+        };
         tracing::info!(bulk_job_id = %job.id, "created bulk query job");
         let done = self.wait_for_job(job).await?;
         let api_version = done
@@ -243,7 +283,27 @@ impl SalesforceClient {
             records_processed: done.number_records_processed,
             cursor: Cursor::Next(None),
             pages: 0,
+            rest: None,
         })
+    }
+
+    /// Results read through REST `query`/`queryAll` for an object Bulk refused.
+    fn rest_fallback(
+        &self,
+        soql: &str,
+        operation: QueryOperation,
+        refusal: &SalesforceError,
+    ) -> BulkQueryResults {
+        tracing::info!(reason = %refusal, "bulk api refused the object; reading it through rest query");
+        BulkQueryResults {
+            client: self.clone(),
+            job_id: String::new(),
+            api_version: self.api_version().to_owned(),
+            records_processed: None,
+            cursor: Cursor::Next(None),
+            pages: 0,
+            rest: Some(RestQuery::new(soql, operation)),
+        }
     }
 
     /// Resumes downloading the results of completed job `job_id` (created with `api_version`)
@@ -261,6 +321,7 @@ impl SalesforceClient {
             records_processed: None,
             cursor: Cursor::Next(locator),
             pages: 0,
+            rest: None,
         }
     }
 
@@ -298,13 +359,7 @@ impl SalesforceClient {
             tracing::debug!(bulk_job_id = %info.id, state = %info.state, "polled bulk query job");
             match info.state.as_str() {
                 "JobComplete" => return Ok(info),
-                "Failed" | "Aborted" => {
-                    return Err(SalesforceError::JobFailed {
-                        job_id: info.id,
-                        state: info.state,
-                        message: info.error_message.unwrap_or_default(),
-                    });
-                }
+                "Failed" | "Aborted" => return Err(job_failed(info)),
                 _ => {}
             }
             if started.elapsed() >= self.options().poll_timeout {
@@ -316,6 +371,23 @@ impl SalesforceClient {
             }
             delay = (delay * 2).min(self.options().poll_max);
         }
+    }
+}
+
+/// The error for a job that ended `Failed` or `Aborted`: `QUERY_TIMEOUT` gets its own variant.
+fn job_failed(info: JobInfo) -> SalesforceError {
+    let message = info.error_message.unwrap_or_default();
+    if message.contains("QUERY_TIMEOUT") || message.contains("running for too long") {
+        tracing::warn!(bulk_job_id = %info.id, "bulk query job timed out in salesforce");
+        return SalesforceError::QueryTimeout {
+            job_id: info.id,
+            message,
+        };
+    }
+    SalesforceError::JobFailed {
+        job_id: info.id,
+        state: info.state,
+        message,
     }
 }
 

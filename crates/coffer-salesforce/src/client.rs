@@ -1,17 +1,22 @@
 //! The client handle: connection settings, the current session, and the one request path every
-//! API call goes through (bearer token, error decoding, one re-mint on an expired session).
+//! API call goes through: the API budget check, the rate limiter and the concurrency bound, the
+//! bearer token, one re-mint on an expired session, `Sforce-Limit-Info` accounting and error
+//! decoding. `SalesforceClient::with_retries` retries transient failures with backoff.
 
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coffer_core::secret::{ExposeSecret, SecretString};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, Semaphore};
 
 use crate::SalesforceError;
-use crate::auth::{self, Session};
+use crate::auth::{self, Grant, Session};
 
 /// How to reach and authenticate to one org.
 #[derive(Debug, Clone)]
@@ -24,6 +29,26 @@ pub struct OrgConnection {
     /// The connected app's consumer secret.
     pub client_secret: SecretString,
     /// REST API version without the `v`, e.g. `62.0` (47.0 or later for Bulk API 2.0 query).
+    pub api_version: String,
+}
+
+/// How to reach and authenticate to one org with the OAuth 2.0 JWT bearer flow. The user must be
+/// pre-authorized for the connected app, whose certificate matches `private_key_pem`.
+#[derive(Debug, Clone)]
+pub struct JwtBearer {
+    /// Where the token endpoint is: `https://login.salesforce.com`, `https://test.salesforce.com`
+    /// or the My Domain URL; the token endpoint is `{login_url}/services/oauth2/token`.
+    pub login_url: String,
+    /// The connected app's consumer key (the assertion's `iss`).
+    pub client_id: String,
+    /// The Salesforce username to act as (the assertion's `sub`).
+    pub username: String,
+    /// The assertion's `aud`: `https://login.salesforce.com`, `https://test.salesforce.com` or a
+    /// community URL.
+    pub audience: String,
+    /// The RSA private key (PKCS#1 or PKCS#8 PEM) whose certificate is uploaded to the app.
+    pub private_key_pem: SecretString,
+    /// REST API version without the `v`, e.g. `62.0`.
     pub api_version: String,
 }
 
@@ -42,18 +67,65 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Time limit of establishing a connection.
     pub connect_timeout: Duration,
+    /// Attempts of an idempotent request (page, poll, describe) before a transient failure
+    /// (5xx, 429, a broken connection, a short page) is returned; 1 disables retries.
+    pub retry_attempts: u32,
+    /// First wait before retrying a transient failure (the wait doubles up to `retry_max`).
+    pub retry_initial: Duration,
+    /// Longest wait between two retries.
+    pub retry_max: Duration,
+    /// Share of the org's daily API allocation (`Sforce-Limit-Info: api-usage=N/MAX`) this client
+    /// may use; past it calls fail with [`SalesforceError::ApiBudgetExhausted`]. `None`: no cap.
+    pub max_api_share: Option<f64>,
+    /// Requests per second this client sends at most (bursts up to the same number); `None`:
+    /// unlimited.
+    pub max_requests_per_second: Option<NonZeroU32>,
+    /// Requests this client has in flight at most (until the response headers arrive).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             max_records: 50_000,
-            poll_initial: Duration::from_millis(500),
+            poll_initial: Duration::from_millis(250),
             poll_max: Duration::from_secs(15),
             poll_timeout: Duration::from_secs(3 * 3600),
             request_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(15),
+            retry_attempts: 5,
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            max_api_share: Some(0.8),
+            max_requests_per_second: NonZeroU32::new(25),
+            max_concurrent_requests: 8,
         }
+    }
+}
+
+/// API usage as the last response's `Sforce-Limit-Info: api-usage=USED/MAX` reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiUsage {
+    /// Calls made in the rolling 24 hours.
+    pub used: u64,
+    /// The org's daily allocation.
+    pub max: u64,
+}
+
+impl ApiUsage {
+    /// Reads `api-usage=18/5000` out of a `Sforce-Limit-Info` value (other entries such as
+    /// `api-bursts=` or `per-app-api-usage=` are ignored).
+    pub fn parse(header: &str) -> Option<ApiUsage> {
+        header
+            .split([',', ';'])
+            .filter_map(|part| part.trim().strip_prefix("api-usage="))
+            .find_map(|v| {
+                let (used, max) = v.split_once('/')?;
+                Some(ApiUsage {
+                    used: used.trim().parse().ok()?,
+                    max: max.trim().parse().ok()?,
+                })
+            })
     }
 }
 
@@ -65,19 +137,26 @@ pub struct SalesforceClient {
 
 struct Inner {
     http: reqwest::Client,
-    conn: OrgConnection,
+    grant: Grant,
+    api_version: String,
     options: ClientOptions,
     instance_url: String,
     /// The current token and a generation counter, so concurrent 401s mint only once.
     session: RwLock<(SecretString, u64)>,
+    /// The latest `Sforce-Limit-Info` usage seen.
+    usage: Mutex<Option<ApiUsage>>,
+    /// Request rate limiter, if configured.
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Bounds requests in flight.
+    permits: Semaphore,
 }
 
 impl fmt::Debug for SalesforceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SalesforceClient")
-            .field("login_url", &self.inner.conn.login_url)
+            .field("login_url", &self.inner.grant.login_url())
             .field("instance_url", &self.inner.instance_url)
-            .field("api_version", &self.inner.conn.api_version)
+            .field("api_version", &self.inner.api_version)
             .finish_non_exhaustive()
     }
 }
@@ -118,14 +197,27 @@ impl SalesforceClient {
 
     /// [`SalesforceClient::connect`] with explicit options.
     pub async fn connect_with(
-        mut conn: OrgConnection,
+        conn: OrgConnection,
         options: ClientOptions,
     ) -> Result<Self, SalesforceError> {
-        conn.api_version = normalize_version(&conn.api_version)?;
-        if url::Url::parse(&conn.login_url).is_err() {
+        Self::connect_grant(Grant::ClientCredentials(conn), options).await
+    }
+
+    /// Mints a token with the JWT bearer flow and returns a client bound to its `instance_url`;
+    /// expired sessions are renewed with a fresh assertion.
+    pub async fn connect_jwt(
+        jwt: JwtBearer,
+        options: ClientOptions,
+    ) -> Result<Self, SalesforceError> {
+        Self::connect_grant(Grant::Jwt(jwt), options).await
+    }
+
+    async fn connect_grant(grant: Grant, options: ClientOptions) -> Result<Self, SalesforceError> {
+        let api_version = normalize_version(grant.api_version())?;
+        if url::Url::parse(grant.login_url()).is_err() {
             return Err(SalesforceError::Config(format!(
                 "login url {:?} is not a url",
-                conn.login_url
+                grant.login_url()
             )));
         }
         let http = reqwest::Client::builder()
@@ -137,14 +229,22 @@ impl SalesforceClient {
         let Session {
             access_token,
             instance_url,
-        } = auth::mint(&http, &conn).await?;
-        tracing::info!(instance_url = %instance_url, api_version = %conn.api_version, "connected to salesforce");
+        } = auth::mint_with(&http, &grant).await?;
+        tracing::info!(instance_url = %instance_url, api_version = %api_version, "connected to salesforce");
+        let limiter = options
+            .max_requests_per_second
+            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
+        let permits = Semaphore::new(options.max_concurrent_requests.max(1));
         let inner = Inner {
             http,
-            conn,
+            grant,
+            api_version,
             options,
             instance_url,
             session: RwLock::new((access_token, 0)),
+            usage: Mutex::new(None),
+            limiter,
+            permits,
         };
         Ok(SalesforceClient {
             inner: Arc::new(inner),
@@ -158,12 +258,17 @@ impl SalesforceClient {
 
     /// The configured API version, e.g. `62.0`.
     pub fn api_version(&self) -> &str {
-        &self.inner.conn.api_version
+        &self.inner.api_version
     }
 
     /// The options in effect.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    /// The org's API usage as the latest response reported it (`None` before any API call).
+    pub fn api_usage(&self) -> Option<ApiUsage> {
+        *lock(&self.inner.usage)
     }
 
     /// `{instance}/services/data/v{version}/{path}`.
@@ -175,12 +280,21 @@ impl SalesforceClient {
     }
 
     /// Sends the request `build` makes, with the bearer token; on a 401 mints a new token once and
-    /// sends it again. Non-2xx answers become [`SalesforceError::Api`].
+    /// sends it again. Refused up front past the API budget; waits for the rate limiter and a
+    /// concurrency permit (held until the response headers arrive). Records `Sforce-Limit-Info`.
+    /// Non-2xx answers (but `304`) become [`SalesforceError::Api`] or
+    /// [`SalesforceError::LimitExceeded`].
     pub(crate) async fn send(
         &self,
         operation: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, SalesforceError> {
+        self.check_budget(operation)?;
+        // The semaphore is never closed; without a permit the request still goes out.
+        let _permit = self.inner.permits.acquire().await.ok();
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.until_ready().await;
+        }
         let (token, generation) = self.current_token().await;
         let resp = self.send_once(operation, &build, &token).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -207,14 +321,81 @@ impl SalesforceClient {
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
         token: &SecretString,
     ) -> Result<Response, SalesforceError> {
-        build(&self.inner.http)
+        let resp = build(&self.inner.http)
             .bearer_auth(token.expose_secret())
             .send()
             .await
             .map_err(|source| SalesforceError::Transport {
                 operation: operation.to_owned(),
                 source,
-            })
+            })?;
+        self.record_usage(&resp);
+        Ok(resp)
+    }
+
+    /// Remembers the `api-usage` of `Sforce-Limit-Info`, if the response carries it.
+    fn record_usage(&self, resp: &Response) {
+        let usage = resp
+            .headers()
+            .get("Sforce-Limit-Info")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ApiUsage::parse);
+        if let Some(usage) = usage {
+            *lock(&self.inner.usage) = Some(usage);
+        }
+    }
+
+    /// Refuses the call once the org's usage has reached the configured share of its allocation.
+    fn check_budget(&self, operation: &str) -> Result<(), SalesforceError> {
+        let (Some(share), Some(usage)) = (self.inner.options.max_api_share, self.api_usage())
+        else {
+            return Ok(());
+        };
+        let budget = (usage.max as f64 * share).floor() as u64;
+        if usage.max > 0 && usage.used >= budget {
+            tracing::warn!(
+                operation,
+                used = usage.used,
+                max = usage.max,
+                budget,
+                "salesforce api budget exhausted; refusing the call"
+            );
+            return Err(SalesforceError::ApiBudgetExhausted {
+                operation: operation.to_owned(),
+                used: usage.used,
+                max: usage.max,
+                budget,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `attempt` until it succeeds, fails with a non-transient error, or has been tried
+    /// [`ClientOptions::retry_attempts`] times, waiting a doubling delay between tries. Only for
+    /// idempotent work (GETs, re-fetching a page by its locator).
+    pub(crate) async fn with_retries<T, F, Fut>(
+        &self,
+        operation: &str,
+        mut attempt: F,
+    ) -> Result<T, SalesforceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SalesforceError>>,
+    {
+        let options = &self.inner.options;
+        let mut delay = options.retry_initial;
+        let mut tries = 1;
+        loop {
+            match attempt().await {
+                Err(e) if tries < options.retry_attempts.max(1) && e.is_transient() => {
+                    tracing::warn!(operation, attempt = tries, error = %e, "transient salesforce failure; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(options.retry_max);
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn current_token(&self) -> (SecretString, u64) {
@@ -228,7 +409,7 @@ impl SalesforceClient {
         if guard.1 != seen {
             return Ok(());
         }
-        let session = auth::mint(&self.inner.http, &self.inner.conn).await?;
+        let session = auth::mint_with(&self.inner.http, &self.inner.grant).await?;
         if session.instance_url != self.inner.instance_url {
             tracing::warn!(
                 old = %self.inner.instance_url,
@@ -241,15 +422,27 @@ impl SalesforceClient {
     }
 }
 
-/// Passes 2xx responses through; turns others into [`SalesforceError::Api`].
+/// Locks a mutex, recovering the data if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Passes 2xx and 304 responses through; turns others into [`SalesforceError::Api`], or
+/// [`SalesforceError::LimitExceeded`] for an exhausted daily allocation.
 async fn check(operation: &str, resp: Response) -> Result<Response, SalesforceError> {
     let status = resp.status();
-    if status.is_success() {
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
         return Ok(resp);
     }
     let body = resp.bytes().await.unwrap_or_default();
     let (code, message) = decode_error(&body);
     tracing::debug!(operation, status = status.as_u16(), code = %code, "salesforce returned an error");
+    if code == "REQUEST_LIMIT_EXCEEDED" && !message.contains("ConcurrentRequests") {
+        return Err(SalesforceError::LimitExceeded {
+            operation: operation.to_owned(),
+            message,
+        });
+    }
     Err(SalesforceError::Api {
         operation: operation.to_owned(),
         status: status.as_u16(),

@@ -1,9 +1,12 @@
 //! Describe Global and Describe sObject: which objects an org has, and each object's fields and
 //! child relationships. The types serialize to a stable JSON shape so that a backup can store
-//! them as its schema snapshot.
+//! them as its schema snapshot. [`SalesforceClient::describe_sobject_if_modified_since`] sends
+//! `If-Modified-Since` so an unchanged object costs a `304` and no body.
 
 use coffer_core::SObjectName;
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::{SalesforceClient, SalesforceError};
 
@@ -155,7 +158,49 @@ struct DescribeGlobal {
     sobjects: Vec<SObjectSummary>,
 }
 
+/// The HTTP date format Salesforce documents for `If-Modified-Since`
+/// (`EEE, dd MMM yyyy HH:mm:ss z`, always GMT).
+const HTTP_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// `t` as an HTTP date in GMT (`Wed, 25 Nov 2026 05:52:13 GMT`).
+pub(crate) fn http_date(t: OffsetDateTime) -> Result<String, SalesforceError> {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(HTTP_DATE)
+        .map_err(|e| SalesforceError::Config(format!("cannot format {t} as an http date: {e}")))
+}
+
 impl SalesforceClient {
+    /// Describe sObject `name` unless it has not changed since `since`: `None` when Salesforce
+    /// answers `304 Not Modified` (second precision; org-wide changes such as labels or
+    /// permissions also count as changes).
+    pub async fn describe_sobject_if_modified_since(
+        &self,
+        name: &SObjectName,
+        since: OffsetDateTime,
+    ) -> Result<Option<SObjectDescribe>, SalesforceError> {
+        let url = self.data_url(self.api_version(), &format!("sobjects/{name}/describe/"));
+        let operation = format!("describe {name}");
+        let since = http_date(since)?;
+        let attempt = || async {
+            let resp = self
+                .send(&operation, |http| {
+                    http.get(&url)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .header(reqwest::header::IF_MODIFIED_SINCE, since.as_str())
+                })
+                .await?;
+            if resp.status() == StatusCode::NOT_MODIFIED {
+                return Ok(None);
+            }
+            decode_json(&operation, resp).await.map(Some)
+        };
+        let describe: Option<SObjectDescribe> = self.with_retries(&operation, attempt).await?;
+        tracing::debug!(sobject = %name, changed = describe.is_some(), "described salesforce object if modified");
+        Ok(describe)
+    }
+
     /// Describe Global: every object of the org.
     pub async fn describe_global(&self) -> Result<Vec<SObjectSummary>, SalesforceError> {
         let url = self.data_url(self.api_version(), "sobjects/");
@@ -181,13 +226,16 @@ impl SalesforceClient {
         operation: &str,
         url: &str,
     ) -> Result<T, SalesforceError> {
-        let resp = self
-            .send(operation, |http| {
-                http.get(url)
-                    .header(reqwest::header::ACCEPT, "application/json")
-            })
-            .await?;
-        decode_json(operation, resp).await
+        self.with_retries(operation, || async {
+            let resp = self
+                .send(operation, |http| {
+                    http.get(url)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                })
+                .await?;
+            decode_json(operation, resp).await
+        })
+        .await
     }
 }
 

@@ -21,6 +21,19 @@ pub enum SalesforceError {
         /// OAuth error description.
         description: String,
     },
+    /// The token endpoint rejected a JWT bearer assertion (`invalid_grant`, `invalid_client_id`,
+    /// ...): a person must fix the connected app, the certificate or the user's approval.
+    #[error(
+        "salesforce rejected the jwt bearer assertion at {login_url} ({code}: {description}); check the consumer key, that the certificate uploaded to the connected app matches the private key, that the username exists, that the user is pre-authorized (admin approved) for the app, and the audience (login.salesforce.com, test.salesforce.com or the community url)"
+    )]
+    JwtRejected {
+        /// The login URL that was asked.
+        login_url: String,
+        /// OAuth error code.
+        code: String,
+        /// OAuth error description.
+        description: String,
+    },
     /// The token endpoint failed in another way (unexpected status or body).
     #[error("token request to {login_url} failed with http {status}: {detail}")]
     TokenEndpoint {
@@ -117,6 +130,57 @@ pub enum SalesforceError {
     /// The connection settings are unusable (bad URL, bad API version).
     #[error("invalid salesforce connection settings: {0}")]
     Config(String),
+    /// The org's daily API allocation is used up (`403 REQUEST_LIMIT_EXCEEDED`, `TotalRequests`).
+    /// Retrying now only burns more; pause the org until the rolling 24-hour window frees.
+    #[error(
+        "{operation}: the org's daily api request limit is exhausted ({message}); pause this org's backups until the rolling 24-hour window frees calls, or ask the customer to raise the allocation"
+    )]
+    LimitExceeded {
+        /// What was being done.
+        operation: String,
+        /// Salesforce's message.
+        message: String,
+    },
+    /// This client has used its configured share of the org's daily API allocation
+    /// ([`crate::ClientOptions::max_api_share`]); the call was not sent.
+    #[error(
+        "{operation}: not sent, the org has used {used} of its {max} daily api calls and coffer's budget is {budget}; pause this org until the window frees calls, or raise max_api_share"
+    )]
+    ApiBudgetExhausted {
+        /// What was being done.
+        operation: String,
+        /// Calls used (`Sforce-Limit-Info`).
+        used: u64,
+        /// The daily allocation.
+        max: u64,
+        /// Calls this client may use.
+        budget: u64,
+    },
+    /// A Bulk query job failed with `QUERY_TIMEOUT` after Salesforce's own retries: the query
+    /// reads too much at once and must be split (by Id or SystemModstamp ranges).
+    #[error(
+        "bulk query job {job_id} timed out in salesforce ({message}); split the query into smaller Id or SystemModstamp ranges and run each"
+    )]
+    QueryTimeout {
+        /// Job id.
+        job_id: String,
+        /// The job's `errorMessage`.
+        message: String,
+    },
+    /// A downloaded blob's MD5 differs from the checksum Salesforce recorded for it.
+    #[error(
+        "{blob}: downloaded {bytes} bytes with md5 {actual}, but salesforce records checksum {expected}; the transfer was corrupted or the file changed, download it again"
+    )]
+    ChecksumMismatch {
+        /// Which blob: object, record id and field (`ContentVersion 068... VersionData`).
+        blob: String,
+        /// Bytes received.
+        bytes: u64,
+        /// The expected MD5 (hex).
+        expected: String,
+        /// The MD5 of what arrived (hex).
+        actual: String,
+    },
 }
 
 /// Salesforce error codes that mean "try again later".
@@ -132,10 +196,40 @@ impl SalesforceError {
     /// The Salesforce `errorCode` or OAuth `error`, if the error came from Salesforce.
     pub fn code(&self) -> Option<&str> {
         match self {
-            SalesforceError::Api { code, .. } | SalesforceError::AuthRejected { code, .. } => {
-                Some(code)
-            }
+            SalesforceError::Api { code, .. }
+            | SalesforceError::AuthRejected { code, .. }
+            | SalesforceError::JwtRejected { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// Whether the org should be paused until its API window frees calls (the daily allocation
+    /// or this client's share of it is used up). These errors are [`ErrorClass::Retryable`], but
+    /// only later: retrying at once cannot help.
+    pub fn pauses_org(&self) -> bool {
+        matches!(
+            self,
+            SalesforceError::LimitExceeded { .. } | SalesforceError::ApiBudgetExhausted { .. }
+        )
+    }
+
+    /// Whether the query should be split into smaller ranges and run again (`QUERY_TIMEOUT`).
+    pub fn needs_split(&self) -> bool {
+        matches!(self, SalesforceError::QueryTimeout { .. })
+    }
+
+    /// Whether Bulk API refused the object (`400 INVALIDENTITY`): query it through REST instead.
+    pub fn is_bulk_unsupported(&self) -> bool {
+        matches!(self, SalesforceError::Api { status: 400, code, .. } if code == "INVALIDENTITY")
+    }
+
+    /// Whether the same request may succeed if sent again at once: a broken or timed-out
+    /// connection, a 5xx or 429 answer, a page shorter than announced.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            SalesforceError::Transport { .. } | SalesforceError::TruncatedPage { .. } => true,
+            SalesforceError::Api { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
         }
     }
 
@@ -165,12 +259,17 @@ impl Classify for SalesforceError {
             SalesforceError::Transport { .. }
             | SalesforceError::SessionRejected { .. }
             | SalesforceError::JobTimeout { .. }
-            | SalesforceError::TruncatedPage { .. } => ErrorClass::Retryable,
+            | SalesforceError::TruncatedPage { .. }
+            | SalesforceError::LimitExceeded { .. }
+            | SalesforceError::ApiBudgetExhausted { .. }
+            | SalesforceError::ChecksumMismatch { .. } => ErrorClass::Retryable,
             SalesforceError::AuthRejected { .. }
+            | SalesforceError::JwtRejected { .. }
             | SalesforceError::TokenEndpoint { .. }
             | SalesforceError::JobFailed { .. }
             | SalesforceError::InvalidCsv { .. }
             | SalesforceError::UnexpectedResponse { .. }
+            | SalesforceError::QueryTimeout { .. }
             | SalesforceError::Config(_) => ErrorClass::Permanent,
         }
     }
@@ -240,5 +339,32 @@ mod tests {
         };
         assert_eq!(auth.class(), ErrorClass::Permanent);
         assert!(auth.to_string().contains("client secret"));
+    }
+
+    #[test]
+    fn new_errors_are_classified_and_name_the_fix() {
+        let limit = SalesforceError::LimitExceeded {
+            operation: "describe".into(),
+            message: "TotalRequests Limit exceeded.".into(),
+        };
+        assert_eq!(limit.class(), ErrorClass::Retryable);
+        assert!(limit.pauses_org() && !limit.is_transient());
+        assert!(limit.to_string().contains("pause"));
+        let budget = SalesforceError::ApiBudgetExhausted {
+            operation: "describe".into(),
+            used: 80,
+            max: 100,
+            budget: 80,
+        };
+        assert_eq!(budget.class(), ErrorClass::Retryable);
+        assert!(budget.pauses_org() && budget.to_string().contains("max_api_share"));
+        let timeout = SalesforceError::QueryTimeout {
+            job_id: "750x".into(),
+            message: "QUERY_TIMEOUT".into(),
+        };
+        assert_eq!(timeout.class(), ErrorClass::Permanent);
+        assert!(timeout.needs_split() && timeout.to_string().contains("split"));
+        assert!(api(400, "INVALIDENTITY", "").is_bulk_unsupported());
+        assert!(api(503, "", "").is_transient() && !api(400, "X", "").is_transient());
     }
 }

@@ -1,23 +1,36 @@
-//! Salesforce client: OAuth, describe, Bulk API 2.0 query.
+//! Salesforce client: OAuth, describe, Bulk API 2.0 query, REST query, limits and blobs.
 //!
-//! [`SalesforceClient::connect`] mints a token with the client-credentials flow and sends every
+//! [`SalesforceClient::connect`] mints a token with the client-credentials flow
+//! ([`SalesforceClient::connect_jwt`]: the JWT bearer flow) and sends every
 //! API call to the `instance_url` that came back. An expired session (`401 INVALID_SESSION_ID`)
 //! is renewed once per request, transparently. [`SalesforceClient::bulk_query`] creates a Bulk
 //! API 2.0 query job, polls it with backoff until `JobComplete`, and hands back
 //! [`BulkQueryResults`], which downloads the result pages one by one (gzip, `Sforce-Locator`
 //! paging until the literal `null`, the job's own API version) and parses each as CSV.
 //!
+//! Transient failures of idempotent requests (5xx, a cut connection, a short page) are retried
+//! with backoff, a page by its own locator. Objects Bulk refuses (`INVALIDENTITY`) are read
+//! through REST `query`. Every response's `Sforce-Limit-Info` is recorded
+//! ([`SalesforceClient::api_usage`]); past [`ClientOptions::max_api_share`] of the org's daily
+//! allocation the client refuses further calls, and it keeps to a request rate and a number of
+//! requests in flight. [`SalesforceClient::download_blob`] streams file bodies with their MD5.
+//!
 //! Every error is a [`SalesforceError`], classified retryable or permanent through
 //! [`coffer_core::Classify`]. Access tokens and client secrets are held in
 //! [`coffer_core::secret::SecretString`] and never appear in errors, logs or `Debug` output.
 
 mod auth;
+pub mod blob;
 pub mod bulk;
 pub mod client;
 pub mod describe;
 pub mod error;
+pub mod limits;
+mod rest;
 
+pub use blob::BlobStream;
 pub use bulk::{BulkQueryResults, CsvPage, QueryOperation};
-pub use client::{ClientOptions, OrgConnection, SalesforceClient};
+pub use client::{ApiUsage, ClientOptions, JwtBearer, OrgConnection, SalesforceClient};
 pub use describe::{ChildRelationship, FieldDescribe, SObjectDescribe, SObjectSummary};
 pub use error::SalesforceError;
+pub use limits::{Limit, OrgLimits};

@@ -13,12 +13,7 @@ use coffer_sfsim::{OrgSeed, SimConfig, SimHandle};
 const SECRET: &str = "sfsim-client-secret";
 
 async fn sim(accounts: usize, page: usize) -> SimHandle {
-    let org = OrgSeed {
-        org_id: OrgId::new("00D5g000004XyZaEAK").unwrap(),
-        seed: 1234,
-        accounts,
-        contacts_per_account: 3,
-    };
+    let org = OrgSeed::new(OrgId::new("00D5g000004XyZaEAK").unwrap(), 1234, accounts, 3);
     let mut config = SimConfig::local(org);
     config.client_secret = SECRET.to_owned();
     config.default_page_size = page;
@@ -277,13 +272,13 @@ async fn binary_fields_and_bad_queries_are_refused_permanently() {
 async fn failed_jobs_surface_their_error_message() {
     let sim = sim(4, 100).await;
     let client = client(&sim, 100).await;
-    sim.fail_next_job("QUERY_TIMEOUT: Your query request was running for too long.");
+    sim.fail_next_job("InternalServerError : retried 15 times and then failed");
     let err = client
         .bulk_query("SELECT Id FROM Account")
         .await
         .unwrap_err();
     assert!(matches!(err, SalesforceError::JobFailed { .. }), "{err:?}");
-    assert!(err.to_string().contains("QUERY_TIMEOUT"), "{err}");
+    assert!(err.to_string().contains("retried 15 times"), "{err}");
     sim.shutdown().await;
 }
 

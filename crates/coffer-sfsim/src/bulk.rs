@@ -1,5 +1,10 @@
 //! Bulk API 2.0 query jobs: validation at creation, a state machine advanced by polling, and
 //! paged CSV results addressed by opaque locators.
+//!
+//! A job's result set is a recipe, not a table: a page is rendered by generating its rows. An
+//! unfiltered query maps result row `n` to generated row `n`; a filtered one is scanned once at
+//! creation to count its matches, keeping the scan position of every 4,096th match so a page can
+//! start generating near its first row.
 
 use std::sync::Arc;
 
@@ -8,7 +13,7 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::data::{Org, Record};
+use crate::data::{Org, Row};
 use crate::schema::{FieldDef, ObjectDef};
 use crate::soql::{self, Filter, QueryError};
 
@@ -78,8 +83,8 @@ pub struct Job {
     pub crlf: bool,
     /// Header row.
     pub columns: Vec<String>,
-    /// Result rows as cell strings.
-    pub rows: Arc<Vec<Vec<String>>>,
+    /// The result set, rendered page by page.
+    pub rows: Arc<ResultSet>,
     /// Polls seen so far.
     pub polls: u32,
     /// If set, the job fails with this message instead of completing.
@@ -146,8 +151,147 @@ pub struct Planned {
     pub crlf: bool,
     /// Header.
     pub columns: Vec<String>,
-    /// Rows.
-    pub rows: Vec<Vec<String>>,
+    /// The result set.
+    pub rows: ResultSet,
+}
+
+/// Matches between two checkpoints of a filtered result set.
+const CHECKPOINT_EVERY: usize = 4096;
+
+/// The rows a query job returns, generated on demand.
+#[derive(Debug)]
+pub struct ResultSet {
+    org: Org,
+    object: usize,
+    columns: Vec<usize>,
+    filters: Vec<Filter>,
+    len: usize,
+    /// For a filtered set: generated-row index of match `k * CHECKPOINT_EVERY`.
+    checkpoints: Option<Vec<usize>>,
+}
+
+impl ResultSet {
+    /// Plans the rows of `object` (deleted ones too if `include_deleted`) matching every filter,
+    /// at most `limit` of them, projected onto the field positions `columns`. A filtered set is
+    /// scanned once here.
+    pub fn new(
+        org: &Org,
+        object: &ObjectDef,
+        columns: Vec<usize>,
+        filters: Vec<Filter>,
+        limit: Option<usize>,
+        include_deleted: bool,
+    ) -> Self {
+        let object_index = org
+            .objects
+            .iter()
+            .position(|o| o.name == object.name)
+            .unwrap_or_default();
+        let deleted = if include_deleted {
+            org.deleted_count(object.name)
+        } else {
+            0
+        };
+        let total = org.row_count(object.name) + deleted;
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut set = ResultSet {
+            org: org.clone(),
+            object: object_index,
+            columns,
+            filters,
+            len: total.min(limit),
+            checkpoints: None,
+        };
+        if !set.filters.is_empty() {
+            set.scan(total, limit);
+        }
+        set
+    }
+
+    fn def(&self) -> &ObjectDef {
+        &self.org.objects[self.object]
+    }
+
+    fn scan(&mut self, total: usize, limit: usize) {
+        let mut checkpoints = Vec::new();
+        let mut matched = 0;
+        for index in 0..total {
+            if matched == limit {
+                break;
+            }
+            if self.accepts(&self.org.row(self.def(), index)) {
+                if matched % CHECKPOINT_EVERY == 0 {
+                    checkpoints.push(index);
+                }
+                matched += 1;
+            }
+        }
+        self.len = matched;
+        self.checkpoints = Some(checkpoints);
+    }
+
+    fn accepts(&self, row: &Row) -> bool {
+        self.filters.iter().all(|f| f.matches(row))
+    }
+
+    /// Number of result rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the query matched nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Result rows `start..end` as cell strings (null as the empty string).
+    pub fn cells(&self, start: usize, end: usize) -> Vec<Vec<String>> {
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(self.len));
+        let collected: Result<(), std::convert::Infallible> = self.for_each(start, end, |cells| {
+            out.push(cells.iter().map(|c| c.unwrap_or("").to_owned()).collect());
+            Ok(())
+        });
+        let _ = collected;
+        out
+    }
+
+    /// Calls `each` with the projected cells of result rows `start..end`, in order.
+    pub fn for_each<E>(
+        &self,
+        start: usize,
+        end: usize,
+        mut each: impl FnMut(&[Option<&str>]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let end = end.min(self.len);
+        let mut emit = |row: &Row| {
+            let cells: Vec<Option<&str>> =
+                self.columns.iter().map(|c| row[*c].as_deref()).collect();
+            each(&cells)
+        };
+        let Some(checkpoints) = &self.checkpoints else {
+            for index in start..end {
+                emit(&self.org.row(self.def(), index))?;
+            }
+            return Ok(());
+        };
+        let Some(from) = checkpoints.get(start / CHECKPOINT_EVERY) else {
+            return Ok(());
+        };
+        let mut position = start / CHECKPOINT_EVERY * CHECKPOINT_EVERY;
+        let mut index = *from;
+        while position < end {
+            let row = self.org.row(self.def(), index);
+            index += 1;
+            if !self.accepts(&row) {
+                continue;
+            }
+            if position >= start {
+                emit(&row)?;
+            }
+            position += 1;
+        }
+        Ok(())
+    }
 }
 
 fn invalid_job(message: impl Into<String>) -> QueryError {
@@ -204,15 +348,19 @@ pub fn plan(org: &Org, req: &CreateJob) -> Result<Planned, QueryError> {
         .iter()
         .map(|c| soql::compile(object, c))
         .collect::<Result<Vec<Filter>, _>>()?;
-    let include_deleted = operation == "queryAll";
-    let rows = org
-        .records_of(object.name)
+    let positions = fields
         .iter()
-        .filter(|r| include_deleted || r.get("IsDeleted").map(String::as_str) != Some("true"))
-        .filter(|r| filters.iter().all(|f| f.matches(r)))
-        .take(query.limit.unwrap_or(usize::MAX))
-        .map(|r| project(r, &fields))
+        .filter_map(|f| object.index_of(f.name))
         .collect();
+    let include_deleted = operation == "queryAll";
+    let rows = ResultSet::new(
+        org,
+        object,
+        positions,
+        filters,
+        query.limit,
+        include_deleted,
+    );
     let columns = fields.iter().map(|f| f.name.to_owned()).collect();
     Ok(Planned {
         operation,
@@ -268,14 +416,6 @@ impl QueryError {
     }
 }
 
-/// The cells of `record` for `fields`; null renders as an empty cell.
-pub fn project(record: &Record, fields: &[&FieldDef]) -> Vec<String> {
-    fields
-        .iter()
-        .map(|f| record.get(f.name).cloned().unwrap_or_default())
-        .collect()
-}
-
 /// Encodes a row offset as an opaque locator (base64 of the decimal offset, like `MTAwMDA`).
 pub fn encode_locator(offset: usize) -> String {
     STANDARD_NO_PAD.encode(offset.to_string())
@@ -313,9 +453,9 @@ pub fn render_page(job: &Job, offset: usize, max: usize) -> Result<Page, csv::Er
         .terminator(terminator)
         .from_writer(Vec::new());
     w.write_record(&job.columns)?;
-    for row in &job.rows[start..end] {
-        w.write_record(row)?;
-    }
+    job.rows.for_each(start, end, |cells| {
+        w.write_record(cells.iter().map(|c| c.unwrap_or("")))
+    })?;
     let body = w
         .into_inner()
         .map_err(|e| csv::Error::from(e.into_error()))?;
@@ -334,14 +474,27 @@ pub fn render_page(job: &Job, offset: usize, max: usize) -> Result<Page, csv::Er
 /// Every Bulk-queryable column and row of `object`, as a `query` job would return them.
 pub fn full_table(org: &Org, object: &str) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     let def = org.object(object)?;
-    let fields = def.bulk_fields();
-    let rows = org
-        .records_of(def.name)
+    let positions: Vec<usize> = def
+        .fields
         .iter()
-        .filter(|r| r.get("IsDeleted").map(String::as_str) != Some("true"))
-        .map(|r| project(r, &fields))
+        .enumerate()
+        .filter(|(_, f)| f.bulk_queryable())
+        .map(|(i, _)| i)
         .collect();
-    Some((fields.iter().map(|f| f.name.to_owned()).collect(), rows))
+    let rows = org
+        .rows(def)
+        .map(|r| {
+            positions
+                .iter()
+                .map(|p| r[*p].clone().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let header = positions
+        .iter()
+        .map(|p| def.fields[*p].name.to_owned())
+        .collect();
+    Some((header, rows))
 }
 
 #[cfg(test)]

@@ -26,15 +26,35 @@ pub fn checksum_suffix(id15: &str) -> String {
 
 /// An 18-character id for record number `counter` of the object with `key_prefix` on pod `pod`.
 pub fn record_id(key_prefix: &str, pod: &str, counter: u64) -> String {
-    let mut digits = [b'0'; 9];
+    let mut id = [b'0'; 18];
+    for (slot, b) in id[..3].iter_mut().zip(key_prefix.bytes()) {
+        *slot = b;
+    }
+    for (slot, b) in id[3..5].iter_mut().zip(pod.bytes()) {
+        *slot = b;
+    }
     let mut n = counter;
-    for slot in digits.iter_mut().rev() {
+    for slot in id[6..15].iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    let id15 = format!("{key_prefix}{pod}0{}", String::from_utf8_lossy(&digits));
-    let suffix = checksum_suffix(&id15);
-    format!("{id15}{suffix}")
+    for chunk in 0..3 {
+        let bits = (0..5)
+            .filter(|i| id[chunk * 5 + i].is_ascii_uppercase())
+            .fold(0usize, |acc, i| acc | (1 << i));
+        id[15 + chunk] = SUFFIX[bits];
+    }
+    String::from_utf8_lossy(&id).into_owned()
+}
+
+/// The record counter of an 18-character id made by [`record_id`] (the 9 base-62 digits after the
+/// key prefix, pod and reserved character), or `None` if `id` is not shaped like one.
+pub fn id_counter(id: &str) -> Option<u64> {
+    let digits = id.get(6..15).filter(|_| id.len() == 18 && id.is_ascii())?;
+    digits.bytes().try_fold(0u64, |acc, b| {
+        let digit = BASE62.iter().position(|c| *c == b)?;
+        acc.checked_mul(62)?.checked_add(digit as u64)
+    })
 }
 
 /// The two pod characters of an org id (`00D5g000004XyZa` -> `5g`).
@@ -60,5 +80,11 @@ mod tests {
         assert_eq!(id.len(), 18);
         assert!(id.starts_with("0015g000000000z"));
         assert_eq!(&id[15..], checksum_suffix(&id[..15]));
+        assert_eq!(id_counter(&id), Some(61));
+        assert_eq!(
+            id_counter(&record_id("a0I", "5g", 123_456_789)),
+            Some(123_456_789)
+        );
+        assert_eq!(id_counter("short"), None);
     }
 }

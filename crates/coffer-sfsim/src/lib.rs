@@ -7,20 +7,28 @@
 //! tokens, describe documents with compound and binary fields, Bulk API 2.0 query jobs that must be
 //! polled to `JobComplete`, all-quoted CSV result pages each with a header row, `Sforce-Locator`
 //! paging ending in the literal `null`, `409` when results are fetched with another API version
-//! than the job's, and gzip when asked for.
+//! than the job's, and gzip when asked for. Beside Bulk it serves the JWT bearer flow ([`jwt`]),
+//! REST `query`/`queryAll` paged by `nextRecordsUrl` and `/limits/` ([`rest`]), describe
+//! `If-Modified-Since` (`304`), and stamps `Sforce-Limit-Info: api-usage=N/MAX` on every data API
+//! answer. Tests inject faults through [`SimHandle`] ([`faults`]): an exhausted API limit, `503`s,
+//! slow or cut results pages, `QUERY_TIMEOUT` jobs and objects the Bulk API refuses.
 //!
 //! Supported SOQL is a subset (see [`soql`]); what it does not support it rejects loudly.
 
 pub mod bulk;
 pub mod data;
+pub mod faults;
 pub mod ids;
+pub mod jwt;
+pub mod rest;
 pub mod schema;
 pub mod server;
 pub mod soql;
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coffer_core::OrgId;
@@ -29,7 +37,11 @@ use tokio::task::JoinHandle;
 
 use crate::server::{Sim, lock};
 
-/// What org to generate.
+/// What org to generate. Row counts of the other objects follow from `accounts` unless
+/// [`OrgSeed::rows`] overrides them: Users `3 + accounts / 20`, Opportunities, Tasks and
+/// `Invoice__c` one per Account, Cases one per two Accounts, Attachments and ContentDocuments one
+/// per four Accounts (each document with one ContentDocumentLink, every third with two
+/// ContentVersions). `Benchmark_Record__c` exists only when `rows` asks for it.
 #[derive(Debug, Clone)]
 pub struct OrgSeed {
     /// The org's id; its pod characters appear in every record id.
@@ -40,6 +52,41 @@ pub struct OrgSeed {
     pub accounts: usize,
     /// Contacts per Account.
     pub contacts_per_account: usize,
+    /// Row counts by object API name, overriding the defaults (ContentVersion and
+    /// ContentDocumentLink counts always follow ContentDocument's; User has at least one row).
+    pub rows: BTreeMap<String, usize>,
+    /// Deleted (Recycle Bin) rows by object API name, on top of the live ones: `queryAll`
+    /// returns them with `IsDeleted = true`, `query` and [`SimHandle::table`] do not. None by
+    /// default; objects without `IsDeleted` (User) ignore it.
+    pub deleted: BTreeMap<String, usize>,
+}
+
+impl OrgSeed {
+    /// An org of `accounts` Accounts with `contacts_per_account` Contacts each and default counts
+    /// for every other object.
+    pub fn new(org_id: OrgId, seed: u64, accounts: usize, contacts_per_account: usize) -> Self {
+        OrgSeed {
+            org_id,
+            seed,
+            accounts,
+            contacts_per_account,
+            rows: BTreeMap::new(),
+            deleted: BTreeMap::new(),
+        }
+    }
+
+    /// Asks for `rows` rows of `sobject` (e.g. 10 million Tasks, or the benchmark object
+    /// [`schema::BENCHMARK_OBJECT`]). Rows are generated on demand, so size costs no memory.
+    pub fn with_rows(mut self, sobject: impl Into<String>, rows: usize) -> Self {
+        self.rows.insert(sobject.into(), rows);
+        self
+    }
+
+    /// Adds `rows` deleted rows of `sobject`, visible only to `queryAll`.
+    pub fn with_deleted(mut self, sobject: impl Into<String>, rows: usize) -> Self {
+        self.deleted.insert(sobject.into(), rows);
+        self
+    }
 }
 
 /// How to run the simulator.
@@ -120,6 +167,9 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         job_counter: AtomicU64::new(0),
         token_counter: AtomicU64::new(0),
         fail_next_job: Default::default(),
+        faults: Default::default(),
+        cursors: Default::default(),
+        jwt_users: Default::default(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = server::router(sim.clone());
@@ -168,8 +218,7 @@ impl SimHandle {
 
     /// The body of a blob field (`Attachment.Body`) of record `id`, if it exists.
     pub fn blob(&self, sobject: &str, id: &str, field: &str) -> Option<Vec<u8>> {
-        let def = self.sim.org.object(sobject)?.field(field)?;
-        self.sim.org.blobs.get(&(id.to_owned(), def.name)).cloned()
+        self.sim.org.blob(sobject, id, field)
     }
 
     /// Invalidates every access token issued so far, as a session timeout or revocation would:
@@ -193,6 +242,72 @@ impl SimHandle {
         self.sim
             .job_counter
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next created query job end in `Failed` with Salesforce's `QUERY_TIMEOUT`
+    /// message, as a query on a large object does after Bulk API 2.0's internal retries.
+    pub fn query_timeout_next_job(&self) {
+        self.fail_next_job("QUERY_TIMEOUT: Your query request was running for too long.");
+    }
+
+    /// While `on`, every data API call answers `403 REQUEST_LIMIT_EXCEEDED` (`TotalRequests
+    /// Limit exceeded.`), as when the org's daily allocation is used up.
+    pub fn exhaust_api_limit(&self, on: bool) {
+        self.sim.faults.limit_exhausted.store(on, Ordering::Relaxed);
+    }
+
+    /// Makes the next `n` data API calls answer `503`, alternately with an HTML page and with
+    /// Salesforce's `SERVER_UNAVAILABLE` JSON.
+    pub fn fail_next_requests(&self, n: u32) {
+        self.sim.faults.unavailable.store(n, Ordering::Relaxed);
+    }
+
+    /// Waits `delay` before answering each Bulk results page.
+    pub fn slow_pages(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.sim.faults.page_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Makes the next `n` Bulk results pages send their headers and half their body, then drop
+    /// the connection.
+    pub fn cut_next_pages(&self, n: u32) {
+        self.sim.faults.cut_pages.store(n, Ordering::Relaxed);
+    }
+
+    /// Makes Bulk query jobs on `sobject` answer `400 INVALIDENTITY` ("Entity 'X' is not
+    /// supported by the Bulk API."), as some `__Share`, `Tag` and `*Status` objects do.
+    pub fn unsupported_by_bulk(&self, sobject: &str) {
+        server::lock(&self.sim.faults.bulk_unsupported).insert(sobject.to_ascii_lowercase());
+    }
+
+    /// Sets the daily API allocation (`DailyApiRequests.Max`, the `MAX` of `api-usage=N/MAX`).
+    /// Calls beyond it answer `403 REQUEST_LIMIT_EXCEEDED`.
+    pub fn set_api_max(&self, max: u64) {
+        self.sim.faults.api_max.store(max, Ordering::Relaxed);
+    }
+
+    /// Data API calls counted so far (the `N` of `api-usage=N/MAX`).
+    pub fn api_calls(&self) -> u64 {
+        self.sim.faults.usage().0
+    }
+
+    /// Records a schema change one second after now: describes asked `If-Modified-Since` an
+    /// earlier time answer `200` again.
+    pub fn touch_schema(&self) {
+        let next = faults::whole_seconds(time::OffsetDateTime::now_utc()) + Duration::from_secs(1);
+        *server::lock(&self.sim.faults.schema_modified) = next;
+    }
+
+    /// When the schema last changed (whole seconds).
+    pub fn schema_modified(&self) -> time::OffsetDateTime {
+        *server::lock(&self.sim.faults.schema_modified)
+    }
+
+    /// Pre-authorizes `username` for the JWT bearer flow, with the RSA public key (PEM) of the
+    /// certificate uploaded to the connected app. Assertions must have `iss` = the client id,
+    /// `sub` = `username` and `aud` = [`SimHandle::base_url`].
+    pub fn approve_jwt_user(&self, username: &str, public_key_pem: &str) {
+        server::lock(&self.sim.jwt_users).insert(username.to_owned(), public_key_pem.to_owned());
     }
 
     /// Stops the server and waits (up to 5 seconds) for it to finish.

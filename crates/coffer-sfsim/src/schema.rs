@@ -36,6 +36,14 @@ pub struct FieldDef {
     pub relationship_name: Option<&'static str>,
     /// The compound field this field is a component of.
     pub compound_field_name: Option<&'static str>,
+    /// Whether the field is custom (`__c`).
+    pub custom: bool,
+    /// Master-detail: deleting the parent deletes this record.
+    pub cascade_delete: bool,
+    /// Whether the parent cannot be deleted while this record references it.
+    pub restricted_delete: bool,
+    /// Master-detail order (0 for the first master), `None` for other fields.
+    pub relationship_order: Option<u8>,
 }
 
 impl FieldDef {
@@ -45,6 +53,7 @@ impl FieldDef {
             "string" | "url" | "email" => 255,
             "phone" => 40,
             "textarea" => 32000,
+            "base64" => 0,
             "picklist" => 255,
             _ => 0,
         };
@@ -64,7 +73,28 @@ impl FieldDef {
             reference_to: Vec::new(),
             relationship_name: None,
             compound_field_name: None,
+            custom: name.ends_with("__c"),
+            cascade_delete: false,
+            restricted_delete: false,
+            relationship_order: None,
         }
+    }
+
+    /// A master-detail reference: required, cascade-deleted with its master.
+    fn master_detail(mut self) -> Self {
+        self.nillable = false;
+        self.updateable = false;
+        self.cascade_delete = true;
+        self.relationship_order = Some(0);
+        self
+    }
+
+    /// An auto-number `Name`: read-only, unique per record.
+    fn auto_numbered(mut self) -> Self {
+        self.auto_number = true;
+        self.nillable = false;
+        self.length = 30;
+        self.read_only()
     }
 
     fn system(mut self) -> Self {
@@ -133,6 +163,11 @@ impl FieldDef {
             "referenceTo": self.reference_to,
             "relationshipName": self.relationship_name,
             "compoundFieldName": self.compound_field_name,
+            "custom": self.custom,
+            "cascadeDelete": self.cascade_delete,
+            "restrictedDelete": self.restricted_delete,
+            "relationshipOrder": self.relationship_order,
+            "polymorphicForeignKey": self.reference_to.len() > 1,
         })
     }
 }
@@ -165,6 +200,8 @@ pub struct ObjectDef {
     pub fields: Vec<FieldDef>,
     /// Children pointing at this object.
     pub child_relationships: Vec<ChildRel>,
+    /// Whether the object is custom (`__c`).
+    pub custom: bool,
 }
 
 impl ObjectDef {
@@ -173,6 +210,11 @@ impl ObjectDef {
         self.fields
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The position of the field named exactly `name` in [`ObjectDef::fields`].
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
     }
 
     /// Fields a full Bulk query selects, in describe order.
@@ -193,7 +235,7 @@ impl ObjectDef {
             "updateable": true,
             "deletable": true,
             "undeletable": true,
-            "custom": false,
+            "custom": self.custom,
             "urls": {
                 "describe": format!("/services/data/v62.0/sobjects/{}/describe", self.name),
             },
@@ -234,15 +276,38 @@ fn audit_fields() -> Vec<FieldDef> {
     ]
 }
 
-fn id_and_deleted() -> Vec<FieldDef> {
+fn id_and_deleted(label: &'static str) -> Vec<FieldDef> {
     vec![
-        FieldDef::new("Id", "id", "Account ID").system().lookup(),
+        FieldDef::new("Id", "id", label).system().lookup(),
         FieldDef::new("IsDeleted", "boolean", "Deleted").system(),
     ]
 }
 
+fn owner() -> FieldDef {
+    FieldDef::new("OwnerId", "reference", "Owner ID")
+        .required()
+        .refs(&["User"], "Owner")
+}
+
+fn object(
+    name: &'static str,
+    label: &'static str,
+    key_prefix: &'static str,
+    fields: Vec<FieldDef>,
+    child_relationships: Vec<ChildRel>,
+) -> ObjectDef {
+    ObjectDef {
+        name,
+        label,
+        key_prefix,
+        fields,
+        child_relationships,
+        custom: name.ends_with("__c"),
+    }
+}
+
 fn account() -> ObjectDef {
-    let mut fields = id_and_deleted();
+    let mut fields = id_and_deleted("Account ID");
     fields.extend([
         FieldDef::new("Name", "string", "Account Name")
             .required()
@@ -256,24 +321,29 @@ fn account() -> ObjectDef {
         FieldDef::new("Industry", "picklist", "Industry"),
         FieldDef::new("AnnualRevenue", "currency", "Annual Revenue"),
         FieldDef::new("Description", "textarea", "Account Description"),
+        owner(),
     ]);
     fields.extend(audit_fields());
-    ObjectDef {
-        name: "Account",
-        label: "Account",
-        key_prefix: "001",
-        fields,
-        child_relationships: vec![
-            child("Account", "ParentId", Some("ChildAccounts"), false),
-            child("Attachment", "ParentId", Some("Attachments"), true),
-            child("Contact", "AccountId", Some("Contacts"), false),
-        ],
-    }
+    let children = vec![
+        child("Account", "ParentId", Some("ChildAccounts"), false),
+        child("Attachment", "ParentId", Some("Attachments"), true),
+        child("Case", "AccountId", Some("Cases"), false),
+        child(
+            "ContentDocumentLink",
+            "LinkedEntityId",
+            Some("ContentDocumentLinks"),
+            true,
+        ),
+        child("Contact", "AccountId", Some("Contacts"), false),
+        child("Invoice__c", "Account__c", Some("Invoices__r"), true),
+        child("Opportunity", "AccountId", Some("Opportunities"), true),
+        child("Task", "WhatId", Some("Tasks"), true),
+    ];
+    object("Account", "Account", "001", fields, children)
 }
 
 fn contact() -> ObjectDef {
-    let mut fields = id_and_deleted();
-    fields[0].label = "Contact ID";
+    let mut fields = id_and_deleted("Contact ID");
     fields.extend([
         FieldDef::new("AccountId", "reference", "Account ID").refs(&["Account"], "Account"),
         FieldDef::new("LastName", "string", "Last Name")
@@ -285,23 +355,21 @@ fn contact() -> ObjectDef {
         FieldDef::new("Phone", "phone", "Business Phone"),
         FieldDef::new("Title", "string", "Title"),
         FieldDef::new("Description", "textarea", "Contact Description"),
+        owner(),
     ]);
     fields.extend(audit_fields());
-    ObjectDef {
-        name: "Contact",
-        label: "Contact",
-        key_prefix: "003",
-        fields,
-        child_relationships: vec![
-            child("Attachment", "ParentId", Some("Attachments"), true),
-            child("Contact", "ReportsToId", None, false),
-        ],
-    }
+    let children = vec![
+        child("Attachment", "ParentId", Some("Attachments"), true),
+        child("Case", "ContactId", Some("Cases"), false),
+        child("Contact", "ReportsToId", None, false),
+        child("Invoice__c", "Contact__c", Some("Invoices__r"), false),
+        child("Task", "WhoId", Some("Tasks"), true),
+    ];
+    object("Contact", "Contact", "003", fields, children)
 }
 
 fn attachment() -> ObjectDef {
-    let mut fields = id_and_deleted();
-    fields[0].label = "Attachment ID";
+    let mut fields = id_and_deleted("Attachment ID");
     fields.extend([
         FieldDef::new("ParentId", "reference", "Parent ID")
             .required()
@@ -314,13 +382,237 @@ fn attachment() -> ObjectDef {
         FieldDef::new("Description", "textarea", "Description"),
     ]);
     fields.extend(audit_fields());
-    ObjectDef {
-        name: "Attachment",
-        label: "Attachment",
-        key_prefix: "00P",
+    object("Attachment", "Attachment", "00P", fields, Vec::new())
+}
+
+fn user() -> ObjectDef {
+    let fields = vec![
+        FieldDef::new("Id", "id", "User ID").system().lookup(),
+        FieldDef::new("Username", "string", "Username")
+            .required()
+            .lookup(),
+        FieldDef::new("LastName", "string", "Last Name")
+            .required()
+            .part_of("Name"),
+        FieldDef::new("FirstName", "string", "First Name").part_of("Name"),
+        FieldDef::new("Email", "email", "Email").required(),
+        FieldDef::new("Alias", "string", "Alias").required(),
+        FieldDef::new("IsActive", "boolean", "Active").required(),
+        FieldDef::new("ManagerId", "reference", "Manager ID").refs(&["User"], "Manager"),
+        FieldDef::new("CreatedDate", "datetime", "Created Date").system(),
+        FieldDef::new("LastModifiedDate", "datetime", "Last Modified Date").system(),
+        FieldDef::new("SystemModstamp", "datetime", "System Modstamp").system(),
+    ];
+    let children = vec![child("User", "ManagerId", Some("ManagedUsers"), false)];
+    object("User", "User", "005", fields, children)
+}
+
+fn opportunity() -> ObjectDef {
+    let mut fields = id_and_deleted("Opportunity ID");
+    fields.extend([
+        FieldDef::new("AccountId", "reference", "Account ID").refs(&["Account"], "Account"),
+        FieldDef::new("Name", "string", "Name").required(),
+        FieldDef::new("StageName", "picklist", "Stage").required(),
+        FieldDef::new("Amount", "currency", "Amount"),
+        FieldDef::new("Probability", "percent", "Probability (%)"),
+        FieldDef::new("CloseDate", "date", "Close Date").required(),
+        FieldDef::new("Type", "picklist", "Opportunity Type"),
+        FieldDef::new("IsClosed", "boolean", "Closed").system(),
+        FieldDef::new("IsWon", "boolean", "Won").system(),
+        FieldDef::new("Description", "textarea", "Description"),
+        owner(),
+    ]);
+    fields.extend(audit_fields());
+    let children = vec![child("Task", "WhatId", Some("Tasks"), true)];
+    object("Opportunity", "Opportunity", "006", fields, children)
+}
+
+fn case() -> ObjectDef {
+    let mut fields = id_and_deleted("Case ID");
+    fields.extend([
+        FieldDef::new("CaseNumber", "string", "Case Number").auto_numbered(),
+        FieldDef::new("AccountId", "reference", "Account ID").refs(&["Account"], "Account"),
+        FieldDef::new("ContactId", "reference", "Contact ID").refs(&["Contact"], "Contact"),
+        FieldDef::new("Subject", "string", "Subject"),
+        FieldDef::new("Status", "picklist", "Status").required(),
+        FieldDef::new("Priority", "picklist", "Priority"),
+        FieldDef::new("Origin", "picklist", "Case Origin"),
+        FieldDef::new("IsClosed", "boolean", "Closed").system(),
+        FieldDef::new("Description", "textarea", "Description"),
+        owner(),
+    ]);
+    fields.extend(audit_fields());
+    let children = vec![child("Task", "WhatId", Some("Tasks"), true)];
+    object("Case", "Case", "500", fields, children)
+}
+
+fn task() -> ObjectDef {
+    let mut fields = id_and_deleted("Activity ID");
+    fields.extend([
+        FieldDef::new("WhatId", "reference", "Related To ID")
+            .refs(&["Account", "Case", "Opportunity"], "What"),
+        FieldDef::new("WhoId", "reference", "Name ID").refs(&["Contact"], "Who"),
+        FieldDef::new("Subject", "string", "Subject"),
+        FieldDef::new("ActivityDate", "date", "Due Date Only"),
+        FieldDef::new("Status", "picklist", "Status").required(),
+        FieldDef::new("Priority", "picklist", "Priority").required(),
+        FieldDef::new("IsClosed", "boolean", "Closed").system(),
+        FieldDef::new("Description", "textarea", "Description"),
+        owner(),
+    ]);
+    fields.extend(audit_fields());
+    object("Task", "Task", "00T", fields, Vec::new())
+}
+
+fn invoice() -> ObjectDef {
+    let mut fields = id_and_deleted("Record ID");
+    fields.extend([
+        FieldDef::new("Name", "string", "Invoice Number").auto_numbered(),
+        FieldDef::new("Account__c", "reference", "Account")
+            .refs(&["Account"], "Account__r")
+            .master_detail(),
+        FieldDef::new("Contact__c", "reference", "Billing Contact")
+            .refs(&["Contact"], "Contact__r"),
+        FieldDef::new("Amount__c", "currency", "Amount"),
+        FieldDef::new("Status__c", "picklist", "Status"),
+        FieldDef::new("Due_Date__c", "date", "Due Date"),
+        FieldDef::new("Paid__c", "boolean", "Paid").required(),
+        FieldDef::new("Notes__c", "textarea", "Notes"),
+    ]);
+    fields.extend(audit_fields());
+    object("Invoice__c", "Invoice", "a0I", fields, Vec::new())
+}
+
+fn content_document() -> ObjectDef {
+    let mut fields = id_and_deleted("ContentDocument ID");
+    fields.extend([
+        FieldDef::new("Title", "string", "Title").required(),
+        FieldDef::new("PublishStatus", "picklist", "Publish Status").read_only(),
+        FieldDef::new(
+            "LatestPublishedVersionId",
+            "reference",
+            "Latest Published Version ID",
+        )
+        .refs(&["ContentVersion"], "LatestPublishedVersion")
+        .read_only(),
+        FieldDef::new("FileType", "string", "File Type").read_only(),
+        FieldDef::new("FileExtension", "string", "File Extension").read_only(),
+        FieldDef::new("ContentSize", "int", "Size").read_only(),
+        FieldDef::new("Description", "textarea", "Description"),
+        owner(),
+    ]);
+    fields.extend(audit_fields());
+    let children = vec![
+        child(
+            "ContentDocumentLink",
+            "ContentDocumentId",
+            Some("ContentDocumentLinks"),
+            true,
+        ),
+        child(
+            "ContentVersion",
+            "ContentDocumentId",
+            Some("ContentVersions"),
+            true,
+        ),
+    ];
+    object(
+        "ContentDocument",
+        "Content Document",
+        "069",
         fields,
-        child_relationships: Vec::new(),
-    }
+        children,
+    )
+}
+
+fn content_version() -> ObjectDef {
+    let mut fields = id_and_deleted("ContentVersion ID");
+    fields.extend([
+        FieldDef::new("ContentDocumentId", "reference", "ContentDocument ID")
+            .refs(&["ContentDocument"], "ContentDocument"),
+        FieldDef::new("IsLatest", "boolean", "Is Latest").system(),
+        FieldDef::new("VersionNumber", "string", "Version Number").read_only(),
+        FieldDef::new("Title", "string", "Title").required(),
+        FieldDef::new("PathOnClient", "string", "Path On Client"),
+        FieldDef::new("FileExtension", "string", "File Extension").read_only(),
+        FieldDef::new("FileType", "string", "File Type").read_only(),
+        FieldDef::new("ContentLocation", "picklist", "Content Location"),
+        FieldDef::new("ContentSize", "int", "Size").read_only(),
+        FieldDef::new("Checksum", "string", "Checksum").read_only(),
+        FieldDef::new("VersionData", "base64", "Version Data"),
+        FieldDef::new(
+            "FirstPublishLocationId",
+            "reference",
+            "First Publish Location ID",
+        )
+        .refs(&["Account", "User"], "FirstPublishLocation"),
+        FieldDef::new("Description", "textarea", "Description"),
+        owner(),
+    ]);
+    fields.extend(audit_fields());
+    object(
+        "ContentVersion",
+        "Content Version",
+        "068",
+        fields,
+        Vec::new(),
+    )
+}
+
+fn content_document_link() -> ObjectDef {
+    let mut fields = id_and_deleted("ContentDocumentLink ID");
+    fields.extend([
+        FieldDef::new("LinkedEntityId", "reference", "Linked Entity ID")
+            .required()
+            .refs(&["Account", "User"], "LinkedEntity"),
+        FieldDef::new("ContentDocumentId", "reference", "ContentDocument ID")
+            .required()
+            .refs(&["ContentDocument"], "ContentDocument"),
+        FieldDef::new("ShareType", "picklist", "Share Type").required(),
+        FieldDef::new("Visibility", "picklist", "Visibility"),
+        FieldDef::new("SystemModstamp", "datetime", "System Modstamp").system(),
+    ]);
+    object(
+        "ContentDocumentLink",
+        "Content Document Link",
+        "06A",
+        fields,
+        Vec::new(),
+    )
+}
+
+/// Name of the wide object that exists only when an [`crate::OrgSeed`] asks for its rows.
+pub const BENCHMARK_OBJECT: &str = "Benchmark_Record__c";
+
+/// A wide custom object for throughput benchmarks: 20 bulk-queryable columns of every common
+/// type.
+pub fn benchmark() -> ObjectDef {
+    let mut fields = id_and_deleted("Record ID");
+    fields.push(FieldDef::new("Name", "string", "Record Name").required());
+    fields.extend([
+        FieldDef::new("Text_1__c", "string", "Text 1"),
+        FieldDef::new("Text_2__c", "string", "Text 2"),
+        FieldDef::new("Text_3__c", "string", "Text 3"),
+        FieldDef::new("Text_4__c", "string", "Text 4"),
+        FieldDef::new("Number_1__c", "double", "Number 1"),
+        FieldDef::new("Number_2__c", "double", "Number 2"),
+        FieldDef::new("Number_3__c", "double", "Number 3"),
+        FieldDef::new("Amount__c", "currency", "Amount"),
+        FieldDef::new("Flag_1__c", "boolean", "Flag 1").required(),
+        FieldDef::new("Flag_2__c", "boolean", "Flag 2").required(),
+        FieldDef::new("Day__c", "date", "Day"),
+        FieldDef::new("Stamp__c", "datetime", "Stamp"),
+        FieldDef::new("Account__c", "reference", "Account").refs(&["Account"], "Account__r"),
+        FieldDef::new("Notes__c", "textarea", "Notes"),
+    ]);
+    fields.extend(audit_fields());
+    object(
+        BENCHMARK_OBJECT,
+        "Benchmark Record",
+        "a0B",
+        fields,
+        Vec::new(),
+    )
 }
 
 fn child(
@@ -338,7 +630,20 @@ fn child(
     }
 }
 
-/// Every object of the simulated org, in describe-global order.
+/// Every standard object of the simulated org, in describe-global (alphabetical) order. The
+/// [`benchmark`] object is added by the org only when asked for.
 pub fn objects() -> Vec<ObjectDef> {
-    vec![account(), attachment(), contact()]
+    vec![
+        account(),
+        attachment(),
+        case(),
+        contact(),
+        content_document(),
+        content_document_link(),
+        content_version(),
+        invoice(),
+        opportunity(),
+        task(),
+        user(),
+    ]
 }

@@ -1,5 +1,7 @@
-//! The HTTP surface: OAuth token endpoint, REST describe, Bulk API 2.0 query jobs and blob
-//! retrieval, each answering errors in Salesforce's JSON shapes.
+//! The HTTP surface: OAuth token endpoint (client credentials and JWT bearer), REST describe
+//! (with `If-Modified-Since`), Bulk API 2.0 query jobs, blob retrieval, and the routes of
+//! [`crate::rest`], behind the [`crate::faults::gate`] middleware that counts API calls; each
+//! answers errors in Salesforce's JSON shapes.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -19,7 +21,14 @@ use time::OffsetDateTime;
 
 use crate::bulk::{self, CreateJob, Job, JobState};
 use crate::data::{Org, format_datetime};
+use crate::faults::{self, Faults, take_one};
 use crate::ids::{pod_of, record_id};
+use crate::{jwt, rest};
+
+/// The HTTP date format of `If-Modified-Since` and `Last-Modified` (`EEE, dd MMM yyyy HH:mm:ss z`).
+const HTTP_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
 
 /// Shared server state.
 #[derive(Debug)]
@@ -46,6 +55,12 @@ pub struct Sim {
     pub token_counter: AtomicU64,
     /// If set, the next created job fails with this message.
     pub fail_next_job: Mutex<Option<String>>,
+    /// Fault knobs and API counters.
+    pub faults: Faults,
+    /// REST query cursors by id (`01g...`).
+    pub cursors: Mutex<HashMap<String, rest::Cursor>>,
+    /// Users pre-authorized for the JWT bearer flow: username -> RSA public key (PEM).
+    pub jwt_users: Mutex<HashMap<String, String>>,
 }
 
 /// Locks a mutex, recovering the data if a handler panicked while holding it.
@@ -75,11 +90,26 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route(&format!("{data}/jobs/query/"), post(create_job))
         .route(&format!("{data}/jobs/query/{{id}}"), get(job_info))
         .route(&format!("{data}/jobs/query/{{id}}/results"), get(results))
+        .route(&format!("{data}/query"), get(rest::query))
+        .route(&format!("{data}/query/"), get(rest::query))
+        .route(&format!("{data}/queryAll"), get(rest::query_all))
+        .route(&format!("{data}/queryAll/"), get(rest::query_all))
+        .route(&format!("{data}/query/{{locator}}"), get(rest::query_more))
+        .route(
+            &format!("{data}/queryAll/{{locator}}"),
+            get(rest::query_more),
+        )
+        .route(&format!("{data}/limits"), get(rest::limits))
+        .route(&format!("{data}/limits/"), get(rest::limits))
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            faults::gate,
+        ))
         .with_state(sim)
 }
 
 /// A Salesforce REST error: `[{"errorCode": ..., "message": ...}]`.
-fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!([{ "errorCode": code, "message": message }])),
@@ -128,7 +158,7 @@ fn oauth_error(code: &str, description: &str) -> Response {
 }
 
 /// Checks the bearer token and the API version (`v47.0` or later); returns the version number.
-fn authorize(sim: &Sim, headers: &HeaderMap, version: &str) -> Result<String, SfError> {
+pub fn authorize(sim: &Sim, headers: &HeaderMap, version: &str) -> Result<String, SfError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -161,15 +191,34 @@ fn parse_version(segment: &str) -> Option<String> {
 }
 
 async fn token(State(sim): State<Arc<Sim>>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return oauth_error("unsupported_grant_type", "grant type not supported");
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => client_credentials(&sim, &form),
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            let assertion = form
+                .get("assertion")
+                .map(String::as_str)
+                .unwrap_or_default();
+            match jwt::verify(&sim, assertion) {
+                Ok(_user) => issue_token(&sim),
+                Err((code, description)) => oauth_error(code, description),
+            }
+        }
+        _ => oauth_error("unsupported_grant_type", "grant type not supported"),
     }
+}
+
+fn client_credentials(sim: &Sim, form: &HashMap<String, String>) -> Response {
     if form.get("client_id") != Some(&sim.client_id) {
         return oauth_error("invalid_client_id", "client identifier invalid");
     }
     if form.get("client_secret") != Some(&sim.client_secret) {
         return oauth_error("invalid_client", "invalid client credentials");
     }
+    issue_token(sim)
+}
+
+/// Issues a new access token bound to the instance URL.
+fn issue_token(sim: &Sim) -> Response {
     let n = sim.token_counter.fetch_add(1, Ordering::Relaxed);
     let access_token = format!(
         "{}!AQ{}{:x}",
@@ -217,10 +266,28 @@ async fn describe(
     if let Err(e) = authorize(&sim, &headers, &version) {
         return e.into_response();
     }
-    match sim.org.object(&name) {
-        Some(object) => axum::Json(object.describe()).into_response(),
-        None => not_found(),
+    let Some(object) = sim.org.object(&name) else {
+        return not_found();
+    };
+    let modified = *lock(&sim.faults.schema_modified);
+    let since = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| time::PrimitiveDateTime::parse(v.trim(), HTTP_DATE).ok())
+        .map(time::PrimitiveDateTime::assume_utc);
+    let last_modified = modified
+        .format(HTTP_DATE)
+        .ok()
+        .and_then(|v| HeaderValue::from_str(&v).ok());
+    let mut resp = if since.is_some_and(|since| modified <= since) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        axum::Json(object.describe()).into_response()
+    };
+    if let Some(v) = last_modified {
+        resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
+    resp
 }
 
 async fn blob(
@@ -231,18 +298,10 @@ async fn blob(
     if let Err(e) = authorize(&sim, &headers, &version) {
         return e.into_response();
     }
-    let Some(def) = sim
-        .org
-        .object(&name)
-        .and_then(|o| o.field(&field))
-        .filter(|f| f.is_binary())
-    else {
-        return not_found();
-    };
-    match sim.org.blobs.get(&(id, def.name)) {
+    match sim.org.blob(&name, &id, &field) {
         Some(body) => (
             [(header::CONTENT_TYPE, "application/octet-stream")],
-            Bytes::from(body.clone()),
+            Bytes::from(body),
         )
             .into_response(),
         None => not_found(),
@@ -267,6 +326,16 @@ async fn create_job(
         Ok(p) => p,
         Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
     };
+    if sim.faults.is_bulk_unsupported(planned.object) {
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDENTITY",
+            &format!(
+                "Entity '{}' is not supported by the Bulk API.",
+                planned.object
+            ),
+        );
+    }
     let n = sim.job_counter.fetch_add(1, Ordering::Relaxed) + 1;
     let job = Job {
         id: record_id("750", &pod_of(sim.org_id.as_str()), n),
@@ -284,7 +353,7 @@ async fn create_job(
         fail_with: lock(&sim.fail_next_job).take(),
     };
     let info = job.info(false);
-    tracing::debug!(job_id = %job.id, object = %job.object, rows = job.rows.len(), "sfsim created a query job");
+    tracing::debug!(bulk_job_id = %job.id, object = %job.object, rows = job.rows.len(), "sfsim created a query job");
     lock(&sim.jobs).insert(job.id.clone(), job);
     axum::Json(info).into_response()
 }
@@ -326,7 +395,16 @@ async fn results(
             Err(e) => return e.into_response(),
         }
     };
-    page_response(page, &headers)
+    let delay = sim.faults.page_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let (response_headers, body) = page_response(page, &headers);
+    if take_one(&sim.faults.cut_pages) {
+        tracing::debug!(bulk_job_id = %id, "sfsim cut a results page mid-body");
+        return (StatusCode::OK, response_headers, faults::cut_body(body)).into_response();
+    }
+    (StatusCode::OK, response_headers, body).into_response()
 }
 
 fn page_of(
@@ -387,7 +465,7 @@ fn page_of(
     })
 }
 
-fn page_response(page: bulk::Page, request: &HeaderMap) -> Response {
+fn page_response(page: bulk::Page, request: &HeaderMap) -> (HeaderMap, Vec<u8>) {
     let wants_gzip = request
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -413,7 +491,7 @@ fn page_response(page: bulk::Page, request: &HeaderMap) -> Response {
     } else {
         page.body
     };
-    (StatusCode::OK, headers, body).into_response()
+    (headers, body)
 }
 
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::data::Record;
+use crate::data::Row;
 use crate::schema::{FieldDef, ObjectDef};
 
 /// Why a query was refused: a Salesforce error code and message.
@@ -304,7 +304,7 @@ fn limit(p: &mut Parser) -> Result<usize, QueryError> {
 /// A condition checked against one object's fields, ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    field: &'static str,
+    field: usize,
     op: Op,
     value: Typed,
 }
@@ -320,9 +320,12 @@ enum Typed {
 
 /// Checks `cond` against `object`'s fields and types.
 pub fn compile(object: &ObjectDef, cond: &Condition) -> Result<Filter, QueryError> {
-    let field = object
-        .field(&cond.field)
+    let index = object
+        .fields
+        .iter()
+        .position(|f| f.name.eq_ignore_ascii_case(&cond.field))
         .ok_or_else(|| no_such_column(object, &cond.field))?;
+    let field = &object.fields[index];
     let value = typed_literal(field, &cond.value)?;
     let ordering_ok =
         matches!(cond.op, Op::Eq | Op::Ne) || !matches!(value, Typed::Null | Typed::Bool(_));
@@ -333,7 +336,7 @@ pub fn compile(object: &ObjectDef, cond: &Condition) -> Result<Filter, QueryErro
         });
     }
     Ok(Filter {
-        field: field.name,
+        field: index,
         op: cond.op,
         value,
     })
@@ -364,13 +367,21 @@ fn typed_literal(field: &FieldDef, lit: &Literal) -> Result<Typed, QueryError> {
         ("datetime", Literal::Bare(s)) => {
             parse_datetime(s).map(Typed::DateTime).ok_or_else(mismatch)
         }
+        ("date", Literal::Bare(s)) if is_date(s) => Ok(Typed::Text(s.clone())),
         ("currency" | "double" | "int" | "percent", Literal::Bare(s)) => {
             s.parse().map(Typed::Number).map_err(|_| mismatch())
         }
-        ("boolean" | "datetime" | "currency" | "double" | "int" | "percent", _) => Err(mismatch()),
+        ("boolean" | "datetime" | "date" | "currency" | "double" | "int" | "percent", _) => {
+            Err(mismatch())
+        }
         (_, Literal::Str(s)) => Ok(Typed::Text(s.clone())),
         _ => Err(mismatch()),
     }
+}
+
+/// Whether `s` is a SOQL date literal, `YYYY-MM-DD`.
+fn is_date(s: &str) -> bool {
+    time::Date::parse(s, format_description!("[year]-[month]-[day]")).is_ok()
 }
 
 /// Parses a SOQL/Bulk dateTime: `2024-05-01T12:34:56Z`, with optional `.SSS`, and an offset of
@@ -412,9 +423,9 @@ fn parse_offset(s: &str) -> Option<UtcOffset> {
 }
 
 impl Filter {
-    /// Whether `record` satisfies the condition.
-    pub fn matches(&self, record: &Record) -> bool {
-        let value = record.get(self.field).map(String::as_str);
+    /// Whether `row` (cells in describe order) satisfies the condition.
+    pub fn matches(&self, row: &Row) -> bool {
+        let value = row.get(self.field).and_then(Option::as_deref);
         let ordering = match (&self.value, value) {
             (Typed::Null, None) => Some(Ordering::Equal),
             (Typed::Null, Some(_)) | (_, None) => None,

@@ -13,12 +13,7 @@ use serde_json::Value;
 const V: &str = "v62.0";
 
 fn seed(seed: u64) -> OrgSeed {
-    OrgSeed {
-        org_id: OrgId::new("00D5g000004XyZaEAK").unwrap(),
-        seed,
-        accounts: 37,
-        contacts_per_account: 3,
-    }
+    OrgSeed::new(OrgId::new("00D5g000004XyZaEAK").unwrap(), seed, 37, 3)
 }
 
 async fn sim(page: usize) -> SimHandle {

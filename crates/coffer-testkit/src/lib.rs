@@ -25,12 +25,7 @@ pub async fn start_sim(
     contacts: usize,
     page_size: usize,
 ) -> anyhow::Result<SimHandle> {
-    let org = OrgSeed {
-        org_id: OrgId::new(TEST_ORG_ID)?,
-        seed: 42,
-        accounts,
-        contacts_per_account: contacts,
-    };
+    let org = OrgSeed::new(OrgId::new(TEST_ORG_ID)?, 42, accounts, contacts);
     let config = SimConfig {
         default_page_size: page_size,
         ..SimConfig::local(org)

@@ -151,12 +151,12 @@ async fn create_tenant(catalog: &Catalog, services: &Services) -> anyhow::Result
 }
 
 async fn start_sim(args: &DemoArgs) -> anyhow::Result<SimHandle> {
-    let org = OrgSeed {
-        org_id: OrgId::new(DEMO_ORG)?,
-        seed: 7,
-        accounts: args.accounts,
-        contacts_per_account: args.contacts_per_account,
-    };
+    let org = OrgSeed::new(
+        OrgId::new(DEMO_ORG)?,
+        7,
+        args.accounts,
+        args.contacts_per_account,
+    );
     let sim = coffer_sfsim::start(SimConfig::local(org)).await?;
     eprintln!("demo: simulated org {DEMO_ORG} at {}", sim.base_url());
     Ok(sim)

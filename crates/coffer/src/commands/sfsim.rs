@@ -29,12 +29,12 @@ pub struct SfsimArgs {
 
 /// Serves until interrupted.
 pub async fn run(args: SfsimArgs) -> anyhow::Result<()> {
-    let org = OrgSeed {
-        org_id: args.org_id,
-        seed: args.seed,
-        accounts: args.accounts,
-        contacts_per_account: args.contacts_per_account,
-    };
+    let org = OrgSeed::new(
+        args.org_id,
+        args.seed,
+        args.accounts,
+        args.contacts_per_account,
+    );
     let config = SimConfig {
         bind: args.bind,
         ..SimConfig::local(org)

@@ -1,0 +1,156 @@
+//! Fault injection and API accounting: the knobs tests turn through [`crate::SimHandle`]
+//! (exhausted limits, 503s, slow and cut pages, Bulk-unsupported objects, schema changes) and the
+//! middleware that counts every data API call and stamps `Sforce-Limit-Info` on the answer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use time::OffsetDateTime;
+
+use crate::server::{Sim, lock, sf_error};
+
+/// Default daily API request allocation (`DailyApiRequests.Max`).
+pub const DEFAULT_API_MAX: u64 = 100_000;
+
+/// The fault knobs and API counters of one simulator.
+#[derive(Debug)]
+pub struct Faults {
+    /// Every data API call answers `403 REQUEST_LIMIT_EXCEEDED`.
+    pub limit_exhausted: AtomicBool,
+    /// The next N data API calls answer `503`.
+    pub unavailable: AtomicU32,
+    /// Delay before each Bulk results page, in milliseconds.
+    pub page_delay_ms: AtomicU64,
+    /// The next N Bulk results pages send half their body, then drop the connection.
+    pub cut_pages: AtomicU32,
+    /// Objects (lowercase) whose Bulk query jobs answer `400 INVALIDENTITY`.
+    pub bulk_unsupported: Mutex<HashSet<String>>,
+    /// Data API calls counted so far (`api-usage=N/...`).
+    pub api_calls: AtomicU64,
+    /// `DailyApiRequests.Max`.
+    pub api_max: AtomicU64,
+    /// When the schema last changed (whole seconds), for `If-Modified-Since` on describe.
+    pub schema_modified: Mutex<OffsetDateTime>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            limit_exhausted: AtomicBool::new(false),
+            unavailable: AtomicU32::new(0),
+            page_delay_ms: AtomicU64::new(0),
+            cut_pages: AtomicU32::new(0),
+            bulk_unsupported: Mutex::default(),
+            api_calls: AtomicU64::new(0),
+            api_max: AtomicU64::new(DEFAULT_API_MAX),
+            schema_modified: Mutex::new(whole_seconds(OffsetDateTime::now_utc())),
+        }
+    }
+}
+
+/// `t` with its sub-second part dropped (HTTP dates have second precision).
+pub fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Decrements `counter` if it is positive; says whether it was.
+pub fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+impl Faults {
+    /// Whether Bulk query jobs on `object` are refused with `INVALIDENTITY`.
+    pub fn is_bulk_unsupported(&self, object: &str) -> bool {
+        lock(&self.bulk_unsupported).contains(&object.to_ascii_lowercase())
+    }
+
+    /// The configured delay before each results page.
+    pub fn page_delay(&self) -> Duration {
+        Duration::from_millis(self.page_delay_ms.load(Ordering::Relaxed))
+    }
+
+    /// (calls so far, daily maximum).
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.api_calls.load(Ordering::Relaxed),
+            self.api_max.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Whether a request path is a data API call that counts against the daily allocation (the
+/// version list at `/services/data` and the token endpoint do not).
+fn counted(path: &str) -> bool {
+    path.starts_with("/services/data/v")
+}
+
+/// Middleware: counts the call, answers injected limit and availability faults, and stamps
+/// `Sforce-Limit-Info: api-usage=N/MAX` on every data API answer.
+pub async fn gate(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    if !counted(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let faults = &sim.faults;
+    let used = faults.api_calls.fetch_add(1, Ordering::Relaxed) + 1;
+    let max = faults.api_max.load(Ordering::Relaxed);
+    let mut resp = if faults.limit_exhausted.load(Ordering::Relaxed) || used > max {
+        sf_error(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )
+    } else if take_one(&faults.unavailable) {
+        unavailable(faults.unavailable.load(Ordering::Relaxed))
+    } else {
+        next.run(req).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("api-usage={}/{max}", used.min(max))) {
+        resp.headers_mut().insert("Sforce-Limit-Info", v);
+    }
+    resp
+}
+
+/// A `503`: alternately the HTML page a load balancer serves and Salesforce's JSON error.
+fn unavailable(remaining: u32) -> Response {
+    if remaining.is_multiple_of(2) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><head><title>Service Unavailable</title></head><body>Service Unavailable</body></html>",
+        )
+            .into_response()
+    } else {
+        sf_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVER_UNAVAILABLE",
+            "Server unavailable, please retry later.",
+        )
+    }
+}
+
+/// A body that yields the first half of `body`, pauses so the headers and that half reach the
+/// client, then fails, so the server drops the connection mid-transfer.
+pub fn cut_body(body: Vec<u8>) -> Body {
+    use futures::StreamExt;
+    let whole = Bytes::from(body);
+    let first = whole.slice(..whole.len() / 2);
+    let head = futures::stream::iter([Ok::<Bytes, std::io::Error>(first)]);
+    let cut = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sfsim cut the connection",
+        ))
+    });
+    Body::from_stream(head.chain(cut))
+}
