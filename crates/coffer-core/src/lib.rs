@@ -8,6 +8,7 @@
 pub mod error;
 pub mod ids;
 pub mod layout;
+pub mod policy;
 pub mod secret;
 
 pub use error::{Classify, ErrorClass};

@@ -56,14 +56,20 @@ impl S3Settings {
     /// An S3 client for these settings.
     pub async fn s3_client(&self) -> aws_sdk_s3::Client {
         let shared = self.sdk_config().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+        aws_sdk_s3::Client::from_conf(self.s3_config_builder(&shared).build())
+    }
+
+    /// The S3 configuration for these settings, for callers that add to it (credentials,
+    /// retry partition).
+    pub fn s3_config_builder(&self, shared: &aws_config::SdkConfig) -> aws_sdk_s3::config::Builder {
+        let mut builder = aws_sdk_s3::config::Builder::from(shared);
         if self.endpoint.is_some() {
             builder = builder
                 .force_path_style(true)
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         }
-        aws_sdk_s3::Client::from_conf(builder.build())
+        builder
     }
 
     /// A KMS client for these settings.

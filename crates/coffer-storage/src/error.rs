@@ -62,6 +62,20 @@ pub enum StorageError {
         /// The service's error code.
         code: String,
     },
+    /// The customer's role refused to be assumed (trust policy, external id, or a wrong ARN).
+    #[error(
+        "cannot assume role {role_arn:?} with external id {external_id:?} ({code}: {message}): the role's trust policy must allow Coffer's principal to call sts:AssumeRole with the condition sts:ExternalId = {external_id:?}; check the role ARN and the trust policy (see `coffer storage policy`)"
+    )]
+    AssumeRoleDenied {
+        /// The role.
+        role_arn: String,
+        /// The external id presented (not a secret: the customer puts it in the trust policy).
+        external_id: String,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
     /// The bucket lives in another region than configured.
     #[error(
         "bucket {bucket:?} is not in the configured region ({code}): set the tenant's storage region to the bucket's region"

@@ -2,6 +2,8 @@
 //!
 //! - [`client`]: building an S3 client for an endpoint (AWS, or an S3-compatible store such as the
 //!   local emulator), with the settings that keep integrity checks working on both.
+//! - [`credentials`]: reaching a customer's bucket through STS AssumeRole with the tenant's
+//!   external id and a session policy narrowed to the tenant's prefix.
 //! - [`target`]: where an object goes: bucket and server-side encryption (SSE-KMS with the
 //!   tenant's key, or SSE-S3).
 //! - [`multipart`]: the streaming multipart writer. It buffers bounded parts, checksums every
@@ -12,6 +14,7 @@
 //!   fix for the misconfigurations a customer can cause.
 
 pub mod client;
+pub mod credentials;
 pub mod error;
 pub mod multipart;
 pub mod provision;

@@ -7,6 +7,7 @@
 //! seeing each other; [`TestEnv::cleanup`] removes the database and queues.
 
 pub mod env;
+pub mod iam;
 pub mod stack;
 
 pub use env::TestEnv;
