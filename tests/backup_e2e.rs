@@ -19,10 +19,9 @@ async fn a_backup_through_the_queue_lands_encrypted_in_the_bucket_and_matches_th
     env.create_tenant("acme", "backups/prod").await?;
     env.connect_org("acme", &sim).await?;
     let worker = start_worker(&env, small_part_settings(&env)).await?;
-    let publisher = env.broker().await?.publisher().await?;
+    let broker = env.broker().await?;
 
-    let job = JobId::generate();
-    publish(&publisher, &backup_envelope(job, "acme", TEST_ORG_ID)).await?;
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
     let backup = wait_for_backup(&env, job, WAIT).await?;
     worker.stop().await;
 
@@ -139,7 +138,6 @@ async fn a_backup_through_the_queue_lands_encrypted_in_the_bucket_and_matches_th
     );
 
     // Nothing left on the queue: the job was acked.
-    let broker = env.broker().await?;
     assert_eq!(broker.queue_depth(broker.topology().jobs_queue()).await?, 0);
     sim.shutdown().await;
     env.cleanup().await
@@ -159,19 +157,14 @@ async fn malformed_and_unknown_tenant_messages_are_dead_lettered_and_the_worker_
     publisher
         .publish_raw_job(b"this is not a protobuf job \xff\xfe")
         .await?;
-    let unknown = JobId::generate();
-    publish(&publisher, &backup_envelope(unknown, "nobody", TEST_ORG_ID)).await?;
-    let good = JobId::generate();
-    publish(&publisher, &backup_envelope(good, "acme", TEST_ORG_ID)).await?;
+    let unknown = request_backup(&broker, "nobody", TEST_ORG_ID).await?;
+    let good = request_backup(&broker, "acme", TEST_ORG_ID).await?;
 
     // The worker carried on: the valid job after the bad ones completed.
     wait_for_backup(&env, good, WAIT).await?;
     let mut letters = Vec::new();
     while letters.len() < 2 {
-        let letter = eventually("a dead letter", WAIT, || async {
-            Ok(broker.get_dead_letter().await?)
-        })
-        .await?;
+        let letter = next_dead_letter(&broker, WAIT).await?;
         letters.push(letter);
     }
     worker.stop().await;
@@ -262,16 +255,8 @@ async fn an_unknown_kms_key_fails_the_backup_with_a_message_that_names_the_fix()
     let worker = start_worker(&env, small_part_settings(&env)).await?;
     let broker = env.broker().await?;
 
-    let job = JobId::generate();
-    publish(
-        &broker.publisher().await?,
-        &backup_envelope(job, "acme", TEST_ORG_ID),
-    )
-    .await?;
-    let letter = eventually("the dead letter", WAIT, || async {
-        Ok(broker.get_dead_letter().await?)
-    })
-    .await?;
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
+    let letter = next_dead_letter(&broker, WAIT).await?;
     worker.stop().await;
 
     let reason = letter.reason.unwrap_or_default();
@@ -391,16 +376,8 @@ async fn an_unreachable_org_is_retried_then_dead_lettered_and_its_backup_marked_
 
     let worker = start_worker(&env, small_part_settings(&env)).await?;
     let broker = env.broker().await?;
-    let job = JobId::generate();
-    publish(
-        &broker.publisher().await?,
-        &backup_envelope(job, "acme", TEST_ORG_ID),
-    )
-    .await?;
-    let letter = eventually("the dead letter", WAIT, || async {
-        Ok(broker.get_dead_letter().await?)
-    })
-    .await?;
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
+    let letter = next_dead_letter(&broker, WAIT).await?;
     worker.stop().await;
 
     let attempts = env.queue.max_attempts;

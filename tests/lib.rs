@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use coffer_catalog::{BackupRecord, BackupState};
 use coffer_core::JobId;
 use coffer_proto::v1::{BackupKind, BackupRequested, JobEnvelope, job_envelope::Job};
-use coffer_queue::{OutgoingJob, Publisher};
+use coffer_queue::{Broker, DeadLetter, OutgoingJob, Publisher};
 use coffer_testkit::TestEnv;
 use coffer_worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,25 @@ pub async fn publish(publisher: &Publisher, envelope: &JobEnvelope) -> anyhow::R
         payload: &payload,
     };
     Ok(publisher.publish_job(job).await?)
+}
+
+/// Publishes a full backup of `org` for `tenant` with a new job id; returns the job id.
+pub async fn request_backup(broker: &Broker, tenant: &str, org: &str) -> anyhow::Result<JobId> {
+    let job = JobId::generate();
+    publish(
+        &broker.publisher().await?,
+        &backup_envelope(job, tenant, org),
+    )
+    .await?;
+    Ok(job)
+}
+
+/// Waits for the next message on the test's dead-letter queue.
+pub async fn next_dead_letter(broker: &Broker, timeout: Duration) -> anyhow::Result<DeadLetter> {
+    eventually("a dead letter", timeout, || async {
+        Ok(broker.get_dead_letter().await?)
+    })
+    .await
 }
 
 /// Waits until the backup of `job` is complete (or fails the test if it fails or times out).
