@@ -234,6 +234,16 @@ async fn wait_for_backup(
     bail!("backup of job {job} did not complete within {timeout:?}")
 }
 
+/// How the user can run `coffer` again: through cargo when the demo was started with
+/// `cargo run` (which sets `CARGO`), else the binary itself.
+fn coffer_command() -> &'static str {
+    if std::env::var_os("CARGO").is_some() {
+        "cargo run -q -p coffer --"
+    } else {
+        "coffer"
+    }
+}
+
 /// What the demo prints.
 struct Report<'a> {
     backup: &'a BackupRecord,
@@ -291,7 +301,11 @@ impl Report<'_> {
         ));
         let endpoint = self.endpoint();
         say("\nlook at it:");
-        say(format!("  coffer backups show --backup {}", b.backup_id));
+        say(format!(
+            "  {} backups show --backup {}",
+            coffer_command(),
+            b.backup_id
+        ));
         say(format!(
             "  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --endpoint-url {endpoint} s3 ls --recursive s3://{BUCKET}/coffer/"
         ));
