@@ -67,7 +67,7 @@ pub async fn run(cmd: BackupsCommand) -> anyhow::Result<()> {
                     b.objects,
                     b.record_count,
                     b.bytes,
-                    b.started_at
+                    rfc3339(b.started_at)
                 ));
             }
             Ok(())
@@ -100,6 +100,12 @@ pub async fn run(cmd: BackupsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A timestamp as scripts expect it, e.g. `2026-11-25T06:36:47.468054Z`.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// A backup row as JSON.
 pub fn backup_json(b: &BackupRecord) -> serde_json::Value {
     json!({
@@ -111,7 +117,7 @@ pub fn backup_json(b: &BackupRecord) -> serde_json::Value {
         "objects": b.objects,
         "records": b.record_count,
         "bytes": b.bytes,
-        "started_at": b.started_at.to_string(),
-        "completed_at": b.completed_at.map(|t| t.to_string()),
+        "started_at": rfc3339(b.started_at),
+        "completed_at": b.completed_at.map(rfc3339),
     })
 }
