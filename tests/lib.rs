@@ -35,7 +35,6 @@ pub fn small_part_settings(env: &TestEnv) -> WorkerSettings {
     WorkerSettings {
         max_part_bytes: 4 * 1024,
         salesforce_page_size: 25,
-        max_attempts: env.queue.max_attempts,
         ..WorkerSettings::new(env.s3.clone())
     }
 }

@@ -184,7 +184,7 @@ impl Session {
         tasks: &mut JoinSet<()>,
         delivery: lapin::message::Delivery,
     ) {
-        let job = JobDelivery::from_delivery(&delivery);
+        let job = JobDelivery::from_delivery(&delivery, self.settler.max_attempts());
         let span = tracing::info_span!(
             "job",
             message_id = job.message_id.as_deref().unwrap_or("-"),

@@ -35,10 +35,24 @@ pub struct JobDelivery {
     /// The broker delivered this message before (to us or another worker) without an ack:
     /// the previous attempt may have done part or all of the work.
     pub redelivered: bool,
+    /// The consumer's `max_attempts`: see [`JobDelivery::is_last_attempt`].
+    pub max_attempts: u32,
+}
+
+/// Whether attempt `attempt` (0-based) is the last of `max_attempts`: a retry of it is
+/// dead-lettered instead. The one place this rule lives.
+pub(crate) fn is_last_attempt(attempt: u32, max_attempts: u32) -> bool {
+    attempt.saturating_add(1) >= max_attempts
 }
 
 impl JobDelivery {
-    pub(crate) fn from_delivery(d: &Delivery) -> Self {
+    /// Whether [`Outcome::Retry`] for this delivery would dead-letter it (the queue makes no
+    /// further attempt), so the handler can record the job as failed for good.
+    pub fn is_last_attempt(&self) -> bool {
+        is_last_attempt(self.attempt, self.max_attempts)
+    }
+
+    pub(crate) fn from_delivery(d: &Delivery, max_attempts: u32) -> Self {
         Self {
             payload: d.data.clone(),
             message_id: d
@@ -49,6 +63,7 @@ impl JobDelivery {
             kind: d.properties.kind().as_ref().map(|s| s.as_str().to_owned()),
             attempt: headers::attempt_of(d.properties.headers().as_ref()),
             redelivered: d.redelivered,
+            max_attempts,
         }
     }
 }

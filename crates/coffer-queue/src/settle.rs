@@ -15,7 +15,7 @@ use tokio::task::JoinError;
 
 use crate::error::QueueError;
 use crate::headers;
-use crate::message::Outcome;
+use crate::message::{Outcome, is_last_attempt};
 use crate::publish::{Publisher, Target, copy_properties};
 use crate::topology::Topology;
 
@@ -46,6 +46,11 @@ pub(crate) struct Settler {
 }
 
 impl Settler {
+    /// Attempts before a retried job is dead-lettered.
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
     pub(crate) fn new(publisher: Publisher, topology: Arc<Topology>, max_attempts: u32) -> Self {
         Self {
             publisher,
@@ -72,7 +77,7 @@ impl Settler {
 
     async fn retry(&self, rec: Received, reason: &str) {
         let attempts = rec.attempt.saturating_add(1);
-        if attempts >= self.max_attempts {
+        if is_last_attempt(rec.attempt, self.max_attempts) {
             let reason = format!("gave up after {attempts} attempts: {reason}");
             return self.dead_letter(rec, &reason, ErrorClass::Retryable).await;
         }

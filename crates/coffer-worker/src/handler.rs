@@ -63,9 +63,7 @@ impl Worker {
             .parse()
             .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?;
         match envelope.job {
-            Some(Job::BackupRequested(msg)) => {
-                self.handle_backup(job_id, &msg, delivery.attempt).await
-            }
+            Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
             Some(Job::RestoreRequested(_)) => Err(WorkerError::Unsupported("restore")),
             Some(Job::RetentionSweepRequested(_)) => {
                 Err(WorkerError::Unsupported("retention sweep"))
@@ -78,9 +76,10 @@ impl Worker {
         &self,
         job_id: JobId,
         msg: &BackupRequested,
-        attempt: u32,
+        delivery: &JobDelivery,
     ) -> Result<(), WorkerError> {
         let job = BackupJob::from_message(job_id, msg)?;
+        let attempt = delivery.attempt;
         let span = tracing::info_span!("backup", %job_id, tenant = %job.tenant_id, org = %job.org_id, attempt);
         async {
             let catalog = &self.ctx.catalog;
@@ -107,7 +106,7 @@ impl Worker {
                     Ok(())
                 }
                 Err(e) => {
-                    self.record_failure(&job, &e, attempt).await?;
+                    self.record_failure(&job, &e, delivery).await?;
                     Err(e)
                 }
             }
@@ -123,13 +122,13 @@ impl Worker {
         &self,
         job: &BackupJob,
         e: &WorkerError,
-        attempt: u32,
+        delivery: &JobDelivery,
     ) -> Result<(), WorkerError> {
         let catalog = &self.ctx.catalog;
-        let last_attempt = attempt + 1 >= self.ctx.settings.max_attempts;
+        let last_attempt = delivery.is_last_attempt();
         let gives_up = !e.is_retryable() || last_attempt;
         let reason = if e.is_retryable() && last_attempt {
-            format!("gave up after {} attempts: {e}", attempt + 1)
+            format!("gave up after {} attempts: {e}", delivery.attempt + 1)
         } else {
             e.to_string()
         };

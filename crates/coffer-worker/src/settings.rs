@@ -18,10 +18,6 @@ pub struct WorkerSettings {
     pub gzip_level: u32,
     /// Rows per Bulk API 2.0 results page (`maxRecords`).
     pub salesforce_page_size: usize,
-    /// Attempts the queue makes before dead-lettering a job (its `max_attempts`): on the last
-    /// one, a retryable failure marks the backup and the job failed instead of leaving them
-    /// running forever.
-    pub max_attempts: u32,
 }
 
 impl WorkerSettings {
@@ -34,7 +30,6 @@ impl WorkerSettings {
             upload_concurrency: 2,
             gzip_level: 3,
             salesforce_page_size: 50_000,
-            max_attempts: 5,
         }
     }
 

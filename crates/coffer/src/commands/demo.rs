@@ -181,10 +181,7 @@ async fn backup_through_the_queue(
 ) -> anyhow::Result<BackupRecord> {
     let queue = services.queue();
     let broker = connect::broker(&queue).await?;
-    let settings = WorkerSettings {
-        max_attempts: queue.max_attempts,
-        ..WorkerSettings::new(services.s3())
-    };
+    let settings = WorkerSettings::new(services.s3());
     let worker = Worker::new(catalog.clone(), settings).with_events(broker.publisher().await?);
     let shutdown = CancellationToken::new();
     let consumer = tokio::spawn(coffer_queue::run_consumer(

@@ -28,10 +28,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
-    let settings = WorkerSettings {
-        max_attempts: queue.max_attempts,
-        ..WorkerSettings::new(args.services.s3())
-    };
+    let settings = WorkerSettings::new(args.services.s3());
     let worker = Worker::new(catalog, settings).with_events(broker.publisher().await?);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
