@@ -84,8 +84,8 @@ async fn run(n: usize) -> Result<Run, BoxError> {
     let sim = coffer_sfsim::start(SimConfig::local(org)).await?;
     let conn = OrgConnection {
         login_url: sim.base_url(),
-        client_id: "sfsim-client-id".to_owned(),
-        client_secret: SecretString::from("sfsim-client-secret".to_owned()),
+        client_id: sim.client_id().to_owned(),
+        client_secret: SecretString::from(sim.client_secret().to_owned()),
         api_version: "62.0".to_owned(),
     };
     let options = ClientOptions {

@@ -199,6 +199,16 @@ impl SimHandle {
         &self.sim.org_id
     }
 
+    /// The connected app's consumer key the simulator accepts.
+    pub fn client_id(&self) -> &str {
+        &self.sim.client_id
+    }
+
+    /// The consumer secret the simulator accepts (a simulator credential, not a real secret).
+    pub fn client_secret(&self) -> &str {
+        &self.sim.client_secret
+    }
+
     /// The queryable objects it serves, in describe-global order.
     pub fn sobjects(&self) -> Vec<String> {
         self.sim

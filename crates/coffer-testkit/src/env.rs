@@ -104,8 +104,8 @@ impl TestEnv {
             tenant_id: TenantId::new(tenant)?,
             org_id: sim.org_id().clone(),
             login_url: sim.base_url(),
-            client_id: "sfsim-client-id".to_owned(),
-            client_secret: SecretString::from("sfsim-client-secret".to_owned()),
+            client_id: sim.client_id().to_owned(),
+            client_secret: SecretString::from(sim.client_secret().to_owned()),
             api_version: "62.0".to_owned(),
         };
         self.catalog.put_org(&org).await?;
