@@ -17,6 +17,9 @@ use time::OffsetDateTime;
 
 use crate::server::{Sim, lock, sf_error};
 
+/// The `errorMessage` of a Bulk query job Salesforce gave up on after its internal retries.
+pub const QUERY_TIMEOUT: &str = "QUERY_TIMEOUT: Your query request was running for too long.";
+
 /// Default daily API request allocation (`DailyApiRequests.Max`).
 pub const DEFAULT_API_MAX: u64 = 100_000;
 
@@ -39,6 +42,9 @@ pub struct Faults {
     pub api_max: AtomicU64,
     /// When the schema last changed (whole seconds), for `If-Modified-Since` on describe.
     pub schema_modified: Mutex<OffsetDateTime>,
+    /// While set, Bulk query jobs whose result set has more rows than this end `Failed` with
+    /// `QUERY_TIMEOUT`.
+    pub query_timeout_above: Mutex<Option<usize>>,
 }
 
 impl Default for Faults {
@@ -52,6 +58,7 @@ impl Default for Faults {
             api_calls: AtomicU64::new(0),
             api_max: AtomicU64::new(DEFAULT_API_MAX),
             schema_modified: Mutex::new(whole_seconds(OffsetDateTime::now_utc())),
+            query_timeout_above: Mutex::default(),
         }
     }
 }
@@ -72,6 +79,14 @@ impl Faults {
     /// Whether Bulk query jobs on `object` are refused with `INVALIDENTITY`.
     pub fn is_bulk_unsupported(&self, object: &str) -> bool {
         lock(&self.bulk_unsupported).contains(&object.to_ascii_lowercase())
+    }
+
+    /// The `QUERY_TIMEOUT` message a Bulk query job over `rows` rows fails with, if the
+    /// `query_timeout_above` knob is set and `rows` exceeds it.
+    pub fn query_timeout_for(&self, rows: usize) -> Option<String> {
+        lock(&self.query_timeout_above)
+            .is_some_and(|above| rows > above)
+            .then(|| QUERY_TIMEOUT.to_owned())
     }
 
     /// The configured delay before each results page.

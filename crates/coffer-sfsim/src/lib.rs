@@ -257,7 +257,14 @@ impl SimHandle {
     /// Makes the next created query job end in `Failed` with Salesforce's `QUERY_TIMEOUT`
     /// message, as a query on a large object does after Bulk API 2.0's internal retries.
     pub fn query_timeout_next_job(&self) {
-        self.fail_next_job("QUERY_TIMEOUT: Your query request was running for too long.");
+        self.fail_next_job(faults::QUERY_TIMEOUT);
+    }
+
+    /// While `Some(rows)`, every Bulk query job whose result set has more than `rows` rows ends
+    /// `Failed` with `QUERY_TIMEOUT` (as Salesforce does for a query too large to finish after
+    /// its internal retries); `None` turns the knob off.
+    pub fn query_timeout_above(&self, rows: Option<usize>) {
+        *server::lock(&self.sim.faults.query_timeout_above) = rows;
     }
 
     /// While `on`, every data API call answers `403 REQUEST_LIMIT_EXCEEDED` (`TotalRequests

@@ -253,22 +253,15 @@ async fn describe_global(
     if let Err(e) = authorize(&sim, &headers, &version) {
         return e.into_response();
     }
-    let sobjects: Vec<Value> = sim.org.objects.iter().map(|o| o.summary()).collect();
-    axum::Json(json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects }))
-        .into_response()
+    unless_not_modified(&sim, &headers, || {
+        let sobjects: Vec<Value> = sim.org.objects.iter().map(|o| o.summary()).collect();
+        json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects })
+    })
 }
 
-async fn describe(
-    State(sim): State<Arc<Sim>>,
-    Path((version, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = authorize(&sim, &headers, &version) {
-        return e.into_response();
-    }
-    let Some(object) = sim.org.object(&name) else {
-        return not_found();
-    };
+/// A describe answer: `304 Not Modified` when the schema has not changed since the request's
+/// `If-Modified-Since`, else `body()` as JSON; either way with `Last-Modified`.
+fn unless_not_modified(sim: &Sim, headers: &HeaderMap, body: impl FnOnce() -> Value) -> Response {
     let modified = *lock(&sim.faults.schema_modified);
     let since = headers
         .get(header::IF_MODIFIED_SINCE)
@@ -282,12 +275,26 @@ async fn describe(
     let mut resp = if since.is_some_and(|since| modified <= since) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        axum::Json(object.describe()).into_response()
+        axum::Json(body()).into_response()
     };
     if let Some(v) = last_modified {
         resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
     resp
+}
+
+async fn describe(
+    State(sim): State<Arc<Sim>>,
+    Path((version, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = authorize(&sim, &headers, &version) {
+        return e.into_response();
+    }
+    let Some(object) = sim.org.object(&name) else {
+        return not_found();
+    };
+    unless_not_modified(&sim, &headers, || object.describe())
 }
 
 async fn blob(
@@ -336,6 +343,9 @@ async fn create_job(
             ),
         );
     }
+    let fail_with = lock(&sim.fail_next_job)
+        .take()
+        .or_else(|| sim.faults.query_timeout_for(planned.rows.len()));
     let n = sim.job_counter.fetch_add(1, Ordering::Relaxed) + 1;
     let job = Job {
         id: record_id("750", &pod_of(sim.org_id.as_str()), n),
@@ -350,7 +360,7 @@ async fn create_job(
         columns: planned.columns,
         rows: Arc::new(planned.rows),
         polls: 0,
-        fail_with: lock(&sim.fail_next_job).take(),
+        fail_with,
     };
     let info = job.info(false);
     tracing::debug!(bulk_job_id = %job.id, object = %job.object, rows = job.rows.len(), "sfsim created a query job");

@@ -273,3 +273,88 @@ async fn injected_faults_take_salesforce_shapes() {
     assert!(whole.bytes().await.is_ok());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn describe_global_answers_304_until_the_schema_changes() {
+    let sim = sim().await;
+    let http = reqwest::Client::new();
+    let token = token(&http, &sim).await;
+    let url = format!("{}/services/data/{V}/sobjects/", sim.base_url());
+    let fresh = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(fresh.status(), 200);
+    let last_modified = fresh.headers()["Last-Modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = fresh.json().await.unwrap();
+    assert!(body["sobjects"].as_array().is_some_and(|s| !s.is_empty()));
+    let conditional = || {
+        http.get(&url)
+            .bearer_auth(&token)
+            .header("If-Modified-Since", &last_modified)
+            .send()
+    };
+    let same = conditional().await.unwrap();
+    assert_eq!(same.status(), 304);
+    assert!(same.bytes().await.unwrap().is_empty());
+    sim.touch_schema();
+    let changed = conditional().await.unwrap();
+    assert_eq!(
+        changed.status(),
+        200,
+        "the schema changed after Last-Modified"
+    );
+    sim.shutdown().await;
+}
+
+/// Polls a query job until it leaves the in-progress states; answers its final info.
+async fn finished(http: &reqwest::Client, sim: &SimHandle, token: &str, id: &str) -> Value {
+    let path = format!("/services/data/{V}/jobs/query/{id}");
+    loop {
+        let info: Value = get(http, sim, token, &path).await.json().await.unwrap();
+        if !matches!(
+            info["state"].as_str(),
+            Some("UploadComplete" | "InProgress")
+        ) {
+            return info;
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_timeout_above_fails_only_large_jobs() {
+    let sim = sim().await;
+    let http = reqwest::Client::new();
+    let token = token(&http, &sim).await;
+    let accounts = sim.table("Account").unwrap().1.len();
+    assert!(accounts > 1);
+    let run = |soql: String| {
+        let (http, sim, token) = (&http, &sim, &token);
+        async move {
+            let job: Value = http
+                .post(format!("{}/services/data/{V}/jobs/query", sim.base_url()))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "operation": "query", "query": soql }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            finished(http, sim, token, job["id"].as_str().unwrap()).await
+        }
+    };
+    sim.query_timeout_above(Some(accounts - 1));
+    let big = run("SELECT Id FROM Account".into()).await;
+    assert_eq!(big["state"], "Failed");
+    assert_eq!(
+        big["errorMessage"],
+        "QUERY_TIMEOUT: Your query request was running for too long."
+    );
+    let small = run(format!("SELECT Id FROM Account LIMIT {}", accounts - 1)).await;
+    assert_eq!(small["state"], "JobComplete");
+    sim.query_timeout_above(None);
+    let again = run("SELECT Id FROM Account".into()).await;
+    assert_eq!(again["state"], "JobComplete");
+    sim.shutdown().await;
+}
