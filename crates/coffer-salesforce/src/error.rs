@@ -167,6 +167,31 @@ pub enum SalesforceError {
         /// The job's `errorMessage`.
         message: String,
     },
+    /// A Bulk query still failed with `QUERY_TIMEOUT` on a `SystemModstamp` range too narrow to
+    /// split further: splitting by time cannot help (many rows share the instant, or the
+    /// selected fields are too costly to read).
+    #[error(
+        "{object}: the bulk query timed out in salesforce even on the systemmodstamp range [{from}, {to}) ({message}); select fewer fields of {object} (long text, formula fields), or ask salesforce support to look at the query on {object} for that range"
+    )]
+    SplitExhausted {
+        /// The object read.
+        object: String,
+        /// Start of the range (inclusive), SOQL dateTime.
+        from: String,
+        /// End of the range (exclusive), SOQL dateTime.
+        to: String,
+        /// The last job's `errorMessage`.
+        message: String,
+    },
+    /// The object has no `SystemModstamp` field, so it cannot be read incrementally or split by
+    /// time range.
+    #[error(
+        "{object} has no SystemModstamp field, so it cannot be read incrementally or split by systemmodstamp range; back it up with a full read"
+    )]
+    NoSystemModstamp {
+        /// The object.
+        object: String,
+    },
     /// A downloaded blob's MD5 differs from the checksum Salesforce recorded for it.
     #[error(
         "{blob}: downloaded {bytes} bytes with md5 {actual}, but salesforce records checksum {expected}; the transfer was corrupted or the file changed, download it again"
@@ -270,6 +295,8 @@ impl Classify for SalesforceError {
             | SalesforceError::InvalidCsv { .. }
             | SalesforceError::UnexpectedResponse { .. }
             | SalesforceError::QueryTimeout { .. }
+            | SalesforceError::SplitExhausted { .. }
+            | SalesforceError::NoSystemModstamp { .. }
             | SalesforceError::Config(_) => ErrorClass::Permanent,
         }
     }

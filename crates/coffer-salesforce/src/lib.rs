@@ -15,6 +15,14 @@
 //! allocation the client refuses further calls, and it keeps to a request rate and a number of
 //! requests in flight. [`SalesforceClient::download_blob`] streams file bodies with their MD5.
 //!
+//! Reads by `SystemModstamp`: [`SalesforceClient::read_modstamp_range`] reads an object over a
+//! half-open range `[from, to)` and bisects a range whose Bulk job fails with `QUERY_TIMEOUT`
+//! (module [`split`]), reporting the ranges read so a caller can resume.
+//! [`SalesforceClient::read_changes`] reads an object's changes since a [`Cursor`]
+//! (`(SystemModstamp, Id)`) with `queryAll` and an overlap window for late commits, up to the
+//! server's clock ([`SalesforceClient::server_time`]), classifying each row as deleted and/or
+//! seen before (module [`incremental`]).
+//!
 //! Every error is a [`SalesforceError`], classified retryable or permanent through
 //! [`coffer_core::Classify`]. Access tokens and client secrets are held in
 //! [`coffer_core::secret::SecretString`] and never appear in errors, logs or `Debug` output.
@@ -25,12 +33,16 @@ pub mod bulk;
 pub mod client;
 pub mod describe;
 pub mod error;
+pub mod incremental;
 pub mod limits;
 mod rest;
+pub mod split;
 
 pub use blob::BlobStream;
 pub use bulk::{BulkQueryResults, CsvPage, QueryOperation};
 pub use client::{ApiUsage, ClientOptions, JwtBearer, OrgConnection, SalesforceClient};
 pub use describe::{ChildRelationship, FieldDescribe, SObjectDescribe, SObjectSummary};
 pub use error::SalesforceError;
+pub use incremental::{ChangePage, ChangeReader, Cursor, IncrementalOptions, RowMeta};
 pub use limits::{Limit, OrgLimits};
+pub use split::{ModstampRange, RangePage, RangeQuery, RangeReader};
