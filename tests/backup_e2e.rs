@@ -321,6 +321,19 @@ async fn a_redelivered_job_resumes_its_interrupted_backup_and_removes_what_it_le
     env.catalog
         .record_object(interrupted.backup_id, &stale_row)
         .await?;
+    // It had also completed Account's first part but crashed before recording it: the retry
+    // writes that key again (objects are created only if absent, so it must clear it first).
+    let unrecorded = format!(
+        "acme/{TEST_ORG_ID}/backups/{}/records/Account/part-00001.csv.gz",
+        interrupted.backup_id
+    );
+    env.s3_client
+        .put_object()
+        .bucket(&env.bucket)
+        .key(&unrecorded)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"unrecorded"))
+        .send()
+        .await?;
 
     // The broker redelivers the job; a worker resumes the same backup.
     let worker = start_worker(&env, small_part_settings(&env)).await?;
@@ -350,6 +363,16 @@ async fn a_redelivered_job_resumes_its_interrupted_backup_and_removes_what_it_le
     assert_eq!(
         keys,
         objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>()
+    );
+    let rewritten = objects
+        .iter()
+        .find(|o| o.key == unrecorded)
+        .expect("Account part 1 written by the retry");
+    let bytes = read_object(&env.s3_client, &env.bucket, &unrecorded).await?;
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes.body)),
+        rewritten.sha256,
+        "the object at the key is the retry's, as recorded"
     );
     let org_rows: usize = sim
         .sobjects()

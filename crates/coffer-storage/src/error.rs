@@ -114,6 +114,30 @@ pub enum StorageError {
         /// What was wrong.
         detail: String,
     },
+    /// A conditional create found an object already at the key (`If-None-Match: *` failed).
+    #[error(
+        "object {key:?} already exists in bucket {bucket:?}; Coffer does not overwrite a stored object: if it belongs to an interrupted attempt of the same backup, the backup removes it before writing again"
+    )]
+    ObjectExists {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+    },
+    /// An object read back does not match its recorded size or checksum.
+    #[error(
+        "object {key:?} in bucket {bucket:?} does not match the catalog: expected {expected}, read {actual}; the stored copy is damaged or was replaced outside Coffer (run `coffer verify`)"
+    )]
+    Corrupt {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+        /// What the catalog recorded (size and SHA-256).
+        expected: String,
+        /// What was read.
+        actual: String,
+    },
     /// An object would exceed the 10,000-part multipart limit at the configured part size.
     #[error(
         "object {key:?} would need more than 10000 parts of {part_size} bytes; raise the part size or split the object"
@@ -130,6 +154,10 @@ impl Classify for StorageError {
     fn class(&self) -> ErrorClass {
         match self {
             StorageError::Transient { .. } => ErrorClass::Retryable,
+            // Two conditional writes raced on one key; the loser may try again.
+            StorageError::Refused {
+                status: 409, code, ..
+            } if code == "ConditionalRequestConflict" => ErrorClass::Retryable,
             StorageError::Refused { status, .. } if *status >= 500 || *status == 429 => {
                 ErrorClass::Retryable
             }

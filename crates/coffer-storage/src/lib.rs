@@ -6,8 +6,11 @@
 //!   external id and a session policy narrowed to the tenant's prefix.
 //! - [`target`]: where an object goes: bucket and server-side encryption (SSE-KMS with the
 //!   tenant's key, or SSE-S3).
-//! - [`multipart`]: the streaming multipart writer. It buffers bounded parts, checksums every
-//!   byte, and always ends in Complete or Abort.
+//! - [`multipart`]: the streaming object writer. It buffers bounded parts sized so 10,000 cover
+//!   the object, sends small objects in one PUT, checksums every byte, creates objects only if
+//!   absent, and always ends in Complete or Abort.
+//! - [`list`] and [`delete`]: listing a prefix and deleting keys in batches.
+//! - [`reader`]: streams an object back and checks its recorded size and SHA-256.
 //! - [`provision`]: creating buckets and KMS keys, for the demo and the tests (in production the
 //!   customer or the vendor's infrastructure code owns these).
 //! - [`error`]: [`StorageError`], classified retryable or permanent, with messages that name the
@@ -16,13 +19,16 @@
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod list;
 pub mod multipart;
 pub mod provision;
+pub mod reader;
 pub mod target;
 
 pub use client::{S3Settings, StaticKeys};
 pub use error::StorageError;
 pub use multipart::{MIN_PART_SIZE, MultipartWriter, UploadOptions, UploadedObject};
+pub use reader::{ExpectedObject, VerifiedReader};
 pub use target::{BucketTarget, Encryption};
 
 /// Re-export so callers can name the client type without depending on the SDK directly.

@@ -1,20 +1,30 @@
-//! The streaming multipart writer.
+//! The streaming object writer.
 //!
 //! Coffer writes compressed CSV whose length is unknown until the end, so the writer buffers
-//! bytes into parts of `part_size` (at least 5 MiB, S3's minimum for all but the last part) and
-//! uploads each as a `Bytes` body, which the SDK can retry. At most `max_in_flight` parts upload
-//! at once, so memory stays below `part_size * (max_in_flight + 1)` per object.
+//! bytes into parts and uploads each as a `Bytes` body, which the SDK can retry. An object that
+//! ends before its first part is full goes up in one `PutObject`; a larger one becomes a
+//! multipart upload, created when the first part fills. At most `max_in_flight` parts upload at
+//! once, so memory stays below `part_size * (max_in_flight + 1)` per object.
 //!
-//! Every part carries a Content-MD5 so the store rejects a corrupted part, and the writer keeps a
-//! SHA-256 of the whole object, which the catalog records (an ETag is not a checksum for
-//! multipart or SSE-KMS objects).
+//! Part sizes: at least 5 MiB (S3's minimum for all but the last part), raised so that 10,000
+//! parts (S3's maximum) cover `expected_size` when the caller knows it; when it does not, the
+//! part size doubles every 1,000 parts, so 10,000 parts cover more than S3's 5 TiB object limit
+//! while small and medium objects keep small parts.
+//!
+//! Every request carries a Content-MD5 so the store rejects a corrupted body, and the writer keeps
+//! a SHA-256 of the whole object, which the catalog records (an ETag is not a checksum for
+//! multipart or SSE-KMS objects). Unless `overwrite` is set, the object is created with
+//! `If-None-Match: *`: a retried job never silently replaces an object already at its key, it
+//! gets [`StorageError::ObjectExists`] and decides.
 //!
 //! Invariant: an upload always ends in Complete or Abort. Any error aborts before it is returned;
 //! a writer dropped without `finish` or `abort` (a cancelled task) spawns the abort. What a
 //! crashed process leaves behind is swept by the janitor.
 
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use md5::{Digest as _, Md5};
@@ -27,8 +37,14 @@ use crate::target::BucketTarget;
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// S3's maximum size of one part.
+pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
+
 /// S3's maximum number of parts in one upload.
 pub const MAX_PARTS: u32 = 10_000;
+
+/// Without a size hint, the part size doubles after this many parts.
+const PARTS_PER_TIER: u32 = 1_000;
 
 /// What a finished upload wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,19 +57,26 @@ pub struct UploadedObject {
     pub size: u64,
     /// SHA-256 of the object's bytes, lowercase hex.
     pub sha256_hex: String,
-    /// Number of parts uploaded.
+    /// Number of parts uploaded (1 for a single `PutObject`).
     pub parts: u32,
 }
 
 /// Options of one upload.
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
-    /// Bytes per part (raised to [`MIN_PART_SIZE`] if smaller).
+    /// Bytes per part (raised to [`MIN_PART_SIZE`] if smaller, and to what `expected_size`
+    /// needs); also the size up to which an object takes a single `PutObject`.
     pub part_size: usize,
     /// Parts uploading concurrently.
     pub max_in_flight: usize,
     /// Content-Type of the object.
     pub content_type: String,
+    /// The object's size if known in advance; the part size is raised so that 10,000 parts
+    /// cover it.
+    pub expected_size: Option<u64>,
+    /// Replace an object already at the key. Off by default: the object is created with
+    /// `If-None-Match: *` and an existing one gives [`StorageError::ObjectExists`].
+    pub overwrite: bool,
 }
 
 impl Default for UploadOptions {
@@ -62,19 +85,43 @@ impl Default for UploadOptions {
             part_size: 8 * 1024 * 1024,
             max_in_flight: 2,
             content_type: "application/octet-stream".to_owned(),
+            expected_size: None,
+            overwrite: false,
         }
     }
 }
 
+/// The size of part `number` (1-based) for a base part size: the base for the first 1,000
+/// parts, then doubling every 1,000 parts, never above S3's 5 GiB.
+pub fn part_size_for(base: usize, number: u32) -> usize {
+    let tier = (number.saturating_sub(1) / PARTS_PER_TIER).min(20);
+    base.saturating_mul(1 << tier).min(MAX_PART_SIZE)
+}
+
+/// The base part size for `options`: at least [`MIN_PART_SIZE`], and large enough that
+/// [`MAX_PARTS`] parts of it hold `expected_size`.
+pub fn base_part_size(options: &UploadOptions) -> usize {
+    let needed = options.expected_size.map_or(0, |size| {
+        let per_part = size.div_ceil(u64::from(MAX_PARTS));
+        usize::try_from(per_part).unwrap_or(MAX_PART_SIZE)
+    });
+    options
+        .part_size
+        .max(MIN_PART_SIZE)
+        .max(needed)
+        .min(MAX_PART_SIZE)
+}
+
 type PartResult = Result<CompletedPart, StorageError>;
 
-/// A multipart upload in progress. See the module docs for its guarantees.
+/// An object upload in progress. See the module docs for its guarantees.
 pub struct MultipartWriter {
     client: aws_sdk_s3::Client,
-    bucket: String,
+    target: BucketTarget,
     key: String,
     upload_id: Option<String>,
     options: UploadOptions,
+    base_part_size: usize,
     buffer: BytesMut,
     next_part: u32,
     done: Vec<CompletedPart>,
@@ -84,41 +131,23 @@ pub struct MultipartWriter {
 }
 
 impl MultipartWriter {
-    /// Starts a multipart upload of `key` with the target's encryption.
+    /// Prepares the upload of `key` with the target's encryption. Nothing is sent until the
+    /// first part is full or [`MultipartWriter::finish`] is called.
     pub async fn create(
         client: &aws_sdk_s3::Client,
         target: &BucketTarget,
         key: impl Into<String>,
         mut options: UploadOptions,
     ) -> Result<Self, StorageError> {
-        let key = key.into();
-        options.part_size = options.part_size.max(MIN_PART_SIZE);
         options.max_in_flight = options.max_in_flight.max(1);
-        let request = client
-            .create_multipart_upload()
-            .bucket(&target.bucket)
-            .key(&key)
-            .content_type(&options.content_type);
-        let created = target
-            .apply_to_multipart(request)
-            .send()
-            .await
-            .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", &target.bucket, e))?;
-        let upload_id =
-            created
-                .upload_id()
-                .map(str::to_owned)
-                .ok_or_else(|| StorageError::InvalidRequest {
-                    op: "CreateMultipartUpload",
-                    detail: "the store returned no upload id".to_owned(),
-                })?;
-        tracing::debug!(bucket = %target.bucket, %key, "multipart upload started");
+        let base_part_size = base_part_size(&options);
         Ok(MultipartWriter {
             client: client.clone(),
-            bucket: target.bucket.clone(),
-            key,
-            upload_id: Some(upload_id),
-            buffer: BytesMut::with_capacity(options.part_size),
+            target: target.clone(),
+            key: key.into(),
+            upload_id: None,
+            buffer: BytesMut::with_capacity(base_part_size),
+            base_part_size,
             options,
             next_part: 1,
             done: Vec::new(),
@@ -138,19 +167,24 @@ impl MultipartWriter {
         self.size
     }
 
+    /// The size the part being filled will have.
+    fn current_part_size(&self) -> usize {
+        part_size_for(self.base_part_size, self.next_part)
+    }
+
     /// Appends bytes; uploads a part whenever the buffer reaches the part size. On error the
     /// upload is aborted before the error is returned.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), StorageError> {
         self.sha256.update(data);
         self.size += data.len() as u64;
         while !data.is_empty() {
-            let room = self.options.part_size - self.buffer.len();
+            let part_size = self.current_part_size();
+            let room = part_size - self.buffer.len();
             let (now, rest) = data.split_at(room.min(data.len()));
             self.buffer.extend_from_slice(now);
             data = rest;
-            if self.buffer.len() == self.options.part_size {
-                let part = self.buffer.split().freeze();
-                if let Err(e) = self.start_part(part).await {
+            if self.buffer.len() == part_size {
+                if let Err(e) = self.flush_part().await {
                     return Err(self.fail(e).await);
                 }
             }
@@ -161,7 +195,10 @@ impl MultipartWriter {
     /// Uploads what is buffered, completes the upload and returns what was written. On error
     /// the upload is aborted before the error is returned.
     pub async fn finish(mut self) -> Result<UploadedObject, StorageError> {
-        match self.finish_inner().await {
+        if self.upload_id.is_none() {
+            return self.put_single().await;
+        }
+        match self.finish_multipart().await {
             Ok(obj) => Ok(obj),
             Err(e) => Err(self.fail(e).await),
         }
@@ -173,9 +210,68 @@ impl MultipartWriter {
         self.abort_upload().await
     }
 
-    async fn finish_inner(&mut self) -> Result<UploadedObject, StorageError> {
-        // The last part may be smaller than the minimum, even empty for an empty object.
-        if !self.buffer.is_empty() || self.next_part == 1 {
+    /// Sends the full buffer as the next part, creating the multipart upload first if needed.
+    async fn flush_part(&mut self) -> Result<(), StorageError> {
+        if self.upload_id.is_none() {
+            self.create_upload().await?;
+        }
+        let part = self.buffer.split().freeze();
+        self.start_part(part).await?;
+        self.buffer.reserve(self.current_part_size());
+        Ok(())
+    }
+
+    async fn create_upload(&mut self) -> Result<(), StorageError> {
+        let request = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.target.bucket)
+            .key(&self.key)
+            .content_type(&self.options.content_type);
+        let created = self
+            .target
+            .apply_to_multipart(request)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", &self.target.bucket, e))?;
+        let upload_id =
+            created
+                .upload_id()
+                .map(str::to_owned)
+                .ok_or_else(|| StorageError::InvalidRequest {
+                    op: "CreateMultipartUpload",
+                    detail: "the store returned no upload id".to_owned(),
+                })?;
+        tracing::debug!(bucket = %self.target.bucket, key = %self.key, "multipart upload started");
+        self.upload_id = Some(upload_id);
+        Ok(())
+    }
+
+    /// The whole object in one `PutObject` (it never filled a part).
+    async fn put_single(mut self) -> Result<UploadedObject, StorageError> {
+        let body = self.buffer.split().freeze();
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.target.bucket)
+            .key(&self.key)
+            .content_type(&self.options.content_type)
+            .content_md5(content_md5(&body))
+            .body(ByteStream::from(body));
+        if !self.options.overwrite {
+            request = request.if_none_match("*");
+        }
+        self.target
+            .apply_to_put(request)
+            .send()
+            .await
+            .map_err(|e| self.write_error("PutObject", e))?;
+        tracing::debug!(bucket = %self.target.bucket, key = %self.key, size = self.size, "object written in one put");
+        Ok(self.uploaded(1))
+    }
+
+    async fn finish_multipart(&mut self) -> Result<UploadedObject, StorageError> {
+        if !self.buffer.is_empty() {
             let part = self.buffer.split().freeze();
             self.start_part(part).await?;
         }
@@ -191,25 +287,47 @@ impl MultipartWriter {
         let parts = CompletedMultipartUpload::builder()
             .set_parts(Some(self.done.clone()))
             .build();
-        self.client
+        let mut request = self
+            .client
             .complete_multipart_upload()
-            .bucket(&self.bucket)
+            .bucket(&self.target.bucket)
             .key(&self.key)
             .upload_id(&upload_id)
-            .multipart_upload(parts)
+            .multipart_upload(parts);
+        if !self.options.overwrite {
+            request = request.if_none_match("*");
+        }
+        request
             .send()
             .await
-            .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", &self.bucket, e))?;
+            .map_err(|e| self.write_error("CompleteMultipartUpload", e))?;
         self.upload_id = None;
-        let sha256_hex = hex::encode(std::mem::take(&mut self.sha256).finalize());
-        tracing::debug!(bucket = %self.bucket, key = %self.key, size = self.size, "multipart upload completed");
-        Ok(UploadedObject {
-            bucket: self.bucket.clone(),
+        tracing::debug!(bucket = %self.target.bucket, key = %self.key, size = self.size, "multipart upload completed");
+        Ok(self.uploaded(self.done.len() as u32))
+    }
+
+    /// Classifies a failed write; a failed `If-None-Match` becomes [`StorageError::ObjectExists`].
+    fn write_error<E>(&self, op: &'static str, err: SdkError<E, HttpResponse>) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match StorageError::from_sdk(op, &self.target.bucket, err) {
+            StorageError::Refused { status: 412, .. } => StorageError::ObjectExists {
+                bucket: self.target.bucket.clone(),
+                key: self.key.clone(),
+            },
+            other => other,
+        }
+    }
+
+    fn uploaded(&mut self, parts: u32) -> UploadedObject {
+        UploadedObject {
+            bucket: self.target.bucket.clone(),
             key: self.key.clone(),
             size: self.size,
-            sha256_hex,
-            parts: self.done.len() as u32,
-        })
+            sha256_hex: hex::encode(std::mem::take(&mut self.sha256).finalize()),
+            parts,
+        }
     }
 
     /// Queues one part, first waiting for a slot when `max_in_flight` parts are uploading.
@@ -217,7 +335,7 @@ impl MultipartWriter {
         if self.next_part > MAX_PARTS {
             return Err(StorageError::TooManyParts {
                 key: self.key.clone(),
-                part_size: self.options.part_size,
+                part_size: self.base_part_size,
             });
         }
         while self.in_flight.len() >= self.options.max_in_flight {
@@ -227,7 +345,7 @@ impl MultipartWriter {
         }
         let request = PartRequest {
             client: self.client.clone(),
-            bucket: self.bucket.clone(),
+            bucket: self.target.bucket.clone(),
             key: self.key.clone(),
             upload_id: self.upload_id.clone().unwrap_or_default(),
             number: self.next_part,
@@ -243,7 +361,7 @@ impl MultipartWriter {
     async fn fail(&mut self, error: StorageError) -> StorageError {
         self.in_flight.abort_all();
         if let Err(abort_error) = self.abort_upload().await {
-            tracing::warn!(bucket = %self.bucket, key = %self.key, error = %abort_error, "abort of failed multipart upload failed; the janitor will sweep it");
+            tracing::warn!(bucket = %self.target.bucket, key = %self.key, error = %abort_error, "abort of failed multipart upload failed; the janitor will sweep it");
         }
         error
     }
@@ -252,7 +370,7 @@ impl MultipartWriter {
         let Some(upload_id) = self.upload_id.take() else {
             return Ok(());
         };
-        abort(&self.client, &self.bucket, &self.key, &upload_id).await
+        abort(&self.client, &self.target.bucket, &self.key, &upload_id).await
     }
 }
 
@@ -264,7 +382,11 @@ impl Drop for MultipartWriter {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        let (client, bucket, key) = (
+            self.client.clone(),
+            self.target.bucket.clone(),
+            self.key.clone(),
+        );
         tracing::warn!(%bucket, %key, "multipart writer dropped unfinished; aborting the upload");
         runtime.spawn(async move {
             if let Err(e) = abort(&client, &bucket, &key, &upload_id).await {
@@ -272,6 +394,11 @@ impl Drop for MultipartWriter {
             }
         });
     }
+}
+
+/// The base64 MD5 of a body, for `Content-MD5`.
+fn content_md5(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(body))
 }
 
 async fn abort(
@@ -311,7 +438,7 @@ struct PartRequest {
 
 impl PartRequest {
     async fn send(self) -> PartResult {
-        let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&self.body));
+        let md5 = content_md5(&self.body);
         let number = self.number as i32;
         let out = self
             .client
@@ -329,5 +456,49 @@ impl PartRequest {
             .part_number(number)
             .set_e_tag(out.e_tag)
             .build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn parts_never_fall_below_the_s3_minimum() {
+        let options = UploadOptions {
+            part_size: 1,
+            ..UploadOptions::default()
+        };
+        assert_eq!(base_part_size(&options), MIN_PART_SIZE);
+    }
+
+    #[test]
+    fn a_known_size_gets_parts_large_enough_for_ten_thousand_to_cover_it() {
+        let size = 200 * 1024 * MIB as u64; // 200 GiB
+        let options = UploadOptions {
+            expected_size: Some(size),
+            ..UploadOptions::default()
+        };
+        let base = base_part_size(&options);
+        assert!(base as u64 * u64::from(MAX_PARTS) >= size);
+        assert!(base < 21 * MIB, "not needlessly large: {base}");
+        let small = UploadOptions {
+            expected_size: Some(10 * MIB as u64),
+            ..UploadOptions::default()
+        };
+        assert_eq!(base_part_size(&small), 8 * MIB, "the configured size wins");
+    }
+
+    #[test]
+    fn without_a_hint_ten_thousand_growing_parts_cover_five_tebibytes() {
+        let base = 8 * MIB;
+        assert_eq!(part_size_for(base, 1), base);
+        assert_eq!(part_size_for(base, 1000), base);
+        assert_eq!(part_size_for(base, 1001), 2 * base);
+        let total: u64 = (1..=MAX_PARTS).map(|n| part_size_for(base, n) as u64).sum();
+        assert!(total >= 5 * 1024 * 1024 * MIB as u64, "{total}");
+        assert!((1..=MAX_PARTS).all(|n| part_size_for(base, n) <= MAX_PART_SIZE));
     }
 }

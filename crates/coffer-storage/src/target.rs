@@ -1,6 +1,7 @@
 //! Where an object goes: a bucket and its server-side encryption.
 
 use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::types::ServerSideEncryption;
 
 /// Server-side encryption requested on every object Coffer writes.
@@ -32,6 +33,17 @@ impl BucketTarget {
         &self,
         req: CreateMultipartUploadFluentBuilder,
     ) -> CreateMultipartUploadFluentBuilder {
+        match &self.encryption {
+            Encryption::SseKms { key_id, bucket_key } => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key_id)
+                .bucket_key_enabled(*bucket_key),
+            Encryption::SseS3 => req.server_side_encryption(ServerSideEncryption::Aes256),
+        }
+    }
+
+    /// Adds the encryption headers to a PutObject request.
+    pub(crate) fn apply_to_put(&self, req: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
         match &self.encryption {
             Encryption::SseKms { key_id, bucket_key } => req
                 .server_side_encryption(ServerSideEncryption::AwsKms)

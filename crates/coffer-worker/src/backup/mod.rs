@@ -5,12 +5,13 @@
 //! 1. [`load_tenant_and_org`]: where the data goes and how to reach the org come from the
 //!    catalog, never from the message;
 //! 2. `begin_backup`: find or create this job's backup (a redelivered job resumes its own
-//!    backup, writing the same keys; a completed one is not redone);
+//!    backup; a completed one is not redone), then [`clear_earlier_attempt`]: objects are
+//!    created only if absent (`If-None-Match`), so what an interrupted attempt left under the
+//!    backup's prefix, recorded or not, is deleted before the same keys are written again;
 //! 3. [`choose_objects`]: describe the org, keep what can be backed up;
 //! 4. per object, [`extract::extract_sobject`]: Bulk API 2.0 query -> gzip CSV parts -> multipart
 //!    upload; each part's catalog row is written as soon as the part is durable;
-//! 5. [`write_manifest`], remove what an interrupted attempt left that this one did not rewrite,
-//!    then mark the backup complete.
+//! 5. [`write_manifest`], then mark the backup complete.
 //!
 //! Only after step 5 does the handler ack the message.
 
@@ -160,7 +161,7 @@ async fn write_backup(
     let client = ctx.storage.client_for(storage).await;
     let target = target_of(storage);
     let prefix = OrgPrefix::new(&storage.settings.base_path, &job.tenant_id, &job.org_id);
-    let previous = ctx.catalog.backup_objects(backup.backup_id).await?;
+    clear_earlier_attempt(&ctx.catalog, &client, &target, &prefix, backup).await?;
     let mut written = Vec::new();
     for describe in &describes {
         let plan = part_plan(ctx, &client, &target, &prefix, backup, describe)?;
@@ -177,7 +178,6 @@ async fn write_backup(
         .record_object(backup.backup_id, &manifest)
         .await?;
     written.push(manifest);
-    remove_stale_objects(&ctx.catalog, &client, &target, backup, &previous, &written).await?;
     Ok(ctx.catalog.complete_backup(backup.backup_id).await?)
 }
 
@@ -249,6 +249,7 @@ fn part_plan(
             part_size: ctx.settings.effective_upload_part_size(),
             max_in_flight: ctx.settings.upload_concurrency,
             content_type: "application/gzip".to_owned(),
+            ..UploadOptions::default()
         },
         gzip_level: ctx.settings.gzip_level,
     })
@@ -291,6 +292,8 @@ async fn write_manifest(
         part_size: ctx.settings.effective_upload_part_size(),
         max_in_flight: 1,
         content_type: "application/json".to_owned(),
+        expected_size: Some(body.len() as u64),
+        ..UploadOptions::default()
     };
     let mut upload = MultipartWriter::create(
         client,
@@ -312,27 +315,32 @@ async fn write_manifest(
     })
 }
 
-/// Deletes objects an interrupted attempt wrote that this attempt did not write again (the
-/// org's data shrank between attempts), from the bucket first, then from the catalog.
-async fn remove_stale_objects(
+/// Deletes what interrupted attempts of this backup left, from the bucket first (listed, so an
+/// object completed just before a crash is found even without its catalog row), then from the
+/// catalog. A first attempt finds nothing and costs one list call.
+pub async fn clear_earlier_attempt(
     catalog: &Catalog,
     client: &S3Client,
     target: &BucketTarget,
+    prefix: &OrgPrefix,
     backup: &BackupRecord,
-    previous: &[NewObject],
-    written: &[NewObject],
 ) -> Result<(), WorkerError> {
-    let kept: HashSet<&str> = written.iter().map(|o| o.key.as_str()).collect();
-    let stale: Vec<String> = previous
-        .iter()
-        .filter(|o| !kept.contains(o.key.as_str()))
-        .map(|o| o.key.clone())
-        .collect();
-    if stale.is_empty() {
+    let backup_prefix = prefix.backup_prefix(&backup.backup_id);
+    let mut left: Vec<String> =
+        coffer_storage::list::list_keys(client, &target.bucket, &backup_prefix).await?;
+    let recorded = catalog.backup_objects(backup.backup_id).await?;
+    let listed: HashSet<String> = left.iter().cloned().collect();
+    left.extend(
+        recorded
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| !listed.contains(k)),
+    );
+    if left.is_empty() {
         return Ok(());
     }
-    tracing::info!(backup_id = %backup.backup_id, count = stale.len(), "removing objects of an earlier attempt");
-    coffer_storage::delete::delete_keys(client, &target.bucket, &stale).await?;
-    catalog.delete_object_rows(backup.backup_id, &stale).await?;
+    tracing::info!(backup_id = %backup.backup_id, count = left.len(), "removing objects of an earlier attempt");
+    coffer_storage::delete::delete_keys(client, &target.bucket, &left).await?;
+    catalog.delete_object_rows(backup.backup_id, &left).await?;
     Ok(())
 }
