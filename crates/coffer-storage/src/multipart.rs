@@ -183,10 +183,10 @@ impl MultipartWriter {
             let (now, rest) = data.split_at(room.min(data.len()));
             self.buffer.extend_from_slice(now);
             data = rest;
-            if self.buffer.len() == part_size {
-                if let Err(e) = self.flush_part().await {
-                    return Err(self.fail(e).await);
-                }
+            if self.buffer.len() == part_size
+                && let Err(e) = self.flush_part().await
+            {
+                return Err(self.fail(e).await);
             }
         }
         Ok(())
