@@ -228,10 +228,7 @@ impl MultipartWriter {
             .bucket(&self.target.bucket)
             .key(&self.key)
             .content_type(&self.options.content_type);
-        let created = self
-            .target
-            .apply_to_multipart(request)
-            .send()
+        let created = Box::pin(self.target.apply_to_multipart(request).send())
             .await
             .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", &self.target.bucket, e))?;
         let upload_id =
@@ -248,7 +245,7 @@ impl MultipartWriter {
     }
 
     /// The whole object in one `PutObject` (it never filled a part).
-    async fn put_single(mut self) -> Result<UploadedObject, StorageError> {
+    async fn put_single(&mut self) -> Result<UploadedObject, StorageError> {
         let body = self.buffer.split().freeze();
         let mut request = self
             .client
@@ -261,9 +258,7 @@ impl MultipartWriter {
         if !self.options.overwrite {
             request = request.if_none_match("*");
         }
-        self.target
-            .apply_to_put(request)
-            .send()
+        Box::pin(self.target.apply_to_put(request).send())
             .await
             .map_err(|e| self.write_error("PutObject", e))?;
         tracing::debug!(bucket = %self.target.bucket, key = %self.key, size = self.size, "object written in one put");
@@ -297,8 +292,7 @@ impl MultipartWriter {
         if !self.options.overwrite {
             request = request.if_none_match("*");
         }
-        request
-            .send()
+        Box::pin(request.send())
             .await
             .map_err(|e| self.write_error("CompleteMultipartUpload", e))?;
         self.upload_id = None;
