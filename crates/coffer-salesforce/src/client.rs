@@ -376,6 +376,35 @@ impl SalesforceClient {
     pub(crate) async fn with_retries<T, F, Fut>(
         &self,
         operation: &str,
+        attempt: F,
+    ) -> Result<T, SalesforceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SalesforceError>>,
+    {
+        self.with_retries_when(operation, SalesforceError::is_transient, attempt)
+            .await
+    }
+
+    /// [`SalesforceClient::with_retries`] for a write that is not idempotent: it is sent again
+    /// only if it certainly never reached Salesforce (the connection could not be established).
+    pub(crate) async fn with_unsent_retries<T, F, Fut>(
+        &self,
+        operation: &str,
+        attempt: F,
+    ) -> Result<T, SalesforceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SalesforceError>>,
+    {
+        self.with_retries_when(operation, SalesforceError::is_unsent, attempt)
+            .await
+    }
+
+    async fn with_retries_when<T, F, Fut>(
+        &self,
+        operation: &str,
+        retryable: fn(&SalesforceError) -> bool,
         mut attempt: F,
     ) -> Result<T, SalesforceError>
     where
@@ -387,7 +416,7 @@ impl SalesforceClient {
         let mut tries = 1;
         loop {
             match attempt().await {
-                Err(e) if tries < options.retry_attempts.max(1) && e.is_transient() => {
+                Err(e) if tries < options.retry_attempts.max(1) && retryable(&e) => {
                     tracing::warn!(operation, attempt = tries, error = %e, "transient salesforce failure; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(options.retry_max);
@@ -396,6 +425,39 @@ impl SalesforceClient {
                 other => return other,
             }
         }
+    }
+
+    /// Sends a request that carries the session in its body rather than in a bearer header
+    /// (the SOAP `SessionHeader`): `build` receives the token. Keeps to the API budget, the rate
+    /// limiter and the concurrency bound like [`SalesforceClient::send`], but returns the response
+    /// whatever its status, with the session generation used, because SOAP reports an expired
+    /// session as a fault; the caller renews with [`SalesforceClient::renew_session`].
+    pub(crate) async fn send_with_session(
+        &self,
+        operation: &str,
+        build: impl Fn(&reqwest::Client, &SecretString) -> RequestBuilder,
+    ) -> Result<(Response, u64), SalesforceError> {
+        self.check_budget(operation)?;
+        let _permit = self.inner.permits.acquire().await.ok();
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.until_ready().await;
+        }
+        let (token, generation) = self.current_token().await;
+        let resp = build(&self.inner.http, &token)
+            .send()
+            .await
+            .map_err(|source| SalesforceError::Transport {
+                operation: operation.to_owned(),
+                source,
+            })?;
+        self.record_usage(&resp);
+        Ok((resp, generation))
+    }
+
+    /// Mints a new token unless another task already replaced session generation `seen` (as
+    /// returned by [`SalesforceClient::send_with_session`]).
+    pub(crate) async fn renew_session(&self, seen: u64) -> Result<(), SalesforceError> {
+        self.renew(seen).await
     }
 
     async fn current_token(&self) -> (SecretString, u64) {

@@ -81,8 +81,8 @@ pub enum SalesforceError {
         /// The job's `errorMessage`.
         message: String,
     },
-    /// A Bulk query job did not finish within the configured wait.
-    #[error("bulk query job {job_id} was still {state} after {waited_secs} seconds")]
+    /// A Bulk query or ingest job did not finish within the configured wait.
+    #[error("bulk job {job_id} was still {state} after {waited_secs} seconds")]
     JobTimeout {
         /// Job id.
         job_id: String,
@@ -206,6 +206,62 @@ pub enum SalesforceError {
         /// The MD5 of what arrived (hex).
         actual: String,
     },
+    /// A Bulk ingest job ended in `Failed` or `Aborted`. Rows Salesforce already processed are
+    /// not rolled back: their results are still downloadable by job id.
+    #[error(
+        "bulk ingest job {job_id} ended in state {state}: {message}; fetch its results with ingest_job_results({job_id}) to see which rows were written, fix the cause, and resubmit the failed and unprocessed rows in a new job"
+    )]
+    IngestJobFailed {
+        /// Job id.
+        job_id: String,
+        /// `Failed` or `Aborted`.
+        state: String,
+        /// The job's `errorMessage`.
+        message: String,
+    },
+    /// One CSV row (with the header) is larger than one ingest upload may be.
+    #[error(
+        "ingest row {row} encodes to {bytes} bytes with its header, over the {limit}-byte upload limit; load that record through sObject Collections or shorten its long text fields"
+    )]
+    IngestRowTooLarge {
+        /// 0-based row number in the caller's input.
+        row: usize,
+        /// Bytes of the header plus the row.
+        bytes: usize,
+        /// The configured upload limit.
+        limit: usize,
+    },
+    /// The caller asked for a write Salesforce cannot take as given (a row with the wrong number
+    /// of cells, an id with characters ids never have, no columns).
+    #[error("{operation}: invalid request: {detail}")]
+    InvalidWriteRequest {
+        /// What was being done.
+        operation: String,
+        /// What is wrong with the input.
+        detail: String,
+    },
+    /// Ingest results cannot be correlated by the requested column.
+    #[error(
+        "bulk ingest job {job_id}: cannot correlate results by column {column}: {detail}; results echo only columns that are real fields of the object, so correlate by a field such as an external id holding the source id"
+    )]
+    NotCorrelatable {
+        /// Job id.
+        job_id: String,
+        /// The requested column.
+        column: String,
+        /// Why (not echoed, duplicate value).
+        detail: String,
+    },
+    /// A SOAP API call answered with a fault other than an expired session.
+    #[error("{operation}: salesforce soap fault {code}: {message}")]
+    SoapFault {
+        /// What was being done.
+        operation: String,
+        /// The fault's exception code (`faultcode` without its prefix).
+        code: String,
+        /// The `faultstring`.
+        message: String,
+    },
 }
 
 /// Salesforce error codes that mean "try again later".
@@ -223,7 +279,8 @@ impl SalesforceError {
         match self {
             SalesforceError::Api { code, .. }
             | SalesforceError::AuthRejected { code, .. }
-            | SalesforceError::JwtRejected { code, .. } => Some(code),
+            | SalesforceError::JwtRejected { code, .. }
+            | SalesforceError::SoapFault { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -258,6 +315,22 @@ impl SalesforceError {
         }
     }
 
+    /// Whether the request certainly never reached Salesforce (the connection could not be
+    /// established), so even a non-idempotent write may be sent again.
+    pub(crate) fn is_unsent(&self) -> bool {
+        matches!(self, SalesforceError::Transport { source, .. } if source.is_connect())
+    }
+
+    /// Ingest job failures that a later run may not hit: lock contention and timeouts.
+    fn ingest_failure_class(message: &str) -> ErrorClass {
+        const TRANSIENT: &[&str] = &["UNABLE_TO_LOCK_ROW", "TooManyLockFailure", "Timeout"];
+        if TRANSIENT.iter().any(|t| message.contains(t)) {
+            ErrorClass::Retryable
+        } else {
+            ErrorClass::Permanent
+        }
+    }
+
     fn api_class(status: u16, code: &str, message: &str) -> ErrorClass {
         let throttled = RETRYABLE_CODES.iter().any(|c| code.eq_ignore_ascii_case(c))
             || message.contains("ConcurrentRequests");
@@ -278,6 +351,8 @@ impl Classify for SalesforceError {
                 message,
                 ..
             } => Self::api_class(*status, code, message),
+            SalesforceError::SoapFault { code, message, .. } => Self::api_class(200, code, message),
+            SalesforceError::IngestJobFailed { message, .. } => Self::ingest_failure_class(message),
             SalesforceError::TokenEndpoint { status, .. } if *status >= 500 || *status == 429 => {
                 ErrorClass::Retryable
             }
@@ -297,7 +372,10 @@ impl Classify for SalesforceError {
             | SalesforceError::QueryTimeout { .. }
             | SalesforceError::SplitExhausted { .. }
             | SalesforceError::NoSystemModstamp { .. }
-            | SalesforceError::Config(_) => ErrorClass::Permanent,
+            | SalesforceError::Config(_)
+            | SalesforceError::IngestRowTooLarge { .. }
+            | SalesforceError::InvalidWriteRequest { .. }
+            | SalesforceError::NotCorrelatable { .. } => ErrorClass::Permanent,
         }
     }
 }

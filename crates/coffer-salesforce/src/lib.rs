@@ -15,6 +15,16 @@
 //! allocation the client refuses further calls, and it keeps to a request rate and a number of
 //! requests in flight. [`SalesforceClient::download_blob`] streams file bodies with their MD5.
 //!
+//! Restores write through three paths. [`SalesforceClient::ingest`] loads rows with Bulk API 2.0
+//! ingest jobs (one CSV upload per job, split into several jobs under a byte limit), with cells
+//! typed as [`IngestValue`] so null (`#N/A`) and unchanged (empty) cannot be confused, and
+//! returns each job's successful, failed and unprocessed rows, correlated by a real field with
+//! [`IngestJobResult::by_column`]. [`SalesforceClient::create_records`],
+//! [`SalesforceClient::update_records`] and [`SalesforceClient::delete_records`] use sObject
+//! Collections (200 records a request, outcomes in request order).
+//! [`SalesforceClient::undelete_records`] calls the SOAP API's `undelete`. Writes that are not
+//! idempotent are sent again only when the connection could not be established.
+//!
 //! Reads by `SystemModstamp`: [`SalesforceClient::read_modstamp_range`] reads an object over a
 //! half-open range `[from, to)` and bisects a range whose Bulk job fails with `QUERY_TIMEOUT`
 //! (module [`split`]), reporting the ranges read so a caller can resume.
@@ -31,18 +41,26 @@ mod auth;
 pub mod blob;
 pub mod bulk;
 pub mod client;
+pub mod collections;
 pub mod describe;
 pub mod error;
 pub mod incremental;
+pub mod ingest;
 pub mod limits;
 mod rest;
+pub mod soap;
 pub mod split;
 
 pub use blob::BlobStream;
 pub use bulk::{BulkQueryResults, CsvPage, QueryOperation};
 pub use client::{ApiUsage, ClientOptions, JwtBearer, OrgConnection, SalesforceClient};
+pub use collections::{RecordError, RecordOutcome, SObjectRecord};
 pub use describe::{ChildRelationship, FieldDescribe, SObjectDescribe, SObjectSummary};
 pub use error::SalesforceError;
 pub use incremental::{ChangePage, ChangeReader, Cursor, IncrementalOptions, RowMeta};
+pub use ingest::{
+    IngestBatcher, IngestFailure, IngestJobResult, IngestOperation, IngestOutcome, IngestRow,
+    IngestSpec, IngestSuccess, IngestUpload, IngestValue,
+};
 pub use limits::{Limit, OrgLimits};
 pub use split::{ModstampRange, RangePage, RangeQuery, RangeReader};
