@@ -32,6 +32,9 @@ pub enum CatalogError {
     /// A row that must exist does not.
     #[error("{0}")]
     NotFound(String),
+    /// The change is not allowed in the current state (the message says what to do first).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// MySQL error codes that mean "try again": deadlock, lock wait timeout, too many connections,

@@ -26,7 +26,10 @@ use std::time::Duration;
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
 pub use error::CatalogError;
 pub use jobs::JobState;
-pub use tenants::{NewStorage, OrgRecord, Sse, StorageRecord, TenantRecord};
+pub use tenants::{
+    NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,
+    TenantRecord, secret_context,
+};
 
 /// A handle on the catalog database; cheap to clone (a connection pool).
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! The catalog against a real MariaDB: each test migrates its own fresh database.
 
-use coffer_catalog::{BackupState, Catalog, NewObject, NewStorage, ObjectKind, Sse};
+use coffer_catalog::{BackupState, Catalog, NewObject, NewStorage, ObjectKind, Sse, StorageAccess};
 use coffer_core::layout::BasePath;
 use coffer_core::{JobId, OrgId, TenantId};
 use secrecy::SecretString;
@@ -65,6 +65,7 @@ fn storage(bucket: &str) -> NewStorage {
             key_id: "key-1".to_owned(),
             bucket_key: true,
         },
+        access: StorageAccess::Vendor,
     }
 }
 
@@ -225,5 +226,113 @@ async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted
             .unwrap()
             .is_none()
     );
+    db.drop().await;
+}
+
+fn own_storage(bucket: &str) -> NewStorage {
+    NewStorage {
+        access: StorageAccess::AccessKeys {
+            access_key_id: "AKIAEXAMPLE".to_owned(),
+            secret_sealed: "v1.fingerprint.wrapped.sealed".to_owned(),
+        },
+        ..storage(bucket)
+    }
+}
+
+#[tokio::test]
+async fn an_own_storage_takes_new_backups_only_once_tested_and_enabled() {
+    let db = fresh_catalog().await;
+    let c = &db.catalog;
+    let tenant = TenantId::new("acme").expect("id");
+    let org = OrgId::new("00D000000000001AAA").expect("id");
+    let default = c
+        .put_tenant(&tenant, "Acme", &storage("vendor-bucket"))
+        .await
+        .expect("tenant");
+    let old_backup = c
+        .begin_backup(
+            JobId::generate(),
+            &tenant,
+            &org,
+            default.storage.storage_id,
+            "full",
+        )
+        .await
+        .expect("backup");
+
+    let own = c
+        .set_own_storage(&tenant, &own_storage("customer-bucket"))
+        .await
+        .expect("set");
+    assert_eq!(own.settings, own_storage("customer-bucket"), "round trip");
+    let t = c.tenant(&tenant).await.expect("read").expect("tenant");
+    assert_eq!(
+        t.storage.settings.bucket, "vendor-bucket",
+        "not enabled yet"
+    );
+    assert_eq!(t.own.as_ref().map(|o| o.enabled), Some(false));
+
+    let never = c.enable_own_storage(&tenant).await.expect_err("untested");
+    assert!(never.to_string().contains("coffer storage test"), "{never}");
+    c.record_storage_test(own.storage_id, false, r#"{"ok":false}"#)
+        .await
+        .expect("record");
+    let failed = c
+        .enable_own_storage(&tenant)
+        .await
+        .expect_err("failed test");
+    assert!(failed.to_string().contains("failed"), "{failed}");
+    assert_eq!(
+        c.tenant(&tenant)
+            .await
+            .expect("read")
+            .expect("t")
+            .storage
+            .settings
+            .bucket,
+        "vendor-bucket"
+    );
+
+    c.record_storage_test(own.storage_id, true, r#"{"ok":true}"#)
+        .await
+        .expect("record");
+    c.enable_own_storage(&tenant).await.expect("enable");
+    let t = c.tenant(&tenant).await.expect("read").expect("tenant");
+    assert_eq!(
+        t.storage.storage_id, own.storage_id,
+        "new backups go to own"
+    );
+    let test = t.storage.last_test.expect("test recorded");
+    assert!(test.ok);
+    assert_eq!(test.report, r#"{"ok":true}"#);
+
+    c.disable_own_storage(&tenant).await.expect("disable");
+    let t = c.tenant(&tenant).await.expect("read").expect("tenant");
+    assert_eq!(t.storage.storage_id, default.storage.storage_id);
+    assert!(t.own.is_some(), "disable keeps the configuration");
+
+    c.reset_storage(&tenant).await.expect("reset");
+    let t = c.tenant(&tenant).await.expect("read").expect("tenant");
+    assert_eq!(t.storage.storage_id, default.storage.storage_id);
+    assert!(t.own.is_none(), "reset forgets the own storage");
+    let kept = c
+        .backup(old_backup.backup_id)
+        .await
+        .expect("read")
+        .expect("b");
+    assert_eq!(kept.storage_id, default.storage.storage_id);
+    assert_eq!(
+        c.storage(own.storage_id)
+            .await
+            .expect("row kept")
+            .settings
+            .bucket,
+        "customer-bucket",
+        "storage rows outlive the switch, for the backups written there"
+    );
+
+    let nobody = TenantId::new("nobody").expect("id");
+    assert!(c.set_own_storage(&nobody, &own_storage("b")).await.is_err());
+    assert!(c.enable_own_storage(&nobody).await.is_err());
     db.drop().await;
 }

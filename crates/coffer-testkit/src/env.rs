@@ -1,6 +1,6 @@
 //! [`TestEnv`]: one test's private database, queues, bucket and KMS key.
 
-use coffer_catalog::{Catalog, NewStorage, OrgRecord, Sse, TenantRecord};
+use coffer_catalog::{Catalog, NewStorage, OrgRecord, Sse, StorageAccess, TenantRecord};
 use coffer_core::TenantId;
 use coffer_core::layout::BasePath;
 use coffer_queue::{Broker, QueueConfig};
@@ -87,6 +87,7 @@ impl TestEnv {
                 key_id: self.kms_key.key_id.clone(),
                 bucket_key: false,
             },
+            access: StorageAccess::Vendor,
         };
         Ok(self
             .catalog

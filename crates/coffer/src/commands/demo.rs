@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use coffer_catalog::{
-    BackupRecord, BackupState, Catalog, NewStorage, ObjectRecord, OrgRecord, Sse,
+    BackupRecord, BackupState, Catalog, NewStorage, ObjectRecord, OrgRecord, Sse, StorageAccess,
 };
 use coffer_core::layout::BasePath;
 use coffer_core::{JobId, OrgId, TenantId};
@@ -139,6 +139,7 @@ async fn create_tenant(catalog: &Catalog, services: &Services) -> anyhow::Result
             key_id: key.key_id.clone(),
             bucket_key: false,
         },
+        access: StorageAccess::Vendor,
     };
     catalog
         .put_tenant(&TenantId::new(TENANT)?, "Demo tenant", &storage)

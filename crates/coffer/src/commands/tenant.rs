@@ -1,7 +1,7 @@
 //! `coffer tenant`: create tenants (with their storage) and connect their orgs.
 
 use anyhow::Context;
-use coffer_catalog::{NewStorage, OrgRecord, Sse};
+use coffer_catalog::{NewStorage, OrgRecord, Sse, StorageAccess};
 use coffer_core::layout::BasePath;
 use coffer_core::{OrgId, TenantId};
 use secrecy::SecretString;
@@ -90,6 +90,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         endpoint: None,
         base_path: args.base_path,
         sse,
+        access: StorageAccess::Vendor,
     };
     let name = args.name.unwrap_or_else(|| args.tenant.to_string());
     let tenant = catalog.put_tenant(&args.tenant, &name, &storage).await?;
