@@ -108,6 +108,79 @@ impl Compression {
     }
 }
 
+/// A bucket name that follows S3's naming rules: 3 to 63 characters of `a-z 0-9 . -`, starting
+/// and ending with a letter or digit, no `..`, not an IP address, none of the reserved prefixes
+/// and suffixes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BucketName(String);
+
+impl BucketName {
+    const RULE: &'static str = "3 to 63 characters of a-z, 0-9, '.' and '-', starting and ending \
+                                with a letter or digit, no '..', not an IP address, not starting \
+                                with 'xn--' or 'sthree-', not ending with '-s3alias' or '--ol-s3'";
+
+    /// Validates a bucket name.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        if Self::valid(&value) {
+            Ok(BucketName(value))
+        } else {
+            Err(IdError {
+                what: "bucket name",
+                value: value
+                    .chars()
+                    .take(80)
+                    .flat_map(char::escape_default)
+                    .collect(),
+                rule: Self::RULE,
+            })
+        }
+    }
+
+    fn valid(v: &str) -> bool {
+        let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        (3..=63).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && edge(v.as_bytes().first())
+            && edge(v.as_bytes().last())
+            && !v.contains("..")
+            && v.parse::<std::net::Ipv4Addr>().is_err()
+            && !v.starts_with("xn--")
+            && !v.starts_with("sthree-")
+            && !v.ends_with("-s3alias")
+            && !v.ends_with("--ol-s3")
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for BucketName {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BucketName::new(s)
+    }
+}
+
+impl fmt::Display for BucketName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The prefix of everything Coffer writes for one tenant: `{base_path}/{tenant}` (without a
+/// leading `/` when the base path is empty). A tenant's role session is narrowed to it.
+pub fn tenant_prefix(base: &BasePath, tenant: &TenantId) -> String {
+    if base.as_str().is_empty() {
+        tenant.to_string()
+    } else {
+        format!("{base}/{tenant}")
+    }
+}
+
 /// The prefix of everything Coffer writes for one org of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgPrefix {
@@ -117,12 +190,9 @@ pub struct OrgPrefix {
 impl OrgPrefix {
     /// `{base_path}/{tenant}/{org}` (without a leading `/` when the base path is empty).
     pub fn new(base: &BasePath, tenant: &TenantId, org: &OrgId) -> Self {
-        let prefix = if base.as_str().is_empty() {
-            format!("{tenant}/{org}")
-        } else {
-            format!("{base}/{tenant}/{org}")
-        };
-        OrgPrefix { prefix }
+        OrgPrefix {
+            prefix: format!("{}/{org}", tenant_prefix(base, tenant)),
+        }
     }
 
     /// The prefix itself, without a trailing `/`.
@@ -153,6 +223,53 @@ impl OrgPrefix {
             self.backup_prefix(backup),
             compression.extension()
         )
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["abc", "my-bucket.backups", "0day", &"a".repeat(63)] {
+            assert!(BucketName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "My-Bucket",
+            "-bucket",
+            "bucket-",
+            "a..b",
+            "192.168.1.1",
+            "xn--bucket",
+            "sthree-b",
+            "b-s3alias",
+            "b--ol-s3",
+            "bucket/../other",
+            "buck\u{0}et",
+            "bucket name",
+        ] {
+            let err = BucketName::new(bad).expect_err(bad);
+            assert!(err.to_string().contains("3 to 63"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_tenant_prefix_is_the_start_of_every_org_prefix() {
+        let tenant = TenantId::new("acme").expect("id");
+        let org = OrgId::new("00D000000000001AAA").expect("id");
+        for base in ["", "coffer/prod"] {
+            let base = BasePath::new(base).expect("base");
+            let t = tenant_prefix(&base, &tenant);
+            assert!(
+                OrgPrefix::new(&base, &tenant, &org)
+                    .as_str()
+                    .starts_with(&format!("{t}/"))
+            );
+        }
+        assert_eq!(tenant_prefix(&BasePath::default(), &tenant), "acme");
     }
 }
 
