@@ -1,10 +1,12 @@
 //! Bulk API 2.0 query jobs: validation at creation, a state machine advanced by polling, and
 //! paged CSV results addressed by opaque locators.
 //!
-//! A job's result set is a recipe, not a table: a page is rendered by generating its rows. An
-//! unfiltered query maps result row `n` to generated row `n`; a filtered one is scanned once at
-//! creation to count its matches, keeping the scan position of every 4,096th match so a page can
-//! start generating near its first row.
+//! A job's result set is a recipe, not a table: a page is rendered by generating its rows. It reads
+//! a [`View`] of the object at the overlay snapshot taken when the job was created (generated rows
+//! with writes applied, then inserted rows), so writes made while the job is paged do not shift
+//! its rows. An unfiltered query maps result row `n` to view row `n`; a filtered one is scanned
+//! once at creation to count its matches, keeping the view position of every 4,096th match so a
+//! page can start generating near its first row.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use serde_json::{Value, json};
 use crate::data::{Org, Row};
 use crate::schema::{FieldDef, ObjectDef};
 use crate::soql::{self, Filter, QueryError};
+use crate::store::{Overlay, View};
 
 /// The body of `POST /jobs/query`.
 #[derive(Debug, Deserialize)]
@@ -161,42 +164,32 @@ const CHECKPOINT_EVERY: usize = 4096;
 /// The rows a query job returns, generated on demand.
 #[derive(Debug)]
 pub struct ResultSet {
-    org: Org,
-    object: usize,
+    view: View,
     columns: Vec<usize>,
     filters: Vec<Filter>,
     len: usize,
-    /// For a filtered set: generated-row index of match `k * CHECKPOINT_EVERY`.
+    /// For a filtered set: view position of match `k * CHECKPOINT_EVERY`.
     checkpoints: Option<Vec<usize>>,
 }
 
 impl ResultSet {
-    /// Plans the rows of `object` (deleted ones too if `include_deleted`) matching every filter,
-    /// at most `limit` of them, projected onto the field positions `columns`. A filtered set is
-    /// scanned once here.
+    /// Plans the rows of `object` as of `overlay` (Recycle Bin ones too if `include_deleted`)
+    /// matching every filter, at most `limit` of them, projected onto the field positions
+    /// `columns`. A filtered set is scanned once here.
     pub fn new(
         org: &Org,
+        overlay: &Overlay,
         object: &ObjectDef,
         columns: Vec<usize>,
         filters: Vec<Filter>,
         limit: Option<usize>,
         include_deleted: bool,
     ) -> Self {
-        let object_index = org
-            .objects
-            .iter()
-            .position(|o| o.name == object.name)
-            .unwrap_or_default();
-        let deleted = if include_deleted {
-            org.deleted_count(object.name)
-        } else {
-            0
-        };
-        let total = org.row_count(object.name) + deleted;
+        let view = View::new(org, overlay, object, include_deleted);
+        let total = view.len();
         let limit = limit.unwrap_or(usize::MAX);
         let mut set = ResultSet {
-            org: org.clone(),
-            object: object_index,
+            view,
             columns,
             filters,
             len: total.min(limit),
@@ -208,8 +201,8 @@ impl ResultSet {
         set
     }
 
-    fn def(&self) -> &ObjectDef {
-        &self.org.objects[self.object]
+    fn row(&self, position: usize) -> Row {
+        self.view.row(position).unwrap_or_default()
     }
 
     fn scan(&mut self, total: usize, limit: usize) {
@@ -219,7 +212,7 @@ impl ResultSet {
             if matched == limit {
                 break;
             }
-            if self.accepts(&self.org.row(self.def(), index)) {
+            if self.accepts(&self.row(index)) {
                 if matched % CHECKPOINT_EVERY == 0 {
                     checkpoints.push(index);
                 }
@@ -270,7 +263,7 @@ impl ResultSet {
         };
         let Some(checkpoints) = &self.checkpoints else {
             for index in start..end {
-                emit(&self.org.row(self.def(), index))?;
+                emit(&self.row(index))?;
             }
             return Ok(());
         };
@@ -279,8 +272,8 @@ impl ResultSet {
         };
         let mut position = start / CHECKPOINT_EVERY * CHECKPOINT_EVERY;
         let mut index = *from;
-        while position < end {
-            let row = self.org.row(self.def(), index);
+        while position < end && index < self.view.len() {
+            let row = self.row(index);
             index += 1;
             if !self.accepts(&row) {
                 continue;
@@ -330,8 +323,13 @@ fn options(req: &CreateJob) -> Result<(String, (&'static str, u8), bool), QueryE
     Ok((operation, delimiter(req.column_delimiter.as_deref())?, crlf))
 }
 
-/// Validates a create-job request against the org and runs the query.
+/// Validates a create-job request against the generated org (no writes) and runs the query.
 pub fn plan(org: &Org, req: &CreateJob) -> Result<Planned, QueryError> {
+    plan_at(org, &Overlay::default(), req)
+}
+
+/// Validates a create-job request against the org as of `overlay` and runs the query.
+pub fn plan_at(org: &Org, overlay: &Overlay, req: &CreateJob) -> Result<Planned, QueryError> {
     let (operation, delimiter, crlf) = options(req)?;
     let soql = req
         .query
@@ -355,6 +353,7 @@ pub fn plan(org: &Org, req: &CreateJob) -> Result<Planned, QueryError> {
     let include_deleted = operation == "queryAll";
     let rows = ResultSet::new(
         org,
+        overlay,
         object,
         positions,
         filters,
@@ -471,8 +470,19 @@ pub fn render_page(job: &Job, offset: usize, max: usize) -> Result<Page, csv::Er
     })
 }
 
-/// Every Bulk-queryable column and row of `object`, as a `query` job would return them.
+/// Every Bulk-queryable column and row of `object` of the generated org (no writes), as a
+/// `query` job would return them.
 pub fn full_table(org: &Org, object: &str) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    full_table_at(org, &Overlay::default(), object)
+}
+
+/// Every Bulk-queryable column and row of `object` as of `overlay`, as a `query` job would
+/// return them.
+pub fn full_table_at(
+    org: &Org,
+    overlay: &Overlay,
+    object: &str,
+) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     let def = org.object(object)?;
     let positions: Vec<usize> = def
         .fields
@@ -481,8 +491,9 @@ pub fn full_table(org: &Org, object: &str) -> Option<(Vec<String>, Vec<Vec<Strin
         .filter(|(_, f)| f.bulk_queryable())
         .map(|(i, _)| i)
         .collect();
-    let rows = org
-        .rows(def)
+    let view = View::new(org, overlay, def, false);
+    let rows = (0..view.len())
+        .filter_map(|n| view.row(n))
         .map(|r| {
             positions
                 .iter()

@@ -379,6 +379,30 @@ impl Org {
         exists.then_some(index)
     }
 
+    /// The row index of generated record `id` of `object`, live or deleted by the seed.
+    pub fn generated_index(&self, object: &ObjectDef, id: &str) -> Option<usize> {
+        let counter = id_counter(id)?;
+        let index = usize::try_from(counter.checked_sub(1)?).ok()?;
+        let total = self.row_count(object.name) + self.deleted_count(object.name);
+        let exists = index < total && record_id(object.key_prefix, &self.pod, counter) == id;
+        exists.then_some(index)
+    }
+
+    /// The object whose ids start with `key_prefix`.
+    pub fn object_by_prefix(&self, key_prefix: &str) -> Option<&ObjectDef> {
+        self.objects.iter().find(|o| o.key_prefix == key_prefix)
+    }
+
+    /// The position of the object named exactly `name` in [`Org::objects`].
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.objects.iter().position(|o| o.name == name)
+    }
+
+    /// The two pod characters every record id of this org carries.
+    pub fn pod(&self) -> &str {
+        &self.pod
+    }
+
     /// The body of blob field `field` of record `id` of `sobject` (names case-insensitive).
     pub fn blob(&self, sobject: &str, id: &str, field: &str) -> Option<Vec<u8>> {
         let def = self.object(sobject)?;
@@ -739,6 +763,7 @@ fn invoice(c: &mut Cells, rng: &mut Rng, v: usize) {
     c.date(rng, 0.1);
     c.bool(status == "Paid");
     c.push(rng.description());
+    c.set(format!("EXT-{:08}", c.number + 1));
     c.audit(rng);
 }
 

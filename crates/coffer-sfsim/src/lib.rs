@@ -17,6 +17,7 @@
 
 pub mod bulk;
 pub mod data;
+pub mod dml;
 pub mod faults;
 pub mod ids;
 pub mod jwt;
@@ -24,6 +25,7 @@ pub mod rest;
 pub mod schema;
 pub mod server;
 pub mod soql;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -140,6 +142,14 @@ pub struct SimHandle {
     task: JoinHandle<()>,
 }
 
+/// Owned changes from borrowed (field, value) pairs.
+fn owned(fields: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+    fields
+        .iter()
+        .map(|(f, v)| ((*f).to_owned(), v.map(str::to_owned)))
+        .collect()
+}
+
 /// Binds the listener, generates the org, spawns the server task and returns.
 pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     let listener = tokio::net::TcpListener::bind(config.bind)
@@ -170,6 +180,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         faults: Default::default(),
         cursors: Default::default(),
         jwt_users: Default::default(),
+        store: Default::default(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = server::router(sim.clone());
@@ -220,10 +231,148 @@ impl SimHandle {
     }
 
     /// What a full Bulk query of every queryable (non-binary, non-compound) field of `sobject`
-    /// returns: the header (field API names in describe order) and every row as CSV cell strings
-    /// (null as the empty string).
+    /// returns now (writes included): the header (field API names in describe order) and every
+    /// live row as CSV cell strings (null as the empty string).
     pub fn table(&self, sobject: &str) -> Option<(Vec<String>, Vec<Vec<String>>)> {
-        bulk::full_table(&self.sim.org, sobject)
+        bulk::full_table_at(&self.sim.org, &self.sim.store.snapshot(), sobject)
+    }
+
+    /// The live record `id` of `sobject`: every Bulk-queryable field by API name, null as the
+    /// empty string; `None` if there is no such live record (deleted, purged or never existed).
+    pub fn record(&self, sobject: &str, id: &str) -> Option<BTreeMap<String, String>> {
+        let org = &self.sim.org;
+        let overlay = self.sim.store.snapshot();
+        let id = store::normalize_id(id)?;
+        let (def, slot) = overlay.locate(org, &id)?;
+        let record = overlay.record(org, def, slot)?;
+        let wanted = org.object(sobject)?;
+        if def.name != wanted.name || record.state != store::State::Live {
+            return None;
+        }
+        let cells = def.fields.iter().zip(record.row);
+        let fields = cells
+            .filter(|(f, _)| f.bulk_queryable())
+            .map(|(f, v)| (f.name.to_owned(), v.unwrap_or_default()));
+        Some(fields.collect())
+    }
+
+    /// Ids of the `sobject` records in the Recycle Bin (deleted, not yet purged), sorted.
+    pub fn deleted_ids(&self, sobject: &str) -> Vec<String> {
+        let org = &self.sim.org;
+        let Some(def) = org.object(sobject) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = self
+            .sim
+            .store
+            .snapshot()
+            .recycle_bin(org, def)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Empties the Recycle Bin of every object, as its purge does: undelete then fails and the
+    /// rows are gone from `queryAll` too. Returns how many records were purged.
+    pub fn empty_recycle_bin(&self) -> usize {
+        self.sim.write(|w| w.purge(|_, _| true))
+    }
+
+    /// Purges the Recycle Bin records among `ids` (15- or 18-character); returns how many.
+    pub fn purge(&self, ids: &[&str]) -> usize {
+        let ids: std::collections::HashSet<String> = ids
+            .iter()
+            .filter_map(|id| store::normalize_id(id))
+            .collect();
+        self.sim.write(|w| w.purge(|_, id| ids.contains(id)))
+    }
+
+    /// Inserts a `sobject` record with `fields` (API name, value; `None` is null), checked as the
+    /// API checks it; returns the new id.
+    pub fn insert(
+        &self,
+        sobject: &str,
+        fields: &[(&str, Option<&str>)],
+    ) -> Result<String, dml::RecordError> {
+        let def = self.object_def(sobject)?;
+        let changes = owned(fields);
+        self.sim.write(|w| w.insert(def, &changes))
+    }
+
+    /// Updates record `id` of `sobject` with `fields`, stamped with the simulator's clock.
+    pub fn update(
+        &self,
+        sobject: &str,
+        id: &str,
+        fields: &[(&str, Option<&str>)],
+    ) -> Result<(), dml::RecordError> {
+        let def = self.object_def(sobject)?;
+        let changes = owned(fields);
+        self.sim
+            .write(|w| w.update(Some(def), id, &changes, None))
+            .map(drop)
+    }
+
+    /// Updates record `id` of `sobject` with `fields` stamped with `system_modstamp` (also its
+    /// `LastModifiedDate`), a time in the past: a long transaction committing late, whose rows
+    /// carry a SystemModstamp older than changes already visible.
+    pub fn update_at(
+        &self,
+        sobject: &str,
+        id: &str,
+        fields: &[(&str, Option<&str>)],
+        system_modstamp: time::OffsetDateTime,
+    ) -> Result<(), dml::RecordError> {
+        let def = self.object_def(sobject)?;
+        let changes = owned(fields);
+        let at = data::format_datetime(system_modstamp.unix_timestamp());
+        self.sim
+            .write(|w| w.update(Some(def), id, &changes, Some(&at)))
+            .map(drop)
+    }
+
+    /// Deletes records `ids` of `sobject` as a user deleting them in the UI: to the Recycle Bin,
+    /// with their cascade-deleted children, clearing other lookups to them. All or none: on the
+    /// first failure nothing is deleted and its error is returned. Blocking (it scans child
+    /// objects).
+    pub fn delete(&self, sobject: &str, ids: &[&str]) -> Result<(), dml::RecordError> {
+        let def = self.object_def(sobject)?;
+        self.sim.write(|w| {
+            let saved = w.overlay().clone();
+            for id in ids {
+                if let Err(e) = w.delete(Some(def), id, false) {
+                    w.restore(saved);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The simulator's clock (real time unless set or advanced); writes are stamped with it.
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.sim.store.clock.now()
+    }
+
+    /// Freezes the simulator's clock at `at`.
+    pub fn set_clock(&self, at: time::OffsetDateTime) {
+        self.sim.store.clock.set(at);
+    }
+
+    /// Moves the simulator's clock forward by `by`.
+    pub fn advance_clock(&self, by: Duration) {
+        self.sim.store.clock.advance(by);
+    }
+
+    fn object_def(&self, sobject: &str) -> Result<&schema::ObjectDef, dml::RecordError> {
+        self.sim.org.object(sobject).ok_or_else(|| {
+            dml::RecordError::new(
+                "INVALID_TYPE",
+                format!("sObject type '{sobject}' is not supported."),
+            )
+        })
     }
 
     /// The body of a blob field (`Attachment.Body`) of record `id`, if it exists.

@@ -112,7 +112,7 @@ fn start(
         column_delimiter: None,
         line_ending: None,
     };
-    let planned = match bulk::plan(&sim.org, &req) {
+    let planned = match bulk::plan_at(&sim.org, &sim.store.snapshot(), &req) {
         Ok(p) => p,
         Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
     };

@@ -44,6 +44,9 @@ pub struct FieldDef {
     pub restricted_delete: bool,
     /// Master-detail order (0 for the first master), `None` for other fields.
     pub relationship_order: Option<u8>,
+    /// Whether Salesforce fills the field on insert when it is not given (booleans default to
+    /// false, `OwnerId` to the running user): not nillable, yet not required on insert.
+    pub defaulted_on_create: bool,
 }
 
 impl FieldDef {
@@ -77,6 +80,7 @@ impl FieldDef {
             cascade_delete: false,
             restricted_delete: false,
             relationship_order: None,
+            defaulted_on_create: ftype == "boolean",
         }
     }
 
@@ -87,6 +91,41 @@ impl FieldDef {
         self.cascade_delete = true;
         self.relationship_order = Some(0);
         self
+    }
+
+    /// A lookup whose records are deleted with the record they point to (Account -> Contact,
+    /// Opportunity, Case; Task.WhatId and WhoId; Attachment.ParentId).
+    fn cascades(mut self) -> Self {
+        self.cascade_delete = true;
+        self
+    }
+
+    /// A lookup whose target cannot be deleted while this record points at it.
+    fn restricts(mut self) -> Self {
+        self.restricted_delete = true;
+        self
+    }
+
+    /// An external id: indexed, usable to match records in upsert.
+    fn external(mut self) -> Self {
+        self.external_id = true;
+        self.id_lookup = true;
+        self.unique = true;
+        self
+    }
+
+    /// Whether insert requires a value: not nillable, createable and not defaulted.
+    pub fn required_on_create(&self) -> bool {
+        !self.nillable && self.createable && !self.defaulted_on_create
+    }
+
+    /// Whether `undelete` restores this lookup when deleting its target had cleared it: the
+    /// parent account, a contact's manager (Reports To) and every custom lookup, as Salesforce
+    /// documents; other standard lookups stay blank.
+    pub fn restored_on_undelete(&self) -> bool {
+        self.ftype == "reference"
+            && !self.cascade_delete
+            && (self.custom || matches!(self.name, "ParentId" | "ReportsToId"))
     }
 
     /// An auto-number `Name`: read-only, unique per record.
@@ -167,6 +206,7 @@ impl FieldDef {
             "cascadeDelete": self.cascade_delete,
             "restrictedDelete": self.restricted_delete,
             "relationshipOrder": self.relationship_order,
+            "defaultedOnCreate": self.defaulted_on_create,
             "polymorphicForeignKey": self.reference_to.len() > 1,
         })
     }
@@ -217,6 +257,11 @@ impl ObjectDef {
         self.fields.iter().position(|f| f.name == name)
     }
 
+    /// Whether records can be deleted (and so undeleted): every object but User.
+    pub fn deletable(&self) -> bool {
+        self.index_of("IsDeleted").is_some()
+    }
+
     /// Fields a full Bulk query selects, in describe order.
     pub fn bulk_fields(&self) -> Vec<&FieldDef> {
         self.fields.iter().filter(|f| f.bulk_queryable()).collect()
@@ -233,8 +278,8 @@ impl ObjectDef {
             "replicateable": true,
             "createable": true,
             "updateable": true,
-            "deletable": true,
-            "undeletable": true,
+            "deletable": self.deletable(),
+            "undeletable": self.deletable(),
             "custom": self.custom,
             "urls": {
                 "describe": format!("/services/data/v62.0/sobjects/{}/describe", self.name),
@@ -284,9 +329,11 @@ fn id_and_deleted(label: &'static str) -> Vec<FieldDef> {
 }
 
 fn owner() -> FieldDef {
-    FieldDef::new("OwnerId", "reference", "Owner ID")
+    let mut owner = FieldDef::new("OwnerId", "reference", "Owner ID")
         .required()
-        .refs(&["User"], "Owner")
+        .refs(&["User"], "Owner");
+    owner.defaulted_on_create = true;
+    owner
 }
 
 fn object(
@@ -327,14 +374,14 @@ fn account() -> ObjectDef {
     let children = vec![
         child("Account", "ParentId", Some("ChildAccounts"), false),
         child("Attachment", "ParentId", Some("Attachments"), true),
-        child("Case", "AccountId", Some("Cases"), false),
+        child("Case", "AccountId", Some("Cases"), true),
         child(
             "ContentDocumentLink",
             "LinkedEntityId",
             Some("ContentDocumentLinks"),
             true,
         ),
-        child("Contact", "AccountId", Some("Contacts"), false),
+        child("Contact", "AccountId", Some("Contacts"), true),
         child("Invoice__c", "Account__c", Some("Invoices__r"), true),
         child("Opportunity", "AccountId", Some("Opportunities"), true),
         child("Task", "WhatId", Some("Tasks"), true),
@@ -345,7 +392,9 @@ fn account() -> ObjectDef {
 fn contact() -> ObjectDef {
     let mut fields = id_and_deleted("Contact ID");
     fields.extend([
-        FieldDef::new("AccountId", "reference", "Account ID").refs(&["Account"], "Account"),
+        FieldDef::new("AccountId", "reference", "Account ID")
+            .refs(&["Account"], "Account")
+            .cascades(),
         FieldDef::new("LastName", "string", "Last Name")
             .required()
             .part_of("Name"),
@@ -360,7 +409,7 @@ fn contact() -> ObjectDef {
     fields.extend(audit_fields());
     let children = vec![
         child("Attachment", "ParentId", Some("Attachments"), true),
-        child("Case", "ContactId", Some("Cases"), false),
+        restricting(child("Case", "ContactId", Some("Cases"), false)),
         child("Contact", "ReportsToId", None, false),
         child("Invoice__c", "Contact__c", Some("Invoices__r"), false),
         child("Task", "WhoId", Some("Tasks"), true),
@@ -373,7 +422,8 @@ fn attachment() -> ObjectDef {
     fields.extend([
         FieldDef::new("ParentId", "reference", "Parent ID")
             .required()
-            .refs(&["Account", "Contact"], "Parent"),
+            .refs(&["Account", "Contact"], "Parent")
+            .cascades(),
         FieldDef::new("Name", "string", "File Name").required(),
         FieldDef::new("IsPrivate", "boolean", "Private").required(),
         FieldDef::new("ContentType", "string", "Content Type"),
@@ -410,7 +460,9 @@ fn user() -> ObjectDef {
 fn opportunity() -> ObjectDef {
     let mut fields = id_and_deleted("Opportunity ID");
     fields.extend([
-        FieldDef::new("AccountId", "reference", "Account ID").refs(&["Account"], "Account"),
+        FieldDef::new("AccountId", "reference", "Account ID")
+            .refs(&["Account"], "Account")
+            .cascades(),
         FieldDef::new("Name", "string", "Name").required(),
         FieldDef::new("StageName", "picklist", "Stage").required(),
         FieldDef::new("Amount", "currency", "Amount"),
@@ -431,8 +483,12 @@ fn case() -> ObjectDef {
     let mut fields = id_and_deleted("Case ID");
     fields.extend([
         FieldDef::new("CaseNumber", "string", "Case Number").auto_numbered(),
-        FieldDef::new("AccountId", "reference", "Account ID").refs(&["Account"], "Account"),
-        FieldDef::new("ContactId", "reference", "Contact ID").refs(&["Contact"], "Contact"),
+        FieldDef::new("AccountId", "reference", "Account ID")
+            .refs(&["Account"], "Account")
+            .cascades(),
+        FieldDef::new("ContactId", "reference", "Contact ID")
+            .refs(&["Contact"], "Contact")
+            .restricts(),
         FieldDef::new("Subject", "string", "Subject"),
         FieldDef::new("Status", "picklist", "Status").required(),
         FieldDef::new("Priority", "picklist", "Priority"),
@@ -450,8 +506,11 @@ fn task() -> ObjectDef {
     let mut fields = id_and_deleted("Activity ID");
     fields.extend([
         FieldDef::new("WhatId", "reference", "Related To ID")
-            .refs(&["Account", "Case", "Opportunity"], "What"),
-        FieldDef::new("WhoId", "reference", "Name ID").refs(&["Contact"], "Who"),
+            .refs(&["Account", "Case", "Opportunity"], "What")
+            .cascades(),
+        FieldDef::new("WhoId", "reference", "Name ID")
+            .refs(&["Contact"], "Who")
+            .cascades(),
         FieldDef::new("Subject", "string", "Subject"),
         FieldDef::new("ActivityDate", "date", "Due Date Only"),
         FieldDef::new("Status", "picklist", "Status").required(),
@@ -478,6 +537,7 @@ fn invoice() -> ObjectDef {
         FieldDef::new("Due_Date__c", "date", "Due Date"),
         FieldDef::new("Paid__c", "boolean", "Paid").required(),
         FieldDef::new("Notes__c", "textarea", "Notes"),
+        FieldDef::new("External_Id__c", "string", "External Id").external(),
     ]);
     fields.extend(audit_fields());
     object("Invoice__c", "Invoice", "a0I", fields, Vec::new())
@@ -529,7 +589,8 @@ fn content_version() -> ObjectDef {
     let mut fields = id_and_deleted("ContentVersion ID");
     fields.extend([
         FieldDef::new("ContentDocumentId", "reference", "ContentDocument ID")
-            .refs(&["ContentDocument"], "ContentDocument"),
+            .refs(&["ContentDocument"], "ContentDocument")
+            .cascades(),
         FieldDef::new("IsLatest", "boolean", "Is Latest").system(),
         FieldDef::new("VersionNumber", "string", "Version Number").read_only(),
         FieldDef::new("Title", "string", "Title").required(),
@@ -564,10 +625,12 @@ fn content_document_link() -> ObjectDef {
     fields.extend([
         FieldDef::new("LinkedEntityId", "reference", "Linked Entity ID")
             .required()
-            .refs(&["Account", "User"], "LinkedEntity"),
+            .refs(&["Account", "User"], "LinkedEntity")
+            .cascades(),
         FieldDef::new("ContentDocumentId", "reference", "ContentDocument ID")
             .required()
-            .refs(&["ContentDocument"], "ContentDocument"),
+            .refs(&["ContentDocument"], "ContentDocument")
+            .cascades(),
         FieldDef::new("ShareType", "picklist", "Share Type").required(),
         FieldDef::new("Visibility", "picklist", "Visibility"),
         FieldDef::new("SystemModstamp", "datetime", "System Modstamp").system(),
@@ -630,6 +693,12 @@ fn child(
     }
 }
 
+/// `rel` with deletes of the parent blocked while the child points at it.
+fn restricting(mut rel: ChildRel) -> ChildRel {
+    rel.restricted_delete = true;
+    rel
+}
+
 /// Every standard object of the simulated org, in describe-global (alphabetical) order. The
 /// [`benchmark`] object is added by the org only when asked for.
 pub fn objects() -> Vec<ObjectDef> {
@@ -646,4 +715,46 @@ pub fn objects() -> Vec<ObjectDef> {
         task(),
         user(),
     ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_relationships_agree_with_their_reference_fields() {
+        let all = objects();
+        for parent in &all {
+            for rel in &parent.child_relationships {
+                let child = all.iter().find(|o| o.name == rel.child_sobject).unwrap();
+                let field = child.field(rel.field).unwrap();
+                let at = format!("{}.{}", child.name, field.name);
+                assert!(field.reference_to.contains(&parent.name), "{at}");
+                assert_eq!(field.cascade_delete, rel.cascade_delete, "{at}");
+                assert_eq!(field.restricted_delete, rel.restricted_delete, "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn account_deletes_cascade_to_contacts_opportunities_and_cases() {
+        let all = objects();
+        let account = all.iter().find(|o| o.name == "Account").unwrap();
+        for child in ["Contact", "Opportunity", "Case", "Task", "Invoice__c"] {
+            let rel = account
+                .child_relationships
+                .iter()
+                .find(|r| r.child_sobject == child)
+                .unwrap();
+            assert!(rel.cascade_delete, "{child}");
+        }
+        let contact = all.iter().find(|o| o.name == "Contact").unwrap();
+        let cases = contact
+            .child_relationships
+            .iter()
+            .find(|r| r.child_sobject == "Case")
+            .unwrap();
+        assert!(cases.restricted_delete && !cases.cascade_delete);
+    }
 }

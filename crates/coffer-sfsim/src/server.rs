@@ -61,6 +61,8 @@ pub struct Sim {
     pub cursors: Mutex<HashMap<String, rest::Cursor>>,
     /// Users pre-authorized for the JWT bearer flow: username -> RSA public key (PEM).
     pub jwt_users: Mutex<HashMap<String, String>>,
+    /// What clients wrote over the generated org, and the simulator's clock.
+    pub store: crate::store::Store,
 }
 
 /// Locks a mutex, recovering the data if a handler panicked while holding it.
@@ -329,7 +331,7 @@ async fn create_job(
         Ok(req) => req,
         Err(e) => return sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &e.to_string()),
     };
-    let planned = match bulk::plan(&sim.org, &req) {
+    let planned = match bulk::plan_at(&sim.org, &sim.store.snapshot(), &req) {
         Ok(p) => p,
         Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
     };
