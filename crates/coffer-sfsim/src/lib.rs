@@ -20,6 +20,7 @@ pub mod data;
 pub mod dml;
 pub mod faults;
 pub mod ids;
+pub mod ingest;
 pub mod jwt;
 pub mod rest;
 pub mod schema;
@@ -181,6 +182,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         cursors: Default::default(),
         jwt_users: Default::default(),
         store: Default::default(),
+        ingest: Default::default(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = server::router(sim.clone());
@@ -349,6 +351,12 @@ impl SimHandle {
             }
             Ok(())
         })
+    }
+
+    /// Caps the body of a Bulk ingest upload at `bytes` (Salesforce's cap, the default, is
+    /// 150 MB), so tests can exercise the refusal without sending 150 MB.
+    pub fn set_ingest_upload_limit(&self, bytes: usize) {
+        self.sim.ingest.upload_limit.store(bytes, Ordering::Relaxed);
     }
 
     /// The simulator's clock (real time unless set or advanced); writes are stamped with it.

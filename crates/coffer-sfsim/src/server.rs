@@ -63,6 +63,8 @@ pub struct Sim {
     pub jwt_users: Mutex<HashMap<String, String>>,
     /// What clients wrote over the generated org, and the simulator's clock.
     pub store: crate::store::Store,
+    /// Bulk API 2.0 ingest jobs.
+    pub ingest: crate::ingest::Jobs,
 }
 
 /// Locks a mutex, recovering the data if a handler panicked while holding it.
@@ -103,6 +105,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route(&format!("{data}/limits"), get(rest::limits))
         .route(&format!("{data}/limits/"), get(rest::limits))
+        .merge(crate::ingest::routes(data))
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             faults::gate,
