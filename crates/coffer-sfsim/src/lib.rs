@@ -16,6 +16,7 @@
 //! Supported SOQL is a subset (see [`soql`]); what it does not support it rejects loudly.
 
 pub mod bulk;
+pub mod collections;
 pub mod data;
 pub mod dml;
 pub mod faults;

@@ -208,7 +208,7 @@ fn record(cursor: &Cursor, row: &[String], version: &str) -> Value {
 }
 
 /// A cell as a JSON value: empty is null, booleans and numbers are typed.
-fn typed(ftype: &str, cell: &str) -> Value {
+pub(crate) fn typed(ftype: &str, cell: &str) -> Value {
     if cell.is_empty() {
         return Value::Null;
     }

@@ -106,6 +106,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route(&format!("{data}/limits"), get(rest::limits))
         .route(&format!("{data}/limits/"), get(rest::limits))
         .merge(crate::ingest::routes(data))
+        .merge(crate::collections::routes(data))
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             faults::gate,
