@@ -373,6 +373,29 @@ impl<'a> Writer<'a> {
         Ok(id)
     }
 
+    /// Undeletes `ids`, results in their order: records a delete call was asked for first, so a
+    /// cascaded child listed with its parent comes back with it (and succeeds).
+    pub fn undelete_all(&mut self, ids: &[String]) -> Vec<Result<String, RecordError>> {
+        let mut results: Vec<Option<Result<String, RecordError>>> = vec![None; ids.len()];
+        let cascaded: Vec<bool> = ids.iter().map(|id| self.is_cascaded(id)).collect();
+        for pass in [false, true] {
+            for (k, id) in ids.iter().enumerate() {
+                if cascaded[k] == pass {
+                    results[k] = Some(self.undelete(id));
+                }
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Whether `id` is in the Recycle Bin as the cascaded child of another deleted record.
+    fn is_cascaded(&self, id: &str) -> bool {
+        let record = normalize_id(id)
+            .and_then(|id| self.overlay.locate(self.org, &id))
+            .and_then(|(def, slot)| self.overlay.record(self.org, def, slot));
+        matches!(record.map(|r| r.state), Some(State::Deleted(Some(d))) if !d.root)
+    }
+
     /// Purges Recycle Bin records for which `which(object, id)` holds; returns how many.
     pub fn purge(&mut self, which: impl Fn(&ObjectDef, &str) -> bool) -> usize {
         let mut purged = 0;

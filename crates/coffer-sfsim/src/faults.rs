@@ -103,10 +103,11 @@ impl Faults {
     }
 }
 
-/// Whether a request path is a data API call that counts against the daily allocation (the
-/// version list at `/services/data` and the token endpoint do not).
+/// Whether a request path is an API call that counts against the daily allocation: REST and
+/// Bulk under `/services/data/vXX.X`, and SOAP calls (the version list at `/services/data` and
+/// the token endpoint do not count).
 fn counted(path: &str) -> bool {
-    path.starts_with("/services/data/v")
+    path.starts_with("/services/data/v") || path.starts_with("/services/Soap/")
 }
 
 /// Middleware: counts the call, answers injected limit and availability faults, and stamps

@@ -26,6 +26,7 @@ pub mod jwt;
 pub mod rest;
 pub mod schema;
 pub mod server;
+pub mod soap;
 pub mod soql;
 pub mod store;
 

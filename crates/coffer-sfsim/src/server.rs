@@ -107,6 +107,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route(&format!("{data}/limits/"), get(rest::limits))
         .merge(crate::ingest::routes(data))
         .merge(crate::collections::routes(data))
+        .merge(crate::soap::routes())
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             faults::gate,
