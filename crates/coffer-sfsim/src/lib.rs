@@ -1,5 +1,5 @@
-//! A Salesforce org simulator (OAuth, REST describe, Bulk API 2.0 query) for tests, the demo and
-//! benchmarks.
+//! A Salesforce org simulator (OAuth, REST describe, Bulk API 2.0 query and ingest, sObject
+//! Collections, SOAP undelete) for tests, the demo and benchmarks.
 //!
 //! [`start`] binds an HTTP server serving one seeded, deterministic org: the same [`OrgSeed`] always
 //! yields the same records. The simulator follows Salesforce's documented protocol, quirks included:
@@ -12,6 +12,19 @@
 //! `If-Modified-Since` (`304`), and stamps `Sforce-Limit-Info: api-usage=N/MAX` on every data API
 //! answer. Tests inject faults through [`SimHandle`] ([`faults`]): an exhausted API limit, `503`s,
 //! slow or cut results pages, `QUERY_TIMEOUT` jobs and objects the Bulk API refuses.
+//!
+//! The org is writable. Writes go to a copy-on-write overlay over the generated rows
+//! ([`store`]): inserted records get new ids of the object's key prefix and the org's pod, updated
+//! and deleted generated rows are held by row index, and nothing else is materialised. Writes
+//! follow Salesforce's rules ([`dml`]): field-level checks with its status codes, deletes that
+//! cascade, restrict or clear lookups as the schema says, a Recycle Bin that `queryAll` sees and
+//! `undelete` empties (with the cascaded children and the lookups Salesforce relinks), purges,
+//! and `LastModifiedDate`/`SystemModstamp` from the simulator's clock. Clients write through Bulk
+//! API 2.0 ingest jobs ([`ingest`]), sObject Collections and sObject Rows ([`collections`]) and
+//! the SOAP `undelete` call ([`soap`]); tests through [`SimHandle`] (`insert`, `update`,
+//! `update_at` for late commits, `delete` as in the UI, `record`, `deleted_ids`, `purge`,
+//! `empty_recycle_bin`, the clock). Queries see the overlay: a Bulk job or REST cursor reads the
+//! snapshot taken when it was created, inserted rows after the generated ones.
 //!
 //! Supported SOQL is a subset (see [`soql`]); what it does not support it rejects loudly.
 
@@ -359,6 +372,13 @@ impl SimHandle {
     /// 150 MB), so tests can exercise the refusal without sending 150 MB.
     pub fn set_ingest_upload_limit(&self, bytes: usize) {
         self.sim.ingest.upload_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Undeletes `ids` from the Recycle Bin as the SOAP `undelete` call does (a deleted record
+    /// comes back with the children its delete cascaded to); one result per id, in order.
+    pub fn undelete(&self, ids: &[&str]) -> Vec<Result<String, dml::RecordError>> {
+        let ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        self.sim.write(|w| w.undelete_all(&ids))
     }
 
     /// The simulator's clock (real time unless set or advanced); writes are stamped with it.

@@ -192,4 +192,6 @@ async fn purged_records_cannot_be_undeleted() {
     assert_eq!(got, [false, true]);
     assert!(sim.record("Account", &accounts[0]).is_none());
     assert!(sim.record("Account", &accounts[1]).is_some());
+    let again = sim.undelete(&[&accounts[1]]);
+    assert_eq!(again[0].as_ref().unwrap_err().code, "UNDELETE_FAILED");
 }
