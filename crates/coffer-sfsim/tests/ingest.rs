@@ -355,6 +355,16 @@ async fn a_job_takes_one_upload_of_at_most_the_cap() {
     let info = c.run_closed(&id).await;
     assert_eq!(info["numberRecordsProcessed"], 1, "the first upload stands");
 
+    let large = c.job("Account", "insert").await;
+    let rows = format!("{}\n", "y".repeat(200)).repeat(20_000);
+    let csv = format!("Description\n{rows}");
+    assert!(csv.len() > 3 * 1024 * 1024);
+    assert_eq!(
+        c.put(&large, &csv).await.status(),
+        201,
+        "uploads beyond axum's 2 MB default"
+    );
+
     sim.set_ingest_upload_limit(64);
     let big = c.job("Account", "insert").await;
     let csv = format!("Name\n{}\n", "x".repeat(100));
