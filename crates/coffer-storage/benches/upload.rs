@@ -180,6 +180,8 @@ impl Bench {
             .args(["--s3-upload-cutoff", "0"])
             .args(["--s3-server-side-encryption", "aws:kms"])
             .args(["--s3-sse-kms-key-id", &self.key.arn])
+            // rclone refuses AWS_CA_BUNDLE with a plain-HTTP endpoint.
+            .env_remove("AWS_CA_BUNDLE")
             .env("RCLONE_CONFIG_BENCH_TYPE", "s3")
             .env("RCLONE_CONFIG_BENCH_PROVIDER", "Other")
             .env("RCLONE_CONFIG_BENCH_ENDPOINT", &self.stack.s3_endpoint)
