@@ -269,7 +269,7 @@ fn csv_row(out: &mut Vec<u8>, row: u64, state: &mut u64) {
                 value % 12 + 1,
                 value % 28 + 1
             ),
-            _ => write!(out, ",\"{}\"", value % 2 == 0),
+            _ => write!(out, ",\"{}\"", value.is_multiple_of(2)),
         };
     }
     out.push(b'\n');

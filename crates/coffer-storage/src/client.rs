@@ -6,10 +6,21 @@
 //! S3-compatible stores reject the SDK's default trailing checksums. Integrity does not depend on
 //! that flag: the multipart writer sends its own Content-MD5 on every part and records a SHA-256
 //! of the whole object.
+//!
+//! [`shared_http_client`] builds the one HTTP client (connection pool) that every tenant client of
+//! a process should share (see `access::ClientCache`): idle connections are closed after
+//! [`POOL_IDLE_TIMEOUT`], before S3 closes them (about 20 s), so a request never lands on a
+//! connection the server already dropped.
+
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{Builder as HttpClientBuilder, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A static access key pair. The secret never prints.
@@ -33,11 +44,48 @@ pub struct S3Settings {
     pub keys: Option<StaticKeys>,
 }
 
+/// How long an idle pooled connection is kept. S3 closes idle connections after about 20 s
+/// while hyper's default keeps them 90 s; reusing one S3 already closed fails the request
+/// ("connection closed before message completed").
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A new HTTP client (one connection pool) for SDK clients to share: rustls with aws-lc like the
+/// SDK's default client, the proxy from the environment (`HTTPS_PROXY`, `NO_PROXY`) as the
+/// SDK's default does, and idle connections closed after [`POOL_IDLE_TIMEOUT`].
+///
+/// Build it once per process (and runtime) and hand it to every client through
+/// [`S3Settings::sdk_config_with`]: clients with the same timeout settings then share one pool.
+pub fn shared_http_client() -> SharedHttpClient {
+    // The SDK builds its own default client the same way (aws-smithy-runtime `default_https_client`);
+    // only the idle timeout differs.
+    HttpClientBuilder::new().build_with_connector_fn(|settings, components| {
+        let mut builder = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder.set_proxy_config(Some(ProxyConfig::from_env()));
+        builder.build()
+    })
+}
+
 impl S3Settings {
-    /// The shared SDK configuration (region, endpoint, credentials) for S3 and KMS clients.
+    /// The shared SDK configuration (region, endpoint, credentials) for S3 and KMS clients, with
+    /// a fresh HTTP client of the SDK's defaults.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_with(None).await
+    }
+
+    /// [`S3Settings::sdk_config`] using `http` (see [`shared_http_client`]) instead of a new
+    /// HTTP client, so clients share its connection pool.
+    pub async fn sdk_config_with(&self, http: Option<&SharedHttpClient>) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()));
+        if let Some(http) = http {
+            loader = loader.http_client(http.clone());
+        }
         if let Some(endpoint) = &self.endpoint {
             loader = loader.endpoint_url(endpoint);
         }

@@ -7,9 +7,14 @@
 //! fails fast with a classified error that names the fix; later refreshes happen in the SDK's
 //! identity cache before the temporary credentials expire.
 //!
+//! The credentials of that first AssumeRole are handed to the SDK's identity cache (so the first
+//! request does not assume the role a second time); the cache (`IdentityCache::lazy`, the SDK's
+//! default) calls AssumeRole again shortly before they expire, for as long as the client lives.
+//!
 //! Every tenant client gets its own retry partition, so one tenant's throttling cannot drain the
 //! retry budget of the others (the SDK's default partition is shared per service and region).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -17,7 +22,8 @@ use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
 use aws_sdk_s3::config::retry::RetryPartition;
-use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::client::S3Settings;
 use crate::error::StorageError;
@@ -52,6 +58,8 @@ pub fn session_name(tenant: &str, job: &str) -> String {
 struct AssumedRole {
     sts: aws_sdk_sts::Client,
     access: RoleAccess,
+    /// The credentials of the AssumeRole made when the client was built, served once.
+    primed: Arc<Mutex<Option<Credentials>>>,
 }
 
 impl AssumedRole {
@@ -85,11 +93,31 @@ impl AssumedRole {
         ))
     }
 
-    fn classify<E, R>(&self, e: aws_sdk_sts::error::SdkError<E, R>) -> StorageError
+    fn classify<E, R>(&self, e: SdkError<E, R>) -> StorageError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
+        if let SdkError::DispatchFailure(d) = &e
+            && !d.is_timeout()
+        {
+            return StorageError::Unreachable {
+                op: "sts:AssumeRole",
+                detail: format!("connection failed: {d:?}"),
+            };
+        }
+        // The vendor's own keys were refused: not the customer's doing.
+        if let Some(code) = e.as_service_error().and_then(|se| se.code())
+            && matches!(
+                code,
+                "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException"
+            )
+        {
+            return StorageError::BadCredentials {
+                op: "sts:AssumeRole",
+                code: code.to_owned(),
+            };
+        }
         let denied = e.as_service_error().and_then(|se| {
             let code = se.code().unwrap_or("Unknown");
             matches!(
@@ -119,6 +147,14 @@ impl ProvideCredentials for AssumedRole {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
+            let primed = self
+                .primed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(credentials) = primed {
+                return Ok(credentials);
+            }
             self.assume()
                 .await
                 .map_err(CredentialsError::provider_error)
@@ -133,12 +169,28 @@ pub async fn role_client(
     access: RoleAccess,
     partition: &str,
 ) -> Result<aws_sdk_s3::Client, StorageError> {
-    let shared = base.sdk_config().await;
+    role_client_with(base, access, partition, None).await
+}
+
+/// [`role_client`] over a shared HTTP client (see `client::shared_http_client`), used for STS
+/// and S3 alike.
+pub async fn role_client_with(
+    base: &S3Settings,
+    access: RoleAccess,
+    partition: &str,
+    http: Option<&SharedHttpClient>,
+) -> Result<aws_sdk_s3::Client, StorageError> {
+    let shared = base.sdk_config_with(http).await;
     let provider = AssumedRole {
         sts: aws_sdk_sts::Client::new(&shared),
         access,
+        primed: Arc::default(),
     };
-    provider.assume().await?;
+    let first = provider.assume().await?;
+    *provider
+        .primed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(first);
     let config = base
         .s3_config_builder(&shared)
         .credentials_provider(SharedCredentialsProvider::new(provider))

@@ -86,6 +86,17 @@ pub enum StorageError {
         /// The service's error code.
         code: String,
     },
+    /// No connection could be made to the endpoint (refused, DNS, TLS): retryable for a job, but
+    /// for a connection test usually a wrong endpoint URL or region.
+    #[error(
+        "cannot reach the storage endpoint on {op} ({detail}): check the endpoint URL and region in the tenant's storage configuration, and that this host can reach it"
+    )]
+    Unreachable {
+        /// The operation that failed.
+        op: &'static str,
+        /// What the connector said.
+        detail: String,
+    },
     /// A transient failure: throttling, a 5xx, a timeout or a broken connection.
     #[error("transient storage failure on {op}: {detail}")]
     Transient {
@@ -153,7 +164,9 @@ pub enum StorageError {
 impl Classify for StorageError {
     fn class(&self) -> ErrorClass {
         match self {
-            StorageError::Transient { .. } => ErrorClass::Retryable,
+            StorageError::Transient { .. } | StorageError::Unreachable { .. } => {
+                ErrorClass::Retryable
+            }
             // Two conditional writes raced on one key; the loser may try again.
             StorageError::Refused {
                 status: 409, code, ..
@@ -190,7 +203,59 @@ const RETRYABLE_CODES: &[&str] = &[
     "KMS.KMSInternalException",
 ];
 
+/// KMS error codes meaning the key does not exist (as S3 relays them, or KMS itself).
+const KMS_MISSING_CODES: &[&str] = &[
+    "KMS.NotFoundException",
+    "NotFoundException",
+    "InvalidKeyId",
+    "KMS.InvalidArnException",
+];
+
+/// KMS error codes meaning the key exists but cannot be used in its state.
+const KMS_DISABLED_CODES: &[&str] = &[
+    "KMS.DisabledException",
+    "DisabledException",
+    "KMS.KMSInvalidStateException",
+    "KMSInvalidStateException",
+    "KMS.InvalidKeyUsageException",
+];
+
 impl StorageError {
+    /// A stable, machine-readable code for this failure (shown by the connection test and kept
+    /// in the catalog): `bucket_missing`, `access_denied`, `kms_key_missing`,
+    /// `kms_key_disabled`, `kms_denied`, `invalid_keys`, `trust_policy`, `role_missing`,
+    /// `wrong_region`, `endpoint_unreachable`, `transient`, `refused`, `invalid_request`,
+    /// `object_exists`, `corrupt`, `too_many_parts`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::NoSuchBucket { .. } => "bucket_missing",
+            StorageError::AccessDenied { .. } => "access_denied",
+            StorageError::KmsKey { code, .. } if KMS_MISSING_CODES.contains(&code.as_str()) => {
+                "kms_key_missing"
+            }
+            StorageError::KmsKey { code, .. } if KMS_DISABLED_CODES.contains(&code.as_str()) => {
+                "kms_key_disabled"
+            }
+            StorageError::KmsKey { .. } => "kms_denied",
+            StorageError::BadCredentials { .. } => "invalid_keys",
+            StorageError::AssumeRoleDenied { code, message, .. } => {
+                if assume_role_target_missing(code, message) {
+                    "role_missing"
+                } else {
+                    "trust_policy"
+                }
+            }
+            StorageError::WrongRegion { .. } => "wrong_region",
+            StorageError::Unreachable { .. } => "endpoint_unreachable",
+            StorageError::Transient { .. } => "transient",
+            StorageError::Refused { .. } => "refused",
+            StorageError::InvalidRequest { .. } => "invalid_request",
+            StorageError::ObjectExists { .. } => "object_exists",
+            StorageError::Corrupt { .. } => "corrupt",
+            StorageError::TooManyParts { .. } => "too_many_parts",
+        }
+    }
+
     /// Classifies a service's answer. Pure, so it is tested without a network.
     pub fn from_service(op: &'static str, bucket: &str, f: ServiceFailure) -> StorageError {
         let bucket = bucket.to_owned();
@@ -199,7 +264,11 @@ impl StorageError {
             code,
             message,
         } = f;
-        let is_kms = code.starts_with("KMS") || message.contains("KMS") || code.contains("Kms");
+        // S3 relays KMS failures as `KMS.*` codes, or as AccessDenied naming a `kms:` action.
+        let is_kms = code.starts_with("KMS")
+            || message.contains("KMS")
+            || message.contains("kms:")
+            || code.contains("Kms");
         match code.as_str() {
             "NoSuchBucket" => StorageError::NoSuchBucket { op, bucket },
             c if RETRYABLE_CODES.contains(&c) => StorageError::Transient {
@@ -259,7 +328,11 @@ impl StorageError {
                 op,
                 detail: "request timed out".to_owned(),
             },
-            SdkError::DispatchFailure(e) => StorageError::Transient {
+            SdkError::DispatchFailure(e) if e.is_timeout() => StorageError::Transient {
+                op,
+                detail: format!("connection timed out: {e:?}"),
+            },
+            SdkError::DispatchFailure(e) => StorageError::Unreachable {
                 op,
                 detail: format!("connection failed: {e:?}"),
             },
@@ -283,6 +356,18 @@ impl StorageError {
             },
         }
     }
+}
+
+/// Whether an AssumeRole refusal says the role itself is missing or malformed (rather than that
+/// its trust policy refused us). AWS answers a missing role in another account with the same
+/// AccessDenied as a trust policy mismatch, so this only catches what the service does tell.
+pub(crate) fn assume_role_target_missing(code: &str, message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    code == "NoSuchEntity"
+        || code == "ValidationError"
+        || message.contains("cannot be found")
+        || message.contains("does not exist")
+        || message.contains("not found")
 }
 
 #[cfg(test)]
@@ -316,6 +401,54 @@ mod tests {
             assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
             assert!(err.to_string().contains(fix), "{err} should mention {fix}");
         }
+    }
+
+    #[test]
+    fn codes_are_stable_and_tell_kms_failures_apart() {
+        assert_eq!(classify(404, "NoSuchBucket", "").code(), "bucket_missing");
+        assert_eq!(classify(403, "AccessDenied", "no").code(), "access_denied");
+        assert_eq!(
+            classify(400, "KMS.NotFoundException", "Invalid keyId 'x'").code(),
+            "kms_key_missing"
+        );
+        assert_eq!(
+            classify(400, "KMS.DisabledException", "x is disabled.").code(),
+            "kms_key_disabled"
+        );
+        // What S3 answers when the key policy or the caller's policy refuses the key.
+        let denied = classify(
+            403,
+            "AccessDenied",
+            "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:GenerateDataKey on resource: arn:aws:kms:us-east-1:2:key/k",
+        );
+        assert_eq!(denied.code(), "kms_denied");
+        assert!(
+            denied.to_string().contains("kms:GenerateDataKey"),
+            "{denied}"
+        );
+        assert_eq!(
+            classify(403, "InvalidAccessKeyId", "").code(),
+            "invalid_keys"
+        );
+        assert_eq!(
+            classify(301, "PermanentRedirect", "").code(),
+            "wrong_region"
+        );
+        let assume = |code: &str, message: &str| StorageError::AssumeRoleDenied {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            external_id: "coffer-org-x".into(),
+            code: code.into(),
+            message: message.into(),
+        };
+        assert_eq!(
+            assume("AccessDenied", "not authorized").code(),
+            "trust_policy"
+        );
+        assert_eq!(assume("NoSuchEntity", "").code(), "role_missing");
+        assert_eq!(
+            assume("AccessDenied", "Role arn:aws:iam::1:role/r cannot be found").code(),
+            "role_missing"
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Tenant buckets: everything Coffer does with S3 and KMS.
 //!
+//! - [`access`]: reaching a tenant's storage with the vendor's credentials, an assumed role or
+//!   the customer's access keys ([`access::connect`]), and [`access::ClientCache`], one client per
+//!   tenant storage over one shared connection pool.
 //! - [`client`]: building an S3 client for an endpoint (AWS, or an S3-compatible store such as the
 //!   local emulator), with the settings that keep integrity checks working on both.
 //! - [`credentials`]: reaching a customer's bucket through STS AssumeRole with the tenant's
@@ -16,6 +19,7 @@
 //! - [`error`]: [`StorageError`], classified retryable or permanent, with messages that name the
 //!   fix for the misconfigurations a customer can cause.
 
+pub mod access;
 pub mod client;
 pub mod credentials;
 pub mod error;
