@@ -3,6 +3,8 @@
 //! - [`access`]: reaching a tenant's storage with the vendor's credentials, an assumed role or
 //!   the customer's access keys ([`access::connect`]), and [`access::ClientCache`], one client per
 //!   tenant storage over one shared connection pool.
+//! - [`probe`]: the Test Connection ([`probe::test_connection`]): each step a backup relies on,
+//!   timed, with a stable code and a fix for every failure.
 //! - [`client`]: building an S3 client for an endpoint (AWS, or an S3-compatible store such as the
 //!   local emulator), with the settings that keep integrity checks working on both.
 //! - [`credentials`]: reaching a customer's bucket through STS AssumeRole with the tenant's
@@ -25,6 +27,7 @@ pub mod credentials;
 pub mod error;
 pub mod list;
 pub mod multipart;
+pub mod probe;
 pub mod provision;
 pub mod reader;
 pub mod target;

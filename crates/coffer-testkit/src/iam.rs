@@ -94,3 +94,123 @@ pub async fn create_customer_role(
         .await?;
     Ok(arn)
 }
+
+/// Creates a role named `name` with the given trust and permission policies (as customers
+/// paste them, e.g. `coffer_core::policy::{trust_policy, permission_policy}`). Returns the ARN.
+pub async fn create_role(
+    env: &TestEnv,
+    name: &str,
+    trust: &serde_json::Value,
+    permissions: &serde_json::Value,
+) -> anyhow::Result<String> {
+    let iam = iam_client(env).await;
+    let role = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await?;
+    let arn = role.role().map(|r| r.arn().to_owned()).unwrap_or_default();
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("coffer-backups")
+        .policy_document(permissions.to_string())
+        .send()
+        .await?;
+    Ok(arn)
+}
+
+/// A customer's IAM user with an access key, for storage reached with access keys.
+pub struct KeyedUser {
+    /// The user's ARN.
+    pub arn: String,
+    /// Its access key.
+    pub keys: StaticKeys,
+}
+
+/// Creates IAM user `name` with inline policy `permissions` and one access key.
+pub async fn create_user_with_keys(
+    env: &TestEnv,
+    name: &str,
+    permissions: &serde_json::Value,
+) -> anyhow::Result<KeyedUser> {
+    let iam = iam_client(env).await;
+    let user = iam.create_user().user_name(name).send().await?;
+    let arn = user.user().map(|u| u.arn().to_owned()).unwrap_or_default();
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("coffer-backups")
+        .policy_document(permissions.to_string())
+        .send()
+        .await?;
+    let key = iam.create_access_key().user_name(name).send().await?;
+    let key = key
+        .access_key()
+        .ok_or_else(|| anyhow::anyhow!("no access key returned"))?;
+    Ok(KeyedUser {
+        arn,
+        keys: StaticKeys {
+            access_key_id: key.access_key_id().to_owned(),
+            secret_access_key: SecretString::from(key.secret_access_key().to_owned()),
+        },
+    })
+}
+
+/// Sets `policy` as the bucket policy of `bucket` (with the emulator's admin identity).
+pub async fn put_bucket_policy(
+    env: &TestEnv,
+    bucket: &str,
+    policy: &serde_json::Value,
+) -> anyhow::Result<()> {
+    env.s3_client
+        .put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy.to_string())
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Settings with the keys of an administrator of another account `account_id` (12 digits),
+/// created through the emulator's `/_fakecloud/iam/create-admin` endpoint: the way to stand up
+/// a second AWS account (say, the customer's central KMS account) in tests.
+pub async fn admin_in_account(
+    env: &TestEnv,
+    account_id: &str,
+    user_name: &str,
+) -> anyhow::Result<S3Settings> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = url::Url::parse(&env.stack.s3_endpoint)?;
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port_or_known_default().unwrap_or(80);
+    let body = json!({ "accountId": account_id, "userName": user_name }).to_string();
+    let request = format!(
+        "POST /_fakecloud/iam/create-admin HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, payload) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("malformed response from create-admin"))?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "create-admin failed: {head}"
+    );
+    let created: serde_json::Value = serde_json::from_str(payload.trim())?;
+    let field = |name: &str| {
+        created[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("create-admin answered without {name}"))
+    };
+    Ok(S3Settings {
+        keys: Some(StaticKeys {
+            access_key_id: field("accessKeyId")?,
+            secret_access_key: SecretString::from(field("secretAccessKey")?),
+        }),
+        ..env.s3.clone()
+    })
+}
