@@ -7,18 +7,19 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_s3::primitives::ByteStream;
-use coffer_core::policy::{external_id, permission_policy, trust_policy};
+use coffer_core::policy::{external_id, trust_policy};
 use coffer_core::{Classify, ErrorClass, OrgId};
 use coffer_storage::access::{ClientCache, SessionIdentity, StorageAccess, StorageSpec, connect};
 use coffer_storage::probe::{ConnectionReport, test_connection};
 use coffer_storage::provision;
 use coffer_storage::{Encryption, S3Settings, StorageError};
 use coffer_testkit::iam::{
-    Vendor, admin_in_account, create_role, create_user_with_keys, create_vendor, put_bucket_policy,
+    Vendor, admin_in_account, create_role, create_user_with_keys, create_vendor,
+    emulator_permission_policy, put_bucket_policy,
 };
 use coffer_testkit::{TEST_ORG_ID, TestEnv};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const STEPS: [&str; 6] = [
     "assume_role",
@@ -55,22 +56,6 @@ fn spec(env: &TestEnv, prefix: &str, access: StorageAccess) -> StorageSpec {
     }
 }
 
-/// The permission policy Coffer documents, plus what the emulator needs beyond AWS: it checks
-/// ListObjectsV2 as `s3:ListObjectsV2` where AWS checks `s3:ListBucket`.
-fn documented_policy(bucket: &str, prefix: &str, kms_key_arn: Option<&str>) -> Value {
-    let mut policy = permission_policy(bucket, prefix, kms_key_arn);
-    if let Some(statements) = policy["Statement"].as_array_mut() {
-        statements.push(json!({
-            "Sid": "EmulatorListObjectsV2",
-            "Effect": "Allow",
-            "Action": ["s3:ListObjectsV2"],
-            "Resource": format!("arn:aws:s3:::{bucket}"),
-            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/"), format!("{prefix}/*")] } }
-        }));
-    }
-    policy
-}
-
 /// A customer's role trusting the vendor with the tenant's external id and the documented
 /// permission policy, minus `without` (an action name).
 async fn customer_role(
@@ -80,7 +65,7 @@ async fn customer_role(
     prefix: &str,
     without: Option<&str>,
 ) -> anyhow::Result<String> {
-    let mut permissions = documented_policy(&env.bucket, prefix, Some(&env.kms_key.arn));
+    let mut permissions = emulator_permission_policy(&env.bucket, prefix, Some(&env.kms_key.arn));
     if let Some(action) = without {
         for statement in permissions["Statement"]
             .as_array_mut()
@@ -214,7 +199,7 @@ async fn assume_role_fails_on_a_wrong_external_id_an_untrusting_role_a_missing_o
         &env,
         &format!("coffer-stranger-{}", env.id),
         &trust_policy(&someone, &[ext()]),
-        &documented_policy(&env.bucket, prefix, None),
+        &emulator_permission_policy(&env.bucket, prefix, None),
     )
     .await?;
     let report = test_connection(
@@ -443,7 +428,7 @@ async fn a_key_in_another_account_whose_policy_does_not_allow_the_role_is_kms_de
         &env,
         &format!("coffer-kms-{}", env.id),
         &trust_policy(&vendor.arn, &[ext()]),
-        &documented_policy(&env.bucket, prefix, Some(&foreign.arn)),
+        &emulator_permission_policy(&env.bucket, prefix, Some(&foreign.arn)),
     )
     .await?;
     let mut spec = spec(
@@ -547,7 +532,7 @@ async fn access_keys_are_checked_and_their_secret_never_logged() -> anyhow::Resu
     let user = create_user_with_keys(
         &env,
         &format!("customer-{}", env.id),
-        &documented_policy(&env.bucket, prefix, Some(&env.kms_key.arn)),
+        &emulator_permission_policy(&env.bucket, prefix, Some(&env.kms_key.arn)),
     )
     .await?;
     let secret = user.keys.secret_access_key.expose_secret().to_owned();

@@ -214,3 +214,23 @@ pub async fn admin_in_account(
         ..env.s3.clone()
     })
 }
+
+/// The permission policy `coffer storage policy` prints, plus what the emulator needs beyond
+/// AWS: it checks ListObjectsV2 as the action `s3:ListObjectsV2` where AWS checks `s3:ListBucket`.
+pub fn emulator_permission_policy(
+    bucket: &str,
+    prefix: &str,
+    kms_key_arn: Option<&str>,
+) -> serde_json::Value {
+    let mut policy = coffer_core::policy::permission_policy(bucket, prefix, kms_key_arn);
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.push(json!({
+            "Sid": "EmulatorListObjectsV2",
+            "Effect": "Allow",
+            "Action": ["s3:ListObjectsV2"],
+            "Resource": format!("arn:aws:s3:::{bucket}"),
+            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/"), format!("{prefix}/*")] } }
+        }));
+    }
+    policy
+}

@@ -49,6 +49,16 @@ pub enum WorkerError {
         /// What was wrong.
         detail: String,
     },
+    /// A storage secret cannot be opened (no envelope key, or the wrong one).
+    #[error("storage {storage_id} of tenant {tenant}: {detail}")]
+    Secret {
+        /// The tenant.
+        tenant: String,
+        /// The storage row.
+        storage_id: u64,
+        /// What is wrong and what to configure.
+        detail: String,
+    },
     /// An internal task (compression) failed or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -66,6 +76,7 @@ impl Classify for WorkerError {
             | WorkerError::UnknownTenant(_)
             | WorkerError::UnknownOrg { .. }
             | WorkerError::Unsupported(_)
+            | WorkerError::Secret { .. }
             | WorkerError::BadRecords { .. } => ErrorClass::Permanent,
         }
     }

@@ -37,7 +37,11 @@ pub struct Worker {
 impl Worker {
     /// A worker over `catalog`, writing with `settings`.
     pub fn new(catalog: Catalog, settings: WorkerSettings) -> Self {
-        let storage = StorageClients::new(settings.s3.clone());
+        let storage = StorageClients::new(
+            settings.s3.clone(),
+            settings.vendor.clone(),
+            settings.envelope_key.clone(),
+        );
         let name = format!("{}:{}", hostname(), std::process::id());
         Worker {
             ctx: BackupContext {

@@ -1,11 +1,12 @@
 //! [`WorkerSettings`]: the knobs of the pipelines, validated by construction.
 
+use coffer_core::sealed::EnvelopeKey;
 use coffer_storage::{MIN_PART_SIZE, S3Settings};
 
 /// How the worker reaches storage and sizes what it writes.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Credentials and endpoint used for every storage (per-tenant roles come later).
+    /// The vendor's own credentials and default endpoint (a tenant's role is assumed with them).
     pub s3: S3Settings,
     /// Uncompressed CSV bytes after which a records part is closed and the next one starts.
     /// Bounded parts make retries, restores and verification cheap.
@@ -18,6 +19,11 @@ pub struct WorkerSettings {
     pub gzip_level: u32,
     /// Rows per Bulk API 2.0 results page (`maxRecords`).
     pub salesforce_page_size: usize,
+    /// The vendor's name, the start of every external id (`{vendor}-org-{org_id}`).
+    pub vendor: String,
+    /// Opens customers' sealed storage secrets; without it, storages with access keys fail
+    /// with a message that says so.
+    pub envelope_key: Option<EnvelopeKey>,
 }
 
 impl WorkerSettings {
@@ -30,6 +36,8 @@ impl WorkerSettings {
             upload_concurrency: 2,
             gzip_level: 3,
             salesforce_page_size: 50_000,
+            vendor: "coffer".to_owned(),
+            envelope_key: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //! Values that carry credentials (`--amqp-url`, `--database-url`, the S3 secret) are never
 //! printed: clap hides their environment values in `--help`, and they are held as secrets.
 
+use anyhow::Context;
+use coffer_core::sealed::EnvelopeKey;
 use coffer_queue::QueueConfig;
 use coffer_storage::{S3Settings, StaticKeys};
 use secrecy::SecretString;
@@ -49,9 +51,34 @@ pub struct Services {
     /// Prefix of every queue and exchange.
     #[arg(long, env = "COFFER_QUEUE_PREFIX", default_value = "coffer")]
     pub queue_prefix: String,
+    /// The vendor's name, the start of every external id (`{vendor}-org-{org_id}`) customers put
+    /// in their roles' trust policies.
+    #[arg(long, env = "COFFER_VENDOR", default_value = "coffer")]
+    pub vendor: String,
+    /// File holding the envelope key (32 random bytes, base64) that seals customers' storage
+    /// secrets in the catalog; `COFFER_ENVELOPE_KEY` may hold the key itself instead.
+    #[arg(long, env = "COFFER_ENVELOPE_KEY_FILE")]
+    pub envelope_key_file: Option<std::path::PathBuf>,
 }
 
 impl Services {
+    /// The envelope key, from `--envelope-key-file` or `COFFER_ENVELOPE_KEY`; `None` when
+    /// neither is set (storages with access keys then cannot be used).
+    pub fn envelope_key(&self) -> anyhow::Result<Option<EnvelopeKey>> {
+        let text = match (
+            &self.envelope_key_file,
+            std::env::var("COFFER_ENVELOPE_KEY"),
+        ) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the envelope key file {}", path.display()))?,
+            (None, Ok(key)) => key,
+            (None, Err(_)) => return Ok(None),
+        };
+        let key = EnvelopeKey::from_base64(&SecretString::from(text))
+            .context("invalid envelope key (COFFER_ENVELOPE_KEY_FILE or COFFER_ENVELOPE_KEY)")?;
+        Ok(Some(key))
+    }
+
     /// The database URL as a secret.
     pub fn database_url(&self) -> SecretString {
         SecretString::from(self.database_url.clone())

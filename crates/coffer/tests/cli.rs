@@ -1,34 +1,16 @@
 //! The `coffer` binary as operators run it: a `coffer worker` process, `coffer enqueue backup`,
 //! `coffer backups list`, and a SIGTERM that drains the worker.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use anyhow::{Context, bail};
-use coffer_catalog::BackupState;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
 use coffer_core::JobId;
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
-use secrecy::ExposeSecret;
 
-fn coffer(env: &TestEnv) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
-    cmd.env("COFFER_DATABASE_URL", env.database_url.expose_secret())
-        .env("COFFER_AMQP_URL", &env.stack.amqp_url)
-        .env("COFFER_S3_ENDPOINT", &env.stack.s3_endpoint)
-        .env("AWS_REGION", &env.stack.region)
-        .env("COFFER_QUEUE_PREFIX", &env.queue.prefix)
-        .env("COFFER_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-fn run_json(mut cmd: Command) -> anyhow::Result<serde_json::Value> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
+use common::{coffer, run_json, wait_for_backup, wait_for_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> anyhow::Result<()> {
@@ -56,21 +38,7 @@ async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> 
         "one job for the tenant's one org"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let backup = loop {
-        if let Some(b) = env.catalog.backup_of_job(job).await?
-            && b.state == BackupState::Complete
-        {
-            break b;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no complete backup; worker log:\n{}",
-                std::fs::read_to_string(&log_path)?
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let backup = wait_for_backup(&env, job, &log_path).await?;
 
     let mut list = coffer(&env);
     list.args([
@@ -113,21 +81,4 @@ async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> 
     }
     sim.shutdown().await;
     env.cleanup().await
-}
-
-fn wait_for_exit(
-    child: &mut std::process::Child,
-    timeout: Duration,
-) -> anyhow::Result<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            bail!("worker did not stop within {timeout:?} of sigterm");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -158,7 +158,10 @@ async fn write_backup(
 ) -> Result<BackupRecord, WorkerError> {
     let sf = connect(org, &ctx.settings).await?;
     let describes = choose_objects(&sf, &job.sobjects).await?;
-    let client = ctx.storage.client_for(storage).await;
+    let client = ctx
+        .storage
+        .client_for(storage, &job.org_id, &job.job_id.to_string())
+        .await?;
     let target = target_of(storage);
     let prefix = OrgPrefix::new(&storage.settings.base_path, &job.tenant_id, &job.org_id);
     clear_earlier_attempt(&ctx.catalog, &client, &target, &prefix, backup).await?;

@@ -101,7 +101,7 @@ pub async fn run(cmd: BackupsCommand) -> anyhow::Result<()> {
 }
 
 /// A timestamp as scripts expect it, e.g. `2026-11-25T06:36:47.468054Z`.
-fn rfc3339(t: time::OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }

@@ -4,6 +4,7 @@ mod backups;
 mod demo;
 mod enqueue;
 mod sfsim;
+mod storage;
 mod tenant;
 mod worker;
 
@@ -20,6 +21,9 @@ pub enum Command {
     /// Create tenants and connect their orgs.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// A tenant's own bucket: set, test, enable, disable, reset, and the IAM policies to grant.
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
     /// List and inspect backups.
     #[command(subcommand)]
     Backups(backups::BackupsCommand),
@@ -40,6 +44,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(args).await,
         Command::Enqueue(cmd) => enqueue::run(cmd).await,
         Command::Tenant(cmd) => tenant::run(cmd).await,
+        Command::Storage(cmd) => storage::run(cmd).await,
         Command::Backups(cmd) => backups::run(cmd).await,
         Command::Migrate { services } => {
             crate::connect::catalog(&services).await?;

@@ -28,7 +28,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
-    let settings = WorkerSettings::new(args.services.s3());
+    let settings = WorkerSettings {
+        vendor: args.services.vendor.clone(),
+        envelope_key: args.services.envelope_key()?,
+        ..WorkerSettings::new(args.services.s3())
+    };
     let worker = Worker::new(catalog, settings).with_events(broker.publisher().await?);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -1,0 +1,75 @@
+//! Running the `coffer` binary from tests, against a test's own services.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use coffer_catalog::{BackupRecord, BackupState};
+use coffer_core::JobId;
+use coffer_testkit::TestEnv;
+use secrecy::ExposeSecret;
+
+/// `coffer` with the test's database, broker, queue prefix and endpoint, logging JSON.
+pub fn coffer(env: &TestEnv) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    cmd.env("COFFER_DATABASE_URL", env.database_url.expose_secret())
+        .env("COFFER_AMQP_URL", &env.stack.amqp_url)
+        .env("COFFER_S3_ENDPOINT", &env.stack.s3_endpoint)
+        .env("AWS_REGION", &env.stack.region)
+        .env("COFFER_QUEUE_PREFIX", &env.queue.prefix)
+        .env("COFFER_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `cmd`, which must succeed, and parses its stdout as JSON.
+pub fn run_json(mut cmd: Command) -> anyhow::Result<serde_json::Value> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Waits for `child` to exit, killing it after `timeout`.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            bail!("worker did not stop within {timeout:?} of sigterm");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits up to 90 s for `job`'s backup to complete; on timeout, fails with the worker's log.
+pub async fn wait_for_backup(
+    env: &TestEnv,
+    job: JobId,
+    worker_log: &std::path::Path,
+) -> anyhow::Result<BackupRecord> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(b) = env.catalog.backup_of_job(job).await?
+            && b.state == BackupState::Complete
+        {
+            return Ok(b);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no complete backup; worker log:\n{}",
+                std::fs::read_to_string(worker_log)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
