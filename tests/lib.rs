@@ -144,27 +144,13 @@ where
     }
 }
 
-/// Every key under `prefix` in `bucket`, read with a plain S3 client.
+/// Every key under `prefix` in `bucket`, sorted.
 pub async fn list_keys(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        keys.extend(
-            page?
-                .contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-    }
+    let mut keys = coffer_storage::list::list_keys(client, bucket, prefix).await?;
     keys.sort();
     Ok(keys)
 }

@@ -23,7 +23,7 @@ pub struct IdError {
 }
 
 impl IdError {
-    fn new(what: &'static str, value: &str, rule: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str, value: &str, rule: &'static str) -> Self {
         let value: String = value
             .chars()
             .take(80)

@@ -38,15 +38,7 @@ impl BasePath {
         if ok {
             Ok(BasePath(value))
         } else {
-            Err(IdError {
-                what: "base path",
-                value: value
-                    .chars()
-                    .take(80)
-                    .flat_map(char::escape_default)
-                    .collect(),
-                rule: Self::RULE,
-            })
+            Err(IdError::new("base path", &value, Self::RULE))
         }
     }
 
@@ -125,15 +117,7 @@ impl BucketName {
         if Self::valid(&value) {
             Ok(BucketName(value))
         } else {
-            Err(IdError {
-                what: "bucket name",
-                value: value
-                    .chars()
-                    .take(80)
-                    .flat_map(char::escape_default)
-                    .collect(),
-                rule: Self::RULE,
-            })
+            Err(IdError::new("bucket name", &value, Self::RULE))
         }
     }
 
