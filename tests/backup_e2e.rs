@@ -331,7 +331,9 @@ async fn a_redelivered_job_resumes_its_interrupted_backup_and_removes_what_it_le
         .put_object()
         .bucket(&env.bucket)
         .key(&unrecorded)
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"unrecorded"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"unrecorded",
+        ))
         .send()
         .await?;
 
@@ -423,4 +425,94 @@ async fn an_unreachable_org_is_retried_then_dead_lettered_and_its_backup_marked_
         "the last attempt fails the backup for good"
     );
     env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_tasks_and_a_dead_workers_task_is_taken_over() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(10, 2, 100).await?;
+    let tenant = env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+
+    // A worker that planned this backup earlier and died holding the Account task's lease.
+    let job = JobId::generate();
+    let (tenant_id, org_id) = (TenantId::new("acme")?, OrgId::new(TEST_ORG_ID)?);
+    let backup = env
+        .catalog
+        .begin_backup(job, &tenant_id, &org_id, tenant.storage.storage_id, "full")
+        .await?;
+    let describe = sim_describe(&sim, "Account").await?;
+    env.catalog
+        .plan_tasks(backup.backup_id, &[("Account".to_owned(), describe)])
+        .await?;
+    env.catalog
+        .acquire_task(backup.backup_id, 1, "dead-worker", Duration::from_secs(3))
+        .await?;
+
+    let settings = || coffer_worker::WorkerSettings {
+        task_lease: Duration::from_secs(3),
+        ..small_part_settings(&env)
+    };
+    let first = start_worker(&env, settings()).await?;
+    let second = start_worker(&env, settings()).await?;
+    publish(
+        &env.broker().await?.publisher().await?,
+        &backup_envelope(job, "acme", TEST_ORG_ID),
+    )
+    .await?;
+    let done = wait_for_backup(&env, job, WAIT).await?;
+    first.stop().await;
+    second.stop().await;
+
+    assert_eq!(done.backup_id, backup.backup_id);
+    let tasks = env.catalog.tasks(backup.backup_id).await?;
+    assert_eq!(tasks.len(), 1, "the recorded plan was kept");
+    assert!(tasks[0].done);
+    assert_eq!(
+        tasks[0].attempts, 2,
+        "taken over once, after the dead lease expired"
+    );
+    let objects = env.catalog.backup_objects(backup.backup_id).await?;
+    let keys = list_keys(&env.s3_client, &env.bucket, "acme/").await?;
+    assert_eq!(
+        keys,
+        objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>()
+    );
+    let (_, accounts) = sim.table("Account").expect("accounts");
+    assert_eq!(done.record_count, accounts.len() as u64);
+
+    // A fresh backup of every object, shared by both workers: each task runs exactly once.
+    let first = start_worker(&env, settings()).await?;
+    let second = start_worker(&env, settings()).await?;
+    let job = request_backup(&env.broker().await?, "acme", TEST_ORG_ID).await?;
+    let full = wait_for_backup(&env, job, WAIT).await?;
+    first.stop().await;
+    second.stop().await;
+    let tasks = env.catalog.tasks(full.backup_id).await?;
+    assert_eq!(tasks.len(), sim.sobjects().len(), "one task per object");
+    assert!(tasks.iter().all(|t| t.done && t.attempts == 1), "{tasks:?}");
+    let org_rows: usize = sim
+        .sobjects()
+        .iter()
+        .filter_map(|s| sim.table(s))
+        .map(|(_, rows)| rows.len())
+        .sum();
+    assert_eq!(full.record_count, org_rows as u64);
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+/// The simulator's describe of `sobject`, as the planner records it.
+async fn sim_describe(sim: &coffer_sfsim::SimHandle, sobject: &str) -> anyhow::Result<String> {
+    let client = coffer_salesforce::SalesforceClient::connect(coffer_salesforce::OrgConnection {
+        login_url: sim.base_url(),
+        client_id: sim.client_id().to_owned(),
+        client_secret: secrecy::SecretString::from(sim.client_secret().to_owned()),
+        api_version: "62.0".to_owned(),
+    })
+    .await?;
+    let describe = client
+        .describe_sobject(&coffer_core::SObjectName::new(sobject)?)
+        .await?;
+    Ok(serde_json::to_string(&describe)?)
 }

@@ -4,7 +4,8 @@
 //!   and the orgs it connected;
 //! - backups and the objects each wrote ([`backups`]): a backup points at the storage it was
 //!   written to for the rest of its life;
-//! - jobs ([`jobs`]): one row per job message, with attempts and outcome.
+//! - jobs ([`jobs`]): one row per job message, with attempts and outcome;
+//! - the tasks a backup is planned into, and their leases ([`tasks`]).
 //!
 //! Every write that must be idempotent under redelivery is keyed so that a second attempt finds
 //! the first one's row: a backup by its job id, an object by (backup, key).
@@ -15,6 +16,7 @@
 pub mod backups;
 pub mod error;
 pub mod jobs;
+pub mod tasks;
 pub mod tenants;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -26,6 +28,7 @@ use std::time::Duration;
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
 pub use error::CatalogError;
 pub use jobs::JobState;
+pub use tasks::{TaskCounts, TaskLease, TaskRecord};
 pub use tenants::{
     NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,
     TenantRecord, secret_context,

@@ -336,3 +336,99 @@ async fn an_own_storage_takes_new_backups_only_once_tested_and_enabled() {
     assert!(c.enable_own_storage(&nobody).await.is_err());
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_task_has_one_live_holder_and_an_expired_lease_is_taken_over() {
+    use coffer_catalog::TaskLease;
+    use std::time::Duration;
+    let db = fresh_catalog().await;
+    let c = &db.catalog;
+    let tenant = TenantId::new("acme").expect("id");
+    let org = OrgId::new("00D000000000001AAA").expect("id");
+    let t = c
+        .put_tenant(&tenant, "Acme", &storage("b"))
+        .await
+        .expect("tenant");
+    let b = c
+        .begin_backup(
+            JobId::generate(),
+            &tenant,
+            &org,
+            t.storage.storage_id,
+            "full",
+        )
+        .await
+        .expect("backup");
+    let plan = vec![
+        ("Account".to_owned(), "{}".to_owned()),
+        ("Contact".to_owned(), "{}".to_owned()),
+    ];
+    let tasks = c.plan_tasks(b.backup_id, &plan).await.expect("plan");
+    assert_eq!(tasks.len(), 2);
+    let again = c
+        .plan_tasks(b.backup_id, &plan[..1])
+        .await
+        .expect("re-plan");
+    assert_eq!(again.len(), 2, "a recorded plan is kept");
+
+    let long = Duration::from_secs(60);
+    let short = Duration::from_millis(300);
+    assert!(matches!(
+        c.acquire_task(b.backup_id, 1, "w1", short)
+            .await
+            .expect("acquire"),
+        TaskLease::Acquired(_)
+    ));
+    match c
+        .acquire_task(b.backup_id, 1, "w2", long)
+        .await
+        .expect("acquire")
+    {
+        TaskLease::Held { owner, remaining } => {
+            assert_eq!(owner, "w1");
+            assert!(remaining <= short);
+        }
+        other => panic!("a live lease must hold: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        matches!(
+            c.acquire_task(b.backup_id, 1, "w2", long).await.expect("acquire"),
+            TaskLease::Acquired(ref t) if t.attempts == 2
+        ),
+        "an expired lease is taken over"
+    );
+    assert!(
+        !c.renew_task_lease(b.backup_id, 1, "w1", long)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !c.complete_task(b.backup_id, 1, "w1", 1, 10)
+            .await
+            .expect("complete"),
+        "the old holder cannot complete"
+    );
+    assert!(
+        c.renew_task_lease(b.backup_id, 1, "w2", long)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        c.complete_task(b.backup_id, 1, "w2", 1, 10)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        c.acquire_task(b.backup_id, 1, "w3", long)
+            .await
+            .expect("acquire"),
+        TaskLease::Done
+    );
+    let counts = c.task_counts(b.backup_id).await.expect("counts");
+    assert_eq!(
+        (counts.total, counts.done, counts.all_done()),
+        (2, 1, false)
+    );
+    db.drop().await;
+}

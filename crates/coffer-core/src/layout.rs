@@ -3,7 +3,8 @@
 //! ```text
 //! {base_path}/{tenant}/{org}/backups/{backup_id}/manifest.json
 //! {base_path}/{tenant}/{org}/backups/{backup_id}/records/{sobject}/part-{nnnnn}.csv.gz
-//! {base_path}/{tenant}/{org}/files/{sha256-prefix}/{sha256}
+//! {base_path}/{tenant}/{org}/backups/{backup_id}/staging/{sobject}/{record_id}  (transient)
+//! {base_path}/{tenant}/{org}/files/{sha256-prefix}/{sha256}     (shared by the org's backups)
 //! {base_path}/{tenant}/{org}/restores/{restore_id}/report.csv.gz
 //! ```
 //!
@@ -194,6 +195,11 @@ impl OrgPrefix {
         format!("{}manifest.json", self.backup_prefix(backup))
     }
 
+    /// `.../backups/{backup_id}/records/{sobject}/`: every part of one object.
+    pub fn records_prefix(&self, backup: &BackupId, sobject: &SObjectName) -> String {
+        format!("{}records/{sobject}/", self.backup_prefix(backup))
+    }
+
     /// `.../backups/{backup_id}/records/{sobject}/part-{nnnnn}.csv.gz`; parts count from 1.
     pub fn records_part_key(
         &self,
@@ -203,10 +209,58 @@ impl OrgPrefix {
         compression: Compression,
     ) -> String {
         format!(
-            "{}records/{sobject}/part-{part:05}.{}",
-            self.backup_prefix(backup),
+            "{}part-{part:05}.{}",
+            self.records_prefix(backup, sobject),
             compression.extension()
         )
+    }
+
+    /// `.../files/`: the content-addressed file bodies of the org, shared by all its backups.
+    pub fn files_prefix(&self) -> String {
+        format!("{}/files/", self.prefix)
+    }
+
+    /// `.../files/{sha256[0..2]}/{sha256}`: where a file body with this SHA-256 (64 lowercase hex
+    /// characters) is stored, once per org. The two-character directory spreads keys over
+    /// prefixes.
+    pub fn file_key(&self, sha256_hex: &str) -> Result<String, IdError> {
+        let valid = sha256_hex.len() == 64
+            && sha256_hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return Err(IdError::new(
+                "sha-256",
+                sha256_hex,
+                "64 lowercase hexadecimal characters",
+            ));
+        }
+        Ok(format!("{}{}/{sha256_hex}", self.files_prefix(), &sha256_hex[..2]))
+    }
+
+    /// `.../backups/{backup_id}/staging/{sobject}/{record_id}`: where a file body too large to
+    /// hold in memory is written while its SHA-256 is computed, before it is copied to its
+    /// [`OrgPrefix::file_key`]. `record_id` must be a Salesforce id (15 or 18 ASCII letters and
+    /// digits).
+    pub fn file_staging_key(
+        &self,
+        backup: &BackupId,
+        sobject: &SObjectName,
+        record_id: &str,
+    ) -> Result<String, IdError> {
+        let valid = matches!(record_id.len(), 15 | 18)
+            && record_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            return Err(IdError::new(
+                "record id",
+                record_id,
+                "15 or 18 ASCII letters and digits",
+            ));
+        }
+        Ok(format!(
+            "{}staging/{sobject}/{record_id}",
+            self.backup_prefix(backup)
+        ))
     }
 }
 
@@ -282,6 +336,34 @@ mod tests {
             p.manifest_key(&b),
             "coffer/prod/acme/00D000000000001AAA/backups/0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e/manifest.json"
         );
+    }
+
+    #[test]
+    fn file_keys_are_content_addressed_under_a_two_character_directory() {
+        let (t, o, b, s) = ids();
+        let p = OrgPrefix::new(&BasePath::new("coffer/prod").unwrap(), &t, &o);
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert_eq!(
+            p.file_key(sha).unwrap(),
+            format!("coffer/prod/acme/00D000000000001AAA/files/9f/{sha}")
+        );
+        assert!(p.file_key(sha).unwrap().starts_with(&p.files_prefix()));
+        for bad in [
+            "",
+            "9f86",
+            &sha.to_uppercase(),
+            &format!("{}/", &sha[..63]),
+            &format!("../{}", &sha[..61]),
+        ] {
+            assert!(p.file_key(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            p.file_staging_key(&b, &s, "00P5g00000AbCdEAAA").unwrap(),
+            "coffer/prod/acme/00D000000000001AAA/backups/0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e/staging/Account/00P5g00000AbCdEAAA"
+        );
+        for bad in ["", "00P5g00000AbCdE/", "../../files/xx/yy", "00P5g00000AbCdEAA"] {
+            assert!(p.file_staging_key(&b, &s, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -54,3 +54,19 @@ pub async fn delete_keys(
     }
     Ok(())
 }
+
+/// Deletes one key with DeleteObject (a missing key counts as deleted).
+pub async fn delete_key(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(), StorageError> {
+    client
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| StorageError::from_sdk("DeleteObject", bucket, e))?;
+    Ok(())
+}

@@ -216,7 +216,8 @@ pub async fn admin_in_account(
 }
 
 /// The permission policy `coffer storage policy` prints, plus what the emulator needs beyond
-/// AWS: it checks ListObjectsV2 as the action `s3:ListObjectsV2` where AWS checks `s3:ListBucket`.
+/// AWS: it checks ListObjectsV2 as the action `s3:ListObjectsV2` where AWS checks `s3:ListBucket`,
+/// and DeleteObjects as `s3:DeleteObjects` on the bucket where AWS checks `s3:DeleteObject` per key.
 pub fn emulator_permission_policy(
     bucket: &str,
     prefix: &str,
@@ -230,6 +231,12 @@ pub fn emulator_permission_policy(
             "Action": ["s3:ListObjectsV2"],
             "Resource": format!("arn:aws:s3:::{bucket}"),
             "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/"), format!("{prefix}/*")] } }
+        }));
+        statements.push(json!({
+            "Sid": "EmulatorDeleteObjects",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObjects"],
+            "Resource": format!("arn:aws:s3:::{bucket}")
         }));
     }
     policy

@@ -9,6 +9,11 @@
 //! | permanent failure (malformed, unknown tenant,   | dead-letter with the reason  |
 //! | access denied, unknown KMS key, ...)            |                              |
 //!
+//! A `BackupRequested` plans the backup and publishes its extract tasks on the same queue;
+//! `ExtractTaskRequested` deliveries run them (see [`crate::backup`]). The backup's job row is
+//! completed when the backup is finalised, by whichever delivery does it; a task that fails for
+//! good fails the backup and its job.
+//!
 //! Lifecycle events (started, completed, failed) go to the events exchange; they are
 //! informative, so failing to publish one is logged and never fails the job.
 
@@ -17,11 +22,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use coffer_catalog::{Catalog, JobState};
 use coffer_core::{Classify, ErrorClass, JobId};
 use coffer_proto::v1::job_envelope::Job;
-use coffer_proto::v1::{self, BackupRequested, job_event};
+use coffer_proto::v1::{self, BackupRequested, ExtractTaskRequested, job_event};
 use coffer_queue::{JobDelivery, JobHandler, Outcome, Publisher};
 use tracing::Instrument;
 
-use crate::backup::{BackupContext, BackupJob, BackupSummary, run_backup};
+use crate::backup::{BackupContext, BackupJob, Progress, TaskPublisher, plan_backup, run_task};
 use crate::error::WorkerError;
 use crate::settings::WorkerSettings;
 use crate::storage::StorageClients;
@@ -45,6 +50,7 @@ impl Worker {
         let name = format!("{}:{}", hostname(), std::process::id());
         Worker {
             ctx: BackupContext {
+                worker_name: name.clone(),
                 catalog,
                 storage,
                 settings,
@@ -54,7 +60,8 @@ impl Worker {
         }
     }
 
-    /// Publishes lifecycle events with `publisher`.
+    /// Publishes extract tasks and lifecycle events with `publisher`. Without one, a backup's
+    /// tasks run inside the delivery that planned it.
     pub fn with_events(mut self, publisher: Publisher) -> Self {
         self.events = Some(publisher);
         self
@@ -68,6 +75,7 @@ impl Worker {
             .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?;
         match envelope.job {
             Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
+            Some(Job::ExtractTaskRequested(msg)) => self.handle_task(job_id, &msg, delivery).await,
             Some(Job::RestoreRequested(_)) => Err(WorkerError::Unsupported("restore")),
             Some(Job::RetentionSweepRequested(_)) => {
                 Err(WorkerError::Unsupported("retention sweep"))
@@ -100,15 +108,12 @@ impl Worker {
                 return Ok(());
             }
             self.emit(&job, started_event(&self.name, attempt)).await;
-            match run_backup(&self.ctx, &job).await {
-                Ok(summary) => {
-                    catalog
-                        .finish_job(job_id, JobState::Completed, None)
-                        .await?;
-                    log_completed(&summary);
-                    self.emit(&job, completed_event(&summary)).await;
-                    Ok(())
-                }
+            let publish = match &self.events {
+                Some(publisher) => TaskPublisher::Queue(publisher),
+                None => TaskPublisher::Inline,
+            };
+            match plan_backup(&self.ctx, &job, &publish).await {
+                Ok(progress) => self.progressed(&job, &progress).await,
                 Err(e) => {
                     self.record_failure(&job, &e, delivery).await?;
                     Err(e)
@@ -117,6 +122,51 @@ impl Worker {
         }
         .instrument(span)
         .await
+    }
+
+    async fn handle_task(
+        &self,
+        job_id: JobId,
+        msg: &ExtractTaskRequested,
+        delivery: &JobDelivery,
+    ) -> Result<(), WorkerError> {
+        let job = BackupJob {
+            job_id,
+            tenant_id: msg
+                .tenant_id
+                .parse()
+                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
+            org_id: msg
+                .org_id
+                .parse()
+                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
+            sobjects: Vec::new(),
+        };
+        let span = tracing::info_span!("task", %job_id, tenant = %job.tenant_id, org = %job.org_id, backup_id = %msg.backup_id, task_no = msg.task_no, attempt = delivery.attempt);
+        async {
+            match run_task(&self.ctx, msg).await {
+                Ok(progress) => self.progressed(&job, &progress).await,
+                Err(e) => {
+                    self.record_failure(&job, &e, delivery).await?;
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Completes the job when its backup is complete.
+    async fn progressed(&self, job: &BackupJob, progress: &Progress) -> Result<(), WorkerError> {
+        if let Progress::Complete { .. } = progress {
+            self.ctx
+                .catalog
+                .finish_job(job.job_id, JobState::Completed, None)
+                .await?;
+            log_completed(progress);
+            self.emit(job, completed_event(progress)).await;
+        }
+        Ok(())
     }
 
     /// Records a failed attempt. A permanent failure, or a retryable one on the last attempt
@@ -203,15 +253,22 @@ pub fn outcome_of(error: &WorkerError, delivery: &JobDelivery) -> Outcome {
     }
 }
 
-fn log_completed(summary: &BackupSummary) {
-    let b = &summary.backup;
+fn log_completed(progress: &Progress) {
+    let Progress::Complete {
+        backup: b,
+        already_complete,
+        duration,
+    } = progress
+    else {
+        return;
+    };
     tracing::info!(
         backup_id = %b.backup_id,
         objects = b.objects,
         records = b.record_count,
         bytes = b.bytes,
-        duration_ms = summary.duration.as_millis() as u64,
-        already_complete = summary.already_complete,
+        duration_ms = duration.as_millis() as u64,
+        already_complete,
         "backup complete"
     );
 }
@@ -224,14 +281,19 @@ fn started_event(worker: &str, attempt: u32) -> job_event::Event {
     })
 }
 
-fn completed_event(summary: &BackupSummary) -> job_event::Event {
-    let b = &summary.backup;
+fn completed_event(progress: &Progress) -> job_event::Event {
+    let (b, duration) = match progress {
+        Progress::Complete {
+            backup, duration, ..
+        } => (Some(backup), *duration),
+        Progress::Continues { .. } => (None, std::time::Duration::ZERO),
+    };
     job_event::Event::Completed(v1::JobCompleted {
-        subject_id: b.backup_id.to_string(),
-        objects: u64::from(b.objects),
-        records: b.record_count,
-        bytes: b.bytes,
-        duration_ms: summary.duration.as_millis() as u64,
+        subject_id: b.map(|b| b.backup_id.to_string()).unwrap_or_default(),
+        objects: b.map_or(0, |b| u64::from(b.objects)),
+        records: b.map_or(0, |b| b.record_count),
+        bytes: b.map_or(0, |b| b.bytes),
+        duration_ms: duration.as_millis() as u64,
     })
 }
 

@@ -1,5 +1,7 @@
 //! [`WorkerSettings`]: the knobs of the pipelines, validated by construction.
 
+use std::time::Duration;
+
 use coffer_core::sealed::EnvelopeKey;
 use coffer_storage::{MIN_PART_SIZE, S3Settings};
 
@@ -21,6 +23,9 @@ pub struct WorkerSettings {
     pub salesforce_page_size: usize,
     /// The vendor's name, the start of every external id (`{vendor}-org-{org_id}`).
     pub vendor: String,
+    /// How long a task's lease lasts without renewal; a worker renews it every third of this,
+    /// and a task whose worker died is taken over this long after its last renewal.
+    pub task_lease: Duration,
     /// Opens customers' sealed storage secrets; without it, storages with access keys fail
     /// with a message that says so.
     pub envelope_key: Option<EnvelopeKey>,
@@ -37,6 +42,7 @@ impl WorkerSettings {
             gzip_level: 3,
             salesforce_page_size: 50_000,
             vendor: "coffer".to_owned(),
+            task_lease: Duration::from_secs(60),
             envelope_key: None,
         }
     }

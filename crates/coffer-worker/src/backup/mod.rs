@@ -1,33 +1,38 @@
-//! The backup pipeline.
+//! The backup pipeline, fanned out over the fleet.
 //!
-//! [`run_backup`] is the flow of the design, one step per function:
+//! A backup is the flow of the design, one step per function:
 //!
-//! 1. [`load_tenant_and_org`]: where the data goes and how to reach the org come from the
-//!    catalog, never from the message;
-//! 2. `begin_backup`: find or create this job's backup (a redelivered job resumes its own
-//!    backup; a completed one is not redone), then [`clear_earlier_attempt`]: objects are
-//!    created only if absent (`If-None-Match`), so what an interrupted attempt left under the
-//!    backup's prefix, recorded or not, is deleted before the same keys are written again;
-//! 3. [`choose_objects`]: describe the org, keep what can be backed up;
-//! 4. per object, [`extract::extract_sobject`]: Bulk API 2.0 query -> gzip CSV parts -> multipart
-//!    upload; each part's catalog row is written as soon as the part is durable;
-//! 5. [`write_manifest`], then mark the backup complete.
+//! 1. [`plan_backup`] (on `BackupRequested`): [`load_tenant_and_org`] (where the data goes and
+//!    how to reach the org come from the catalog, never from the message); `begin_backup` finds
+//!    or creates this job's backup (a redelivered job resumes its own backup; a completed one is
+//!    not redone); [`choose_objects`] describes the org; the plan (one task per sObject, with
+//!    the describe it reads with) is recorded once; an `ExtractTaskRequested` is published per
+//!    task not done yet.
+//! 2. [`run_task`] (on `ExtractTaskRequested`, any worker): take the task's lease (renewed while
+//!    the task runs; a live lease held elsewhere means this delivery is a duplicate, an expired
+//!    one that its worker died and the task is taken over); [`clear_earlier_attempt`] of the
+//!    task's object (objects are created only if absent, so what an interrupted attempt left is
+//!    deleted first); [`extract::extract_sobject`]: Bulk API 2.0 query -> gzip CSV parts ->
+//!    multipart upload, each part's catalog row written once the part is durable; the task is
+//!    marked done.
+//! 3. [`finalize_backup`], by whichever task (or redelivery) finds every task done:
+//!    `manifest.json` with the plan's schema snapshot, then the backup is marked complete.
 //!
-//! Only after step 5 does the handler ack the message.
+//! A delivery is acked only after its step's effects are durable.
 
 pub mod extract;
 pub mod manifest;
 pub mod parts;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use coffer_catalog::{
-    BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, StorageRecord,
-    TenantRecord,
+    BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, TenantRecord,
 };
 use coffer_core::layout::OrgPrefix;
-use coffer_core::{JobId, OrgId, SObjectName, TenantId};
+use coffer_core::{BackupId, JobId, OrgId, SObjectName, TenantId};
 use coffer_proto::v1::{BackupKind, BackupRequested};
 use coffer_salesforce::{ClientOptions, OrgConnection, SObjectDescribe, SalesforceClient};
 use coffer_storage::multipart::UploadOptions;
@@ -38,6 +43,7 @@ use crate::settings::WorkerSettings;
 use crate::storage::{StorageClients, target_of};
 use manifest::{MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ManifestObject};
 use parts::PartPlan;
+pub use tasks::{TaskPublisher, run_task};
 
 /// A validated BackupRequested.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +81,8 @@ impl BackupJob {
 /// What the pipeline needs from the process.
 #[derive(Debug)]
 pub struct BackupContext {
+    /// This worker's name (host:pid), the start of its lease owner ids.
+    pub worker_name: String,
     /// The catalog.
     pub catalog: Catalog,
     /// S3 clients per storage.
@@ -83,23 +91,33 @@ pub struct BackupContext {
     pub settings: WorkerSettings,
 }
 
-/// What a finished backup wrote.
+/// What a step of a backup achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupSummary {
-    /// The backup as the catalog now holds it (state complete, totals set).
-    pub backup: BackupRecord,
-    /// Whether this attempt found the backup already complete and did nothing.
-    pub already_complete: bool,
-    /// Time this attempt took.
-    pub duration: Duration,
+pub enum Progress {
+    /// The backup is complete (now, or already before this delivery).
+    Complete {
+        /// The backup as the catalog now holds it (state complete, totals set).
+        backup: BackupRecord,
+        /// Whether this delivery found it already complete and did nothing.
+        already_complete: bool,
+        /// Time this delivery took.
+        duration: Duration,
+    },
+    /// Work remains; other deliveries (tasks) carry it on.
+    Continues {
+        /// The backup.
+        backup_id: BackupId,
+    },
 }
 
-/// Runs (or resumes) the backup of `job`. See the module docs for the steps. A failure leaves
-/// the backup running; the handler decides whether it is failed for good.
-pub async fn run_backup(
+/// Plans (or re-plans, on redelivery) the backup of `job` and hands out its tasks through
+/// `publish`; when the plan is empty or every task is already done, finalises it. A failure
+/// leaves the backup running; the handler decides whether it is failed for good.
+pub async fn plan_backup(
     ctx: &BackupContext,
     job: &BackupJob,
-) -> Result<BackupSummary, WorkerError> {
+    publish: &TaskPublisher<'_>,
+) -> Result<Progress, WorkerError> {
     let started = Instant::now();
     let (tenant, org) = load_tenant_and_org(&ctx.catalog, job).await?;
     let backup = ctx
@@ -114,19 +132,94 @@ pub async fn run_backup(
         .await?;
     if backup.state == BackupState::Complete {
         tracing::info!(backup_id = %backup.backup_id, "backup already complete, nothing to do");
-        return Ok(BackupSummary {
+        return Ok(Progress::Complete {
             backup,
             already_complete: true,
             duration: started.elapsed(),
         });
     }
-    let storage = ctx.catalog.storage(backup.storage_id).await?;
-    let backup = write_backup(ctx, job, &org, &backup, &storage).await?;
-    Ok(BackupSummary {
-        backup,
-        already_complete: false,
-        duration: started.elapsed(),
+    let sf = connect(&org, &ctx.settings).await?;
+    let describes = choose_objects(&sf, &job.sobjects).await?;
+    let plan = describes
+        .iter()
+        .map(|d| {
+            Ok((
+                d.name.clone(),
+                serde_json::to_string(d).map_err(task_error)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, WorkerError>>()?;
+    let tasks = ctx.catalog.plan_tasks(backup.backup_id, &plan).await?;
+    let open: Vec<_> = tasks.iter().filter(|t| !t.done).collect();
+    tracing::info!(backup_id = %backup.backup_id, tasks = tasks.len(), open = open.len(), "backup planned");
+    if open.is_empty() {
+        let backup = finalize_backup(ctx, &backup).await?;
+        return Ok(Progress::Complete {
+            backup,
+            already_complete: false,
+            duration: started.elapsed(),
+        });
+    }
+    for task in open {
+        publish.publish(ctx, job, &backup, task.task_no).await?;
+    }
+    Ok(Progress::Continues {
+        backup_id: backup.backup_id,
     })
+}
+
+/// Writes the manifest and marks the backup complete; safe to run again, and by two workers
+/// at once (both write the same manifest from the same rows).
+pub async fn finalize_backup(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+) -> Result<BackupRecord, WorkerError> {
+    let catalog = &ctx.catalog;
+    let storage = catalog.storage(backup.storage_id).await?;
+    let org = catalog
+        .org(&backup.tenant_id, &backup.org_id)
+        .await?
+        .ok_or_else(|| WorkerError::UnknownOrg {
+            tenant: backup.tenant_id.to_string(),
+            org: backup.org_id.to_string(),
+        })?;
+    let client = ctx
+        .storage
+        .client_for(&storage, &backup.org_id, &backup.job_id.to_string())
+        .await?;
+    let target = target_of(&storage);
+    let prefix = OrgPrefix::new(
+        &storage.settings.base_path,
+        &backup.tenant_id,
+        &backup.org_id,
+    );
+    let describes = catalog
+        .tasks(backup.backup_id)
+        .await?
+        .iter()
+        .map(|t| serde_json::from_str(&t.describe_json).map_err(task_error))
+        .collect::<Result<Vec<SObjectDescribe>, _>>()?;
+    let manifest_key = prefix.manifest_key(&backup.backup_id);
+    // A finaliser that crashed after writing it left one; objects are created only if absent.
+    coffer_storage::delete::delete_key(&client, &target.bucket, &manifest_key).await?;
+    let written: Vec<NewObject> = catalog
+        .backup_objects(backup.backup_id)
+        .await?
+        .into_iter()
+        .filter(|o| o.kind != ObjectKind::Manifest)
+        .collect();
+    let manifest = write_manifest(
+        ctx, &client, &target, &prefix, backup, &org, &describes, &written,
+    )
+    .await?;
+    catalog.record_object(backup.backup_id, &manifest).await?;
+    let complete = catalog.complete_backup(backup.backup_id).await?;
+    tracing::info!(backup_id = %backup.backup_id, objects = complete.objects, records = complete.record_count, "backup finalised");
+    Ok(complete)
+}
+
+fn task_error(e: serde_json::Error) -> WorkerError {
+    WorkerError::Task(format!("schema snapshot: {e}"))
 }
 
 /// The tenant (with the storage new backups go to) and the org, from the catalog.
@@ -148,43 +241,7 @@ pub async fn load_tenant_and_org(
     Ok((tenant, org))
 }
 
-/// Steps 3 to 5, into the storage the backup began with.
-async fn write_backup(
-    ctx: &BackupContext,
-    job: &BackupJob,
-    org: &OrgRecord,
-    backup: &BackupRecord,
-    storage: &StorageRecord,
-) -> Result<BackupRecord, WorkerError> {
-    let sf = connect(org, &ctx.settings).await?;
-    let describes = choose_objects(&sf, &job.sobjects).await?;
-    let client = ctx
-        .storage
-        .client_for(storage, &job.org_id, &job.job_id.to_string())
-        .await?;
-    let target = target_of(storage);
-    let prefix = OrgPrefix::new(&storage.settings.base_path, &job.tenant_id, &job.org_id);
-    clear_earlier_attempt(&ctx.catalog, &client, &target, &prefix, backup).await?;
-    let mut written = Vec::new();
-    for describe in &describes {
-        let plan = part_plan(ctx, &client, &target, &prefix, backup, describe)?;
-        for object in extract::extract_sobject(&sf, describe, plan).await? {
-            ctx.catalog.record_object(backup.backup_id, &object).await?;
-            written.push(object);
-        }
-    }
-    let manifest = write_manifest(
-        ctx, &client, &target, &prefix, backup, org, &describes, &written,
-    )
-    .await?;
-    ctx.catalog
-        .record_object(backup.backup_id, &manifest)
-        .await?;
-    written.push(manifest);
-    Ok(ctx.catalog.complete_backup(backup.backup_id).await?)
-}
-
-async fn connect(
+pub(crate) async fn connect(
     org: &OrgRecord,
     settings: &WorkerSettings,
 ) -> Result<SalesforceClient, WorkerError> {
@@ -232,7 +289,7 @@ pub async fn choose_objects(
     Ok(describes)
 }
 
-fn part_plan(
+pub(crate) fn part_plan(
     ctx: &BackupContext,
     client: &S3Client,
     target: &BucketTarget,
@@ -318,31 +375,34 @@ async fn write_manifest(
     })
 }
 
-/// Deletes what interrupted attempts of this backup left, from the bucket first (listed, so an
-/// object completed just before a crash is found even without its catalog row), then from the
-/// catalog. A first attempt finds nothing and costs one list call.
+/// Deletes what interrupted attempts left of one object of this backup, from the bucket first
+/// (listed, so a part completed just before a crash is found even without its catalog row),
+/// then from the catalog. A first attempt finds nothing and costs one list call.
 pub async fn clear_earlier_attempt(
     catalog: &Catalog,
     client: &S3Client,
     target: &BucketTarget,
     prefix: &OrgPrefix,
     backup: &BackupRecord,
+    sobject: &SObjectName,
 ) -> Result<(), WorkerError> {
-    let backup_prefix = prefix.backup_prefix(&backup.backup_id);
+    let records_prefix = prefix.records_prefix(&backup.backup_id, sobject);
     let mut left: Vec<String> =
-        coffer_storage::list::list_keys(client, &target.bucket, &backup_prefix).await?;
-    let recorded = catalog.backup_objects(backup.backup_id).await?;
+        coffer_storage::list::list_keys(client, &target.bucket, &records_prefix).await?;
     let listed: HashSet<String> = left.iter().cloned().collect();
     left.extend(
-        recorded
+        catalog
+            .backup_objects(backup.backup_id)
+            .await?
             .into_iter()
+            .filter(|o| o.sobject.as_deref() == Some(sobject.as_str()))
             .map(|o| o.key)
             .filter(|k| !listed.contains(k)),
     );
     if left.is_empty() {
         return Ok(());
     }
-    tracing::info!(backup_id = %backup.backup_id, count = left.len(), "removing objects of an earlier attempt");
+    tracing::info!(backup_id = %backup.backup_id, %sobject, count = left.len(), "removing objects of an earlier attempt");
     coffer_storage::delete::delete_keys(client, &target.bucket, &left).await?;
     catalog.delete_object_rows(backup.backup_id, &left).await?;
     Ok(())

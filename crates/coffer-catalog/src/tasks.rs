@@ -1,0 +1,246 @@
+//! Backup tasks: the plan of a backup (one task per sObject) and the leases through which any
+//! worker of the fleet runs any task exactly once at a time.
+//!
+//! - [`Catalog::plan_tasks`] records the plan; planning again (a redelivered job) keeps the
+//!   first plan, so task numbers and their describes never change under a running backup.
+//! - [`Catalog::acquire_task`] takes a task: a pending one, or one whose lease expired (its
+//!   worker died). A task whose lease is live belongs to another worker; a done task is done.
+//! - [`Catalog::renew_task_lease`] extends a held lease; `false` means it was lost (expired and
+//!   taken over), and the holder must stop.
+//! - [`Catalog::complete_task`] marks the task done, only for its lease holder.
+//!
+//! Lease times come from the database clock, so workers' clocks never matter.
+
+use std::time::Duration;
+
+use coffer_core::BackupId;
+use sqlx::Row;
+use sqlx::mysql::MySqlRow;
+
+use crate::{Catalog, CatalogError};
+
+/// One planned task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The backup.
+    pub backup_id: BackupId,
+    /// Number within the backup, from 1.
+    pub task_no: u32,
+    /// The sObject it extracts.
+    pub sobject: String,
+    /// The describe it extracts with (JSON).
+    pub describe_json: String,
+    /// Whether it is done.
+    pub done: bool,
+    /// How many times a worker took it.
+    pub attempts: u32,
+}
+
+/// What [`Catalog::acquire_task`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskLease {
+    /// The caller holds the task's lease now.
+    Acquired(TaskRecord),
+    /// Another worker holds a live lease.
+    Held {
+        /// The holder.
+        owner: String,
+        /// Time left on its lease.
+        remaining: Duration,
+    },
+    /// The task is done.
+    Done,
+}
+
+/// Task states, as counted for a backup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Tasks in the plan.
+    pub total: u32,
+    /// Tasks done.
+    pub done: u32,
+}
+
+impl TaskCounts {
+    /// Whether the backup has a plan and every task of it is done.
+    pub fn all_done(&self) -> bool {
+        self.total > 0 && self.done == self.total
+    }
+}
+
+impl Catalog {
+    /// Records the plan of `backup_id`: task `i + 1` extracts `tasks[i]` (sObject, describe
+    /// JSON). A plan already recorded is kept as it is.
+    pub async fn plan_tasks(
+        &self,
+        backup_id: BackupId,
+        tasks: &[(String, String)],
+    ) -> Result<Vec<TaskRecord>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let existing: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM backup_tasks WHERE backup_id = ? FOR UPDATE")
+                .bind(backup_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        if existing == 0 {
+            for (i, (sobject, describe)) in tasks.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO backup_tasks (backup_id, task_no, sobject, describe_json) VALUES (?, ?, ?, ?)",
+                )
+                .bind(backup_id.to_string())
+                .bind(i as u32 + 1)
+                .bind(sobject)
+                .bind(describe)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        self.tasks(backup_id).await
+    }
+
+    /// The tasks of a backup, by number.
+    pub async fn tasks(&self, backup_id: BackupId) -> Result<Vec<TaskRecord>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT backup_id, task_no, sobject, describe_json, state, attempts FROM backup_tasks \
+             WHERE backup_id = ? ORDER BY task_no",
+        )
+        .bind(backup_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// How many tasks the backup has, and how many are done.
+    pub async fn task_counts(&self, backup_id: BackupId) -> Result<TaskCounts, CatalogError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, CAST(COALESCE(SUM(state = 'done'), 0) AS SIGNED) AS done \
+             FROM backup_tasks \
+             WHERE backup_id = ?",
+        )
+        .bind(backup_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        let total: i64 = row.try_get("total")?;
+        let done: i64 = row.try_get("done")?;
+        Ok(TaskCounts {
+            total: u32::try_from(total).unwrap_or(u32::MAX),
+            done: u32::try_from(done).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Takes task `task_no` of `backup_id` for `owner` for `lease`, if it is pending or its
+    /// lease expired; otherwise says who holds it, or that it is done.
+    pub async fn acquire_task(
+        &self,
+        backup_id: BackupId,
+        task_no: u32,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<TaskLease, CatalogError> {
+        let taken = sqlx::query(
+            "UPDATE backup_tasks SET state = 'running', lease_owner = ?, attempts = attempts + 1, \
+             lease_until = CURRENT_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+             WHERE backup_id = ? AND task_no = ? AND (state = 'pending' OR \
+             (state = 'running' AND (lease_until < CURRENT_TIMESTAMP(6) OR lease_owner = ?)))",
+        )
+        .bind(owner)
+        .bind(micros(lease))
+        .bind(backup_id.to_string())
+        .bind(task_no)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT backup_id, task_no, sobject, describe_json, state, attempts, lease_owner, \
+             GREATEST(TIMESTAMPDIFF(MICROSECOND, CURRENT_TIMESTAMP(6), lease_until), 0) AS remaining \
+             FROM backup_tasks WHERE backup_id = ? AND task_no = ?",
+        )
+        .bind(backup_id.to_string())
+        .bind(task_no)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            CatalogError::NotFound(format!("backup {backup_id} has no task {task_no}"))
+        })?;
+        let task = task_from_row(&row)?;
+        if task.done {
+            return Ok(TaskLease::Done);
+        }
+        if taken.rows_affected() == 1 {
+            return Ok(TaskLease::Acquired(task));
+        }
+        let remaining: Option<i64> = row.try_get("remaining")?;
+        Ok(TaskLease::Held {
+            owner: row
+                .try_get::<Option<String>, _>("lease_owner")?
+                .unwrap_or_default(),
+            remaining: Duration::from_micros(remaining.unwrap_or(0).max(0) as u64),
+        })
+    }
+
+    /// Extends `owner`'s lease on the task by `lease` from now; `false` if `owner` no longer
+    /// holds it.
+    pub async fn renew_task_lease(
+        &self,
+        backup_id: BackupId,
+        task_no: u32,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, CatalogError> {
+        let renewed = sqlx::query(
+            "UPDATE backup_tasks SET lease_until = CURRENT_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+             WHERE backup_id = ? AND task_no = ? AND state = 'running' AND lease_owner = ?",
+        )
+        .bind(micros(lease))
+        .bind(backup_id.to_string())
+        .bind(task_no)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Marks the task done with its totals, if `owner` still holds it; `false` otherwise (the
+    /// lease was lost and another worker redoes the task).
+    pub async fn complete_task(
+        &self,
+        backup_id: BackupId,
+        task_no: u32,
+        owner: &str,
+        objects: u32,
+        records: u64,
+    ) -> Result<bool, CatalogError> {
+        let done = sqlx::query(
+            "UPDATE backup_tasks SET state = 'done', lease_owner = NULL, lease_until = NULL, \
+             objects = ?, records = ? \
+             WHERE backup_id = ? AND task_no = ? AND state = 'running' AND lease_owner = ?",
+        )
+        .bind(objects)
+        .bind(records)
+        .bind(backup_id.to_string())
+        .bind(task_no)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn task_from_row(row: &MySqlRow) -> Result<TaskRecord, CatalogError> {
+    let backup_id: String = row.try_get("backup_id")?;
+    let state: String = row.try_get("state")?;
+    Ok(TaskRecord {
+        backup_id: backup_id.parse()?,
+        task_no: row.try_get("task_no")?,
+        sobject: row.try_get("sobject")?,
+        describe_json: row.try_get("describe_json")?,
+        done: state == "done",
+        attempts: row.try_get("attempts")?,
+    })
+}

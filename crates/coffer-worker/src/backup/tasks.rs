@@ -1,0 +1,274 @@
+//! Extract tasks: publishing them, and running one under a lease.
+//!
+//! Any worker may receive any task, and the broker may deliver a task twice (a redelivery after
+//! a lost connection, a re-plan after a redelivered job). The task's catalog row decides who
+//! works: [`run_task`] takes the row's lease, renews it every third of its length while the
+//! extraction runs, and marks the task done only while it still holds the lease. A delivery
+//! that finds the lease held:
+//!
+//! - watches it; if the holder renews it, the holder is alive and owns its own unacked delivery,
+//!   so this one is a duplicate and is acked without work;
+//! - if the lease runs out unrenewed, its worker died: this delivery takes the task over.
+//!
+//! A worker that loses its lease (it stalled past the lease and another took over) stops and
+//! acks; the new holder finishes. Whoever completes the last task finalises the backup; a
+//! delivery of a task already done finalises it too if it is still open, so a crash between
+//! the last task and the manifest is repaired by the redelivery.
+
+use std::time::{Duration, Instant};
+
+use coffer_catalog::{BackupRecord, BackupState, TaskLease, TaskRecord};
+use coffer_core::layout::OrgPrefix;
+use coffer_core::{BackupId, SObjectName};
+use coffer_proto::v1::job_envelope::Job;
+use coffer_proto::v1::{ExtractTaskRequested, JobEnvelope};
+use coffer_queue::{OutgoingJob, Publisher};
+use coffer_salesforce::SObjectDescribe;
+
+use super::{
+    BackupContext, BackupJob, Progress, clear_earlier_attempt, connect, extract, finalize_backup,
+    part_plan,
+};
+use crate::error::WorkerError;
+use crate::storage::target_of;
+
+/// Where the tasks of a plan go: the jobs queue, or (without a broker) run at once in this
+/// process, one after the other.
+pub enum TaskPublisher<'a> {
+    /// Published for any worker.
+    Queue(&'a Publisher),
+    /// Run here, by this delivery.
+    Inline,
+}
+
+impl TaskPublisher<'_> {
+    /// Hands out task `task_no` of `backup`.
+    pub async fn publish(
+        &self,
+        ctx: &BackupContext,
+        job: &BackupJob,
+        backup: &BackupRecord,
+        task_no: u32,
+    ) -> Result<(), WorkerError> {
+        let task = ExtractTaskRequested {
+            tenant_id: job.tenant_id.to_string(),
+            org_id: job.org_id.to_string(),
+            backup_id: backup.backup_id.to_string(),
+            task_no,
+        };
+        match self {
+            TaskPublisher::Queue(publisher) => publish_task(publisher, job, task).await,
+            TaskPublisher::Inline => {
+                Box::pin(run_task(ctx, &task)).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn publish_task(
+    publisher: &Publisher,
+    job: &BackupJob,
+    task: ExtractTaskRequested,
+) -> Result<(), WorkerError> {
+    let message_id = format!("{}:{}", task.backup_id, task.task_no);
+    let envelope = JobEnvelope {
+        schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
+        job_id: job.job_id.to_string(),
+        requested_at_unix_ms: 0,
+        requested_by: "planner".to_owned(),
+        traceparent: String::new(),
+        job: Some(Job::ExtractTaskRequested(task)),
+    };
+    let payload = coffer_proto::encode(&envelope);
+    publisher
+        .publish_job(OutgoingJob {
+            message_id: &message_id,
+            kind: "extract_task",
+            tenant: Some(job.tenant_id.as_str()),
+            payload: &payload,
+        })
+        .await
+        .map_err(|e| WorkerError::Task(format!("publishing task {message_id}: {e}")))
+}
+
+/// Runs (or takes over, or recognises as a duplicate) one extract task, then finalises the
+/// backup if it was the last.
+pub async fn run_task(
+    ctx: &BackupContext,
+    msg: &ExtractTaskRequested,
+) -> Result<Progress, WorkerError> {
+    let started = Instant::now();
+    let backup_id: BackupId = msg
+        .backup_id
+        .parse()
+        .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?;
+    let backup = ctx
+        .catalog
+        .backup(backup_id)
+        .await?
+        .ok_or_else(|| WorkerError::InvalidJob(format!("backup {backup_id} does not exist")))?;
+    if msg.tenant_id != backup.tenant_id.as_str() || msg.org_id != backup.org_id.as_str() {
+        return Err(WorkerError::InvalidJob(format!(
+            "task names tenant {} and org {}, but backup {backup_id} belongs to others",
+            msg.tenant_id, msg.org_id
+        )));
+    }
+    if backup.state == BackupState::Complete {
+        return Ok(complete(backup, true, started));
+    }
+    let owner = format!("{}/{}", ctx.worker_name, uuid::Uuid::new_v4().simple());
+    if let Some(task) = take_lease(ctx, backup_id, msg.task_no, &owner).await? {
+        let done = extract_under_lease(ctx, &backup, &task, &owner).await?;
+        if !done {
+            tracing::warn!(%backup_id, task_no = msg.task_no, "task lease lost; the new holder finishes the task");
+            return Ok(Progress::Continues { backup_id });
+        }
+    }
+    finish_if_last(ctx, backup_id, started).await
+}
+
+fn complete(backup: BackupRecord, already_complete: bool, started: Instant) -> Progress {
+    Progress::Complete {
+        backup,
+        already_complete,
+        duration: started.elapsed(),
+    }
+}
+
+/// Finalises the backup if every task is done and it is still open.
+async fn finish_if_last(
+    ctx: &BackupContext,
+    backup_id: BackupId,
+    started: Instant,
+) -> Result<Progress, WorkerError> {
+    if !ctx.catalog.task_counts(backup_id).await?.all_done() {
+        return Ok(Progress::Continues { backup_id });
+    }
+    let backup = ctx
+        .catalog
+        .backup(backup_id)
+        .await?
+        .ok_or_else(|| WorkerError::InvalidJob(format!("backup {backup_id} vanished")))?;
+    if backup.state == BackupState::Complete {
+        return Ok(complete(backup, true, started));
+    }
+    let backup = finalize_backup(ctx, &backup).await?;
+    Ok(complete(backup, false, started))
+}
+
+/// The task, once this delivery holds its lease; `None` when it is done or another live worker
+/// holds it (this delivery is then a duplicate).
+async fn take_lease(
+    ctx: &BackupContext,
+    backup_id: BackupId,
+    task_no: u32,
+    owner: &str,
+) -> Result<Option<TaskRecord>, WorkerError> {
+    let lease = ctx.settings.task_lease;
+    let mut expiry_seen: Option<Instant> = None;
+    loop {
+        match ctx
+            .catalog
+            .acquire_task(backup_id, task_no, owner, lease)
+            .await?
+        {
+            TaskLease::Acquired(task) => return Ok(Some(task)),
+            TaskLease::Done => return Ok(None),
+            TaskLease::Held {
+                owner: holder,
+                remaining,
+            } => {
+                let expiry = Instant::now() + remaining;
+                if expiry_seen.is_some_and(|seen| expiry > seen + Duration::from_secs(1)) {
+                    tracing::info!(%backup_id, task_no, %holder, "task held by a live worker; this delivery is a duplicate");
+                    return Ok(None);
+                }
+                expiry_seen = Some(expiry);
+                tokio::time::sleep(remaining.min(lease / 3) + Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Extracts the task's object while renewing the lease; `Ok(false)` if the lease was lost.
+async fn extract_under_lease(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+    task: &TaskRecord,
+    owner: &str,
+) -> Result<bool, WorkerError> {
+    let work = extract_task(ctx, backup, task);
+    let heartbeat = keep_lease(ctx, backup.backup_id, task.task_no, owner);
+    let (objects, records) = tokio::select! {
+        done = work => done?,
+        lost = heartbeat => return lost.map(|()| false),
+    };
+    Ok(ctx
+        .catalog
+        .complete_task(backup.backup_id, task.task_no, owner, objects, records)
+        .await?)
+}
+
+/// Renews the lease every third of its length; returns when it is lost.
+async fn keep_lease(
+    ctx: &BackupContext,
+    backup_id: BackupId,
+    task_no: u32,
+    owner: &str,
+) -> Result<(), WorkerError> {
+    let lease = ctx.settings.task_lease;
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        if !ctx
+            .catalog
+            .renew_task_lease(backup_id, task_no, owner, lease)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Clears what earlier attempts left of the object, extracts it and records its parts; returns
+/// (parts, records).
+async fn extract_task(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+    task: &TaskRecord,
+) -> Result<(u32, u64), WorkerError> {
+    let describe: SObjectDescribe = serde_json::from_str(&task.describe_json)
+        .map_err(|e| WorkerError::Task(format!("schema snapshot of task {}: {e}", task.task_no)))?;
+    let sobject = SObjectName::new(task.sobject.clone())
+        .map_err(|e| WorkerError::InvalidJob(e.to_string()))?;
+    let storage = ctx.catalog.storage(backup.storage_id).await?;
+    let client = ctx
+        .storage
+        .client_for(&storage, &backup.org_id, &backup.job_id.to_string())
+        .await?;
+    let target = target_of(&storage);
+    let prefix = OrgPrefix::new(
+        &storage.settings.base_path,
+        &backup.tenant_id,
+        &backup.org_id,
+    );
+    clear_earlier_attempt(&ctx.catalog, &client, &target, &prefix, backup, &sobject).await?;
+    let org = ctx
+        .catalog
+        .org(&backup.tenant_id, &backup.org_id)
+        .await?
+        .ok_or_else(|| WorkerError::UnknownOrg {
+            tenant: backup.tenant_id.to_string(),
+            org: backup.org_id.to_string(),
+        })?;
+    let sf = connect(&org, &ctx.settings).await?;
+    let plan = part_plan(ctx, &client, &target, &prefix, backup, &describe)?;
+    let parts = extract::extract_sobject(&sf, &describe, plan).await?;
+    let mut records = 0;
+    for part in &parts {
+        ctx.catalog.record_object(backup.backup_id, part).await?;
+        records += part.rows;
+    }
+    tracing::info!(backup_id = %backup.backup_id, %sobject, parts = parts.len(), records, "task extracted");
+    Ok((parts.len() as u32, records))
+}
