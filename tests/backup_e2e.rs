@@ -516,3 +516,48 @@ async fn sim_describe(sim: &coffer_sfsim::SimHandle, sobject: &str) -> anyhow::R
         .await?;
     Ok(serde_json::to_string(&describe)?)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_message_was_lost_is_published_again_and_the_backup_completes()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(5, 1, 100).await?;
+    let tenant = env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+    // A plan whose task message never reached the queue (its holder died after its duplicate
+    // was acked, say): the task sits pending and nobody will deliver it.
+    let job = JobId::generate();
+    let (tenant_id, org_id) = (TenantId::new("acme")?, OrgId::new(TEST_ORG_ID)?);
+    let backup = env
+        .catalog
+        .begin_backup(job, &tenant_id, &org_id, tenant.storage.storage_id, "full")
+        .await?;
+    let describe = sim_describe(&sim, "Contact").await?;
+    env.catalog
+        .plan_tasks(backup.backup_id, &[("Contact".to_owned(), describe)])
+        .await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let reaper = coffer_worker::Worker::new(env.catalog.clone(), small_part_settings(&env))
+        .with_events(broker.publisher().await?);
+
+    let idle = Duration::from_millis(500);
+    tokio::time::sleep(idle * 2).await;
+    assert_eq!(reaper.republish_stranded_tasks(idle).await?, 1);
+    assert_eq!(
+        reaper.republish_stranded_tasks(idle).await?,
+        0,
+        "a task just published is not published again at once"
+    );
+    let done = wait_for_backup(&env, job, WAIT).await?;
+    worker.stop().await;
+    let (_, contacts) = sim.table("Contact").expect("contacts");
+    assert_eq!(done.record_count, contacts.len() as u64);
+    assert_eq!(
+        reaper.republish_stranded_tasks(Duration::ZERO).await?,
+        0,
+        "nothing of a complete backup is stranded"
+    );
+    sim.shutdown().await;
+    env.cleanup().await
+}

@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
 pub use error::CatalogError;
 pub use jobs::JobState;
-pub use tasks::{TaskCounts, TaskLease, TaskRecord};
+pub use tasks::{StrandedTask, TaskCounts, TaskLease, TaskRecord};
 pub use tenants::{
     NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,
     TenantRecord, secret_context,

@@ -9,6 +9,9 @@
 //!   taken over), and the holder must stop.
 //! - [`Catalog::complete_task`] marks the task done, only for its lease holder.
 //!
+//! - [`Catalog::stranded_tasks`] finds open tasks nobody holds or touched for a while, for the
+//!   worker's reaper to publish again.
+//!
 //! Lease times come from the database clock, so workers' clocks never matter.
 
 use std::time::Duration;
@@ -50,6 +53,22 @@ pub enum TaskLease {
     },
     /// The task is done.
     Done,
+}
+
+/// A task of a running backup that no worker holds and nobody touched for a while: its message
+/// was lost, or its holder died after its delivery was acked as someone else's duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrandedTask {
+    /// The backup.
+    pub backup_id: BackupId,
+    /// The task.
+    pub task_no: u32,
+    /// The backup's tenant.
+    pub tenant_id: String,
+    /// The backup's org.
+    pub org_id: String,
+    /// The backup's job.
+    pub job_id: String,
 }
 
 /// Task states, as counted for a backup.
@@ -225,6 +244,49 @@ impl Catalog {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl Catalog {
+    /// Open tasks of running backups without a live lease and untouched for `idle`, at most
+    /// `limit`; each is touched, so the next call within `idle` does not return it again.
+    pub async fn stranded_tasks(
+        &self,
+        idle: Duration,
+        limit: u32,
+    ) -> Result<Vec<StrandedTask>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT t.backup_id, t.task_no, b.tenant_id, b.org_id, b.job_id FROM backup_tasks t \
+             JOIN backups b ON b.backup_id = t.backup_id \
+             WHERE b.state = 'running' AND t.state <> 'done' \
+             AND (t.lease_until IS NULL OR t.lease_until < CURRENT_TIMESTAMP(6)) \
+             AND t.updated_at < CURRENT_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
+             ORDER BY t.updated_at LIMIT ?",
+        )
+        .bind(micros(idle))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stranded = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let backup_id: String = row.try_get("backup_id")?;
+            let task_no: u32 = row.try_get("task_no")?;
+            sqlx::query(
+                "UPDATE backup_tasks SET updated_at = CURRENT_TIMESTAMP(6) WHERE backup_id = ? AND task_no = ?",
+            )
+            .bind(&backup_id)
+            .bind(task_no)
+            .execute(&self.pool)
+            .await?;
+            stranded.push(StrandedTask {
+                backup_id: backup_id.parse()?,
+                task_no,
+                tenant_id: row.try_get("tenant_id")?,
+                org_id: row.try_get("org_id")?,
+                job_id: row.try_get("job_id")?,
+            });
+        }
+        Ok(stranded)
     }
 }
 

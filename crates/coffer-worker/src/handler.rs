@@ -26,7 +26,9 @@ use coffer_proto::v1::{self, BackupRequested, ExtractTaskRequested, job_event};
 use coffer_queue::{JobDelivery, JobHandler, Outcome, Publisher};
 use tracing::Instrument;
 
-use crate::backup::{BackupContext, BackupJob, Progress, TaskPublisher, plan_backup, run_task};
+use crate::backup::{
+    BackupContext, BackupJob, Progress, TaskPublisher, plan_backup, republish_stranded, run_task,
+};
 use crate::error::WorkerError;
 use crate::settings::WorkerSettings;
 use crate::storage::StorageClients;
@@ -65,6 +67,19 @@ impl Worker {
     pub fn with_events(mut self, publisher: Publisher) -> Self {
         self.events = Some(publisher);
         self
+    }
+
+    /// Publishes again the tasks of running backups that nobody holds or touched for `idle`
+    /// (see [`crate::backup::republish_stranded`]); returns how many. Needs the publisher of
+    /// [`Worker::with_events`]; without it there is nothing to do.
+    pub async fn republish_stranded_tasks(
+        &self,
+        idle: std::time::Duration,
+    ) -> Result<usize, WorkerError> {
+        match &self.events {
+            Some(publisher) => republish_stranded(&self.ctx, publisher, idle).await,
+            None => Ok(0),
+        }
     }
 
     async fn handle_envelope(&self, delivery: &JobDelivery) -> Result<(), WorkerError> {

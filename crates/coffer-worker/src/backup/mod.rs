@@ -43,7 +43,7 @@ use crate::settings::WorkerSettings;
 use crate::storage::{StorageClients, target_of};
 use manifest::{MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ManifestObject};
 use parts::PartPlan;
-pub use tasks::{TaskPublisher, run_task};
+pub use tasks::{TaskPublisher, republish_stranded, run_task};
 
 /// A validated BackupRequested.
 #[derive(Debug, Clone, PartialEq, Eq)]

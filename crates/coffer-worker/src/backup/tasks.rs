@@ -13,7 +13,9 @@
 //! A worker that loses its lease (it stalled past the lease and another took over) stops and
 //! acks; the new holder finishes. Whoever completes the last task finalises the backup; a
 //! delivery of a task already done finalises it too if it is still open, so a crash between
-//! the last task and the manifest is repaired by the redelivery.
+//! the last task and the manifest is repaired by the redelivery. [`republish_stranded`] (run
+//! periodically by every worker) publishes again tasks whose messages are gone: a duplicate
+//! acked while its holder lived, whose holder then died.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +92,43 @@ async fn publish_task(
         })
         .await
         .map_err(|e| WorkerError::Task(format!("publishing task {message_id}: {e}")))
+}
+
+/// Publishes again the tasks no worker holds and nobody touched for `idle` (see
+/// [`coffer_catalog::StrandedTask`]); returns how many. Any number of workers may run this: a
+/// task published twice runs once, under its lease.
+pub async fn republish_stranded(
+    ctx: &BackupContext,
+    publisher: &Publisher,
+    idle: Duration,
+) -> Result<usize, WorkerError> {
+    let stranded = ctx.catalog.stranded_tasks(idle, 100).await?;
+    for task in &stranded {
+        let job = BackupJob {
+            job_id: task
+                .job_id
+                .parse()
+                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
+            tenant_id: task
+                .tenant_id
+                .parse()
+                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
+            org_id: task
+                .org_id
+                .parse()
+                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
+            sobjects: Vec::new(),
+        };
+        tracing::warn!(backup_id = %task.backup_id, task_no = task.task_no, tenant = %job.tenant_id, org = %job.org_id, "publishing a stranded task again");
+        let msg = ExtractTaskRequested {
+            tenant_id: task.tenant_id.clone(),
+            org_id: task.org_id.clone(),
+            backup_id: task.backup_id.to_string(),
+            task_no: task.task_no,
+        };
+        publish_task(publisher, &job, msg).await?;
+    }
+    Ok(stranded.len())
 }
 
 /// Runs (or takes over, or recognises as a duplicate) one extract task, then finalises the

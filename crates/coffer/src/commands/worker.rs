@@ -1,6 +1,7 @@
 //! `coffer worker`: consume jobs until told to stop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use coffer_worker::{Worker, WorkerSettings};
@@ -33,15 +34,37 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         envelope_key: args.services.envelope_key()?,
         ..WorkerSettings::new(args.services.s3())
     };
-    let worker = Worker::new(catalog, settings).with_events(broker.publisher().await?);
+    let lease = settings.task_lease;
+    let worker = Arc::new(Worker::new(catalog, settings).with_events(broker.publisher().await?));
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(reap_stranded_tasks(
+        worker.clone(),
+        lease * 5,
+        shutdown.clone(),
+    ));
     tracing::info!(queue = %broker.topology().jobs_queue(), endpoint = %queue.redacted_endpoint(), concurrency = args.concurrency, "worker started");
-    coffer_queue::run_consumer(queue, Arc::new(worker), shutdown)
+    coffer_queue::run_consumer(queue, worker, shutdown)
         .await
         .context("consumer failed")?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Every `idle`, publishes again the tasks nobody holds or touched for `idle` (a lost message,
+/// or a holder that died after its duplicate was acked). Errors are logged; the loop goes on.
+async fn reap_stranded_tasks(worker: Arc<Worker>, idle: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(idle) => {}
+        }
+        match worker.republish_stranded_tasks(idle).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(tasks = n, "published stranded tasks again"),
+            Err(e) => tracing::warn!(error = %e, "could not look for stranded tasks"),
+        }
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
