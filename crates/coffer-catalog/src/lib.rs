@@ -4,6 +4,8 @@
 //!   and the orgs it connected;
 //! - backups and the objects each wrote ([`backups`]): a backup points at the storage it was
 //!   written to for the rest of its life;
+//! - backup schedules, cron expressions in time zones, and the runs claimed from them exactly
+//!   once ([`schedules`]);
 //! - jobs ([`jobs`]): one row per job message, with attempts and outcome;
 //! - the tasks a backup is planned into, and their leases ([`tasks`]).
 //!
@@ -16,6 +18,7 @@
 pub mod backups;
 pub mod error;
 pub mod jobs;
+pub mod schedules;
 pub mod tasks;
 pub mod tenants;
 
@@ -28,6 +31,9 @@ use std::time::Duration;
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
 pub use error::CatalogError;
 pub use jobs::JobState;
+pub use schedules::{
+    Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,
+};
 pub use tasks::{StrandedTask, TaskCounts, TaskLease, TaskRecord};
 pub use tenants::{
     NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,

@@ -3,6 +3,8 @@
 mod backups;
 mod demo;
 mod enqueue;
+mod schedule;
+mod scheduler;
 mod sfsim;
 mod storage;
 mod tenant;
@@ -27,6 +29,11 @@ pub enum Command {
     /// List and inspect backups.
     #[command(subcommand)]
     Backups(backups::BackupsCommand),
+    /// Per-tenant backup schedules: cron expressions in a time zone.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Publish due scheduled backups (runs until SIGTERM; safe with several replicas).
+    Scheduler(scheduler::SchedulerArgs),
     /// Apply catalog migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -46,6 +53,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant::run(cmd).await,
         Command::Storage(cmd) => storage::run(cmd).await,
         Command::Backups(cmd) => backups::run(cmd).await,
+        Command::Schedule(cmd) => schedule::run(cmd).await,
+        Command::Scheduler(args) => scheduler::run(args).await,
         Command::Migrate { services } => {
             crate::connect::catalog(&services).await?;
             tracing::info!("catalog migrations applied");
