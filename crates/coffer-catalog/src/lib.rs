@@ -4,6 +4,8 @@
 //!   and the orgs it connected;
 //! - backups and the objects each wrote ([`backups`]): a backup points at the storage it was
 //!   written to for the rest of its life;
+//! - file bodies stored once per org, content-addressed, and each backup's references to them
+//!   ([`files`]);
 //! - backup schedules, cron expressions in time zones, and the runs claimed from them exactly
 //!   once ([`schedules`]);
 //! - jobs ([`jobs`]): one row per job message, with attempts and outcome;
@@ -17,6 +19,7 @@
 
 pub mod backups;
 pub mod error;
+pub mod files;
 pub mod jobs;
 pub mod schedules;
 pub mod tasks;
@@ -30,6 +33,7 @@ use std::time::Duration;
 
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
 pub use error::CatalogError;
+pub use files::{BackupFile, FileObject, NewFileObject};
 pub use jobs::JobState;
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,

@@ -235,7 +235,11 @@ impl OrgPrefix {
                 "64 lowercase hexadecimal characters",
             ));
         }
-        Ok(format!("{}{}/{sha256_hex}", self.files_prefix(), &sha256_hex[..2]))
+        Ok(format!(
+            "{}{}/{sha256_hex}",
+            self.files_prefix(),
+            &sha256_hex[..2]
+        ))
     }
 
     /// `.../backups/{backup_id}/staging/{sobject}/{record_id}`: where a file body too large to
@@ -361,7 +365,12 @@ mod tests {
             p.file_staging_key(&b, &s, "00P5g00000AbCdEAAA").unwrap(),
             "coffer/prod/acme/00D000000000001AAA/backups/0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e/staging/Account/00P5g00000AbCdEAAA"
         );
-        for bad in ["", "00P5g00000AbCdE/", "../../files/xx/yy", "00P5g00000AbCdEAA"] {
+        for bad in [
+            "",
+            "00P5g00000AbCdE/",
+            "../../files/xx/yy",
+            "00P5g00000AbCdEAA",
+        ] {
             assert!(p.file_staging_key(&b, &s, bad).is_err(), "{bad:?}");
         }
     }
