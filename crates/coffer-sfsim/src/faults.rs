@@ -2,7 +2,7 @@
 //! (exhausted limits, 503s, slow and cut pages, Bulk-unsupported objects, schema changes) and the
 //! middleware that counts every data API call and stamps `Sforce-Limit-Info` on the answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -45,6 +45,14 @@ pub struct Faults {
     /// While set, Bulk query jobs whose result set has more rows than this end `Failed` with
     /// `QUERY_TIMEOUT`.
     pub query_timeout_above: Mutex<Option<usize>>,
+    /// Blob GETs (`/sobjects/{object}/{id}/{field}`) answered with a body so far.
+    pub blob_downloads: AtomicU64,
+    /// The next N blob bodies are served with their first byte changed (a corrupted transfer,
+    /// or a stored checksum that no longer matches).
+    pub corrupt_blobs: AtomicU32,
+    /// Blob bodies written by tests (`SimHandle::set_blob`), by (object, 18-character id, field);
+    /// they replace the generated bodies.
+    pub written_blobs: Mutex<HashMap<(String, String, String), Vec<u8>>>,
 }
 
 impl Default for Faults {
@@ -59,6 +67,9 @@ impl Default for Faults {
             api_max: AtomicU64::new(DEFAULT_API_MAX),
             schema_modified: Mutex::new(whole_seconds(OffsetDateTime::now_utc())),
             query_timeout_above: Mutex::default(),
+            blob_downloads: AtomicU64::new(0),
+            corrupt_blobs: AtomicU32::new(0),
+            written_blobs: Mutex::default(),
         }
     }
 }

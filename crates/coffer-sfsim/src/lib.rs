@@ -166,6 +166,18 @@ fn owned(fields: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The body of blob `field` of record `id` of `sobject` as the simulator serves it: one a test
+/// wrote ([`SimHandle::set_blob`]) or else the generated one.
+pub(crate) fn blob_of(sim: &Sim, sobject: &str, id: &str, field: &str) -> Option<Vec<u8>> {
+    let def = sim.org.object(sobject)?;
+    let field_def = def.field(field).filter(|f| f.is_binary())?;
+    let id18 = store::normalize_id(id)?;
+    let written = lock(&sim.faults.written_blobs)
+        .get(&(def.name.to_owned(), id18, field_def.name.to_owned()))
+        .cloned();
+    written.or_else(|| sim.org.blob(sobject, id, field))
+}
+
 /// Binds the listener, generates the org, spawns the server task and returns.
 pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     let listener = tokio::net::TcpListener::bind(config.bind)
@@ -405,9 +417,113 @@ impl SimHandle {
         })
     }
 
-    /// The body of a blob field (`Attachment.Body`) of record `id`, if it exists.
+    /// The body of a blob field (`Attachment.Body`) of record `id`, if it exists: the one
+    /// written by [`SimHandle::set_blob`], or else the generated one.
     pub fn blob(&self, sobject: &str, id: &str, field: &str) -> Option<Vec<u8>> {
-        self.sim.org.blob(sobject, id, field)
+        blob_of(&self.sim, sobject, id, field)
+    }
+
+    /// Replaces the body of blob `field` (`ContentVersion.VersionData`, `Attachment.Body`) of
+    /// live record `id` of `sobject` with `bytes`, as an upload would, and sets what Salesforce
+    /// derives from it: `ContentSize` and `Checksum` (MD5 hex) of a ContentVersion (and
+    /// `ContentLocation` `S` if it had none), `BodyLength` of an Attachment. The record is
+    /// stamped with the simulator's clock.
+    pub fn set_blob(
+        &self,
+        sobject: &str,
+        id: &str,
+        field: &str,
+        bytes: &[u8],
+    ) -> Result<(), dml::RecordError> {
+        use md5::Digest as _;
+        let def = self.object_def(sobject)?;
+        let field_def = def.field(field).filter(|f| f.is_binary()).ok_or_else(|| {
+            dml::RecordError::new(
+                "INVALID_FIELD",
+                format!("No such blob field {field} on {}", def.name),
+            )
+        })?;
+        let len = bytes.len().to_string();
+        let md5: String = md5::Md5::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let derived: Vec<(&str, String)> = match def.name {
+            "ContentVersion" => vec![("ContentSize", len), ("Checksum", md5)],
+            "Attachment" | "Document" => vec![("BodyLength", len)],
+            _ => Vec::new(),
+        };
+        let org = &self.sim.org;
+        let id18 = self.sim.write(|w| {
+            let id18 = w.update(Some(def), id, &[], None)?;
+            let mut overlay = w.overlay().clone();
+            let (found, slot) = overlay
+                .locate(org, &id18)
+                .ok_or_else(|| dml::RecordError::new("ENTITY_IS_DELETED", "entity is deleted"))?;
+            let mut record = overlay
+                .record(org, found, slot)
+                .ok_or_else(|| dml::RecordError::new("ENTITY_IS_DELETED", "entity is deleted"))?;
+            for (name, value) in derived {
+                if let Some(i) = def.index_of(name) {
+                    record.row[i] = Some(value);
+                }
+            }
+            if let Some(i) = def.index_of("ContentLocation")
+                && record.row[i].is_none()
+            {
+                record.row[i] = Some("S".to_owned());
+            }
+            overlay.put(def.name, slot, record);
+            w.restore(overlay);
+            Ok::<_, dml::RecordError>(id18)
+        })?;
+        lock(&self.sim.faults.written_blobs).insert(
+            (def.name.to_owned(), id18, field_def.name.to_owned()),
+            bytes.to_vec(),
+        );
+        Ok(())
+    }
+
+    /// Inserts a ContentVersion with `fields` (`Title` at least) whose `VersionData` is `bytes`,
+    /// as an upload of a new file does: `IsLatest` true, `VersionNumber` 1, `ContentLocation`
+    /// `S`, `ContentSize` and `Checksum` from the bytes. Returns the new id.
+    pub fn insert_content_version(
+        &self,
+        fields: &[(&str, Option<&str>)],
+        bytes: &[u8],
+    ) -> Result<String, dml::RecordError> {
+        let def = self.object_def("ContentVersion")?;
+        let changes = owned(fields);
+        let org = &self.sim.org;
+        let id = self.sim.write(|w| {
+            let id = w.insert(def, &changes)?;
+            let mut overlay = w.overlay().clone();
+            if let Some((found, slot)) = overlay.locate(org, &id)
+                && let Some(mut record) = overlay.record(org, found, slot)
+            {
+                for (name, value) in [("IsLatest", "true"), ("VersionNumber", "1")] {
+                    if let Some(i) = def.index_of(name) {
+                        record.row[i] = Some(value.to_owned());
+                    }
+                }
+                overlay.put(def.name, slot, record);
+                w.restore(overlay);
+            }
+            Ok::<_, dml::RecordError>(id)
+        })?;
+        self.set_blob("ContentVersion", &id, "VersionData", bytes)?;
+        Ok(id)
+    }
+
+    /// Blob GETs answered with a body so far (each one is also an API call).
+    pub fn blob_downloads(&self) -> u64 {
+        self.sim.faults.blob_downloads.load(Ordering::Relaxed)
+    }
+
+    /// Serves the next `n` blob bodies with their first byte changed, so they no longer match
+    /// their `ContentVersion.Checksum` (or what was stored before).
+    pub fn corrupt_next_blobs(&self, n: u32) {
+        self.sim.faults.corrupt_blobs.store(n, Ordering::Relaxed);
     }
 
     /// Invalidates every access token issued so far, as a session timeout or revocation would:

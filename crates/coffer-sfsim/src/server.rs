@@ -312,12 +312,20 @@ async fn blob(
     if let Err(e) = authorize(&sim, &headers, &version) {
         return e.into_response();
     }
-    match sim.org.blob(&name, &id, &field) {
-        Some(body) => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            Bytes::from(body),
-        )
-            .into_response(),
+    match crate::blob_of(&sim, &name, &id, &field) {
+        Some(mut body) => {
+            sim.faults.blob_downloads.fetch_add(1, Ordering::Relaxed);
+            if crate::faults::take_one(&sim.faults.corrupt_blobs)
+                && let Some(first) = body.first_mut()
+            {
+                *first ^= 0xff;
+            }
+            (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                Bytes::from(body),
+            )
+                .into_response()
+        }
         None => not_found(),
     }
 }

@@ -62,6 +62,38 @@ pub enum WorkerError {
     /// An internal task (compression) failed or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A file body did not match the checksum Salesforce gives for it
+    /// (`ContentVersion.Checksum`): a corrupted transfer, or a damaged file in the org.
+    #[error(
+        "{sobject} {record_id}: the downloaded body ({bytes} bytes) has MD5 {actual}, but Salesforce's checksum is {expected}; retried, and if it persists the file is damaged in the org (download it in Salesforce to check)"
+    )]
+    FileChecksum {
+        /// The object (`ContentVersion`).
+        sobject: String,
+        /// The record.
+        record_id: String,
+        /// Salesforce's checksum (MD5 hex).
+        expected: String,
+        /// The MD5 of what arrived.
+        actual: String,
+        /// Bytes received.
+        bytes: u64,
+    },
+    /// A file body's length differs from the size its record gives (`ContentSize`,
+    /// `BodyLength`): usually the file changed between the metadata query and the download.
+    #[error(
+        "{sobject} {record_id}: the downloaded body has {actual} bytes, but the record says {expected}; the file probably changed during the backup (it is retried)"
+    )]
+    FileSize {
+        /// The object.
+        sobject: String,
+        /// The record.
+        record_id: String,
+        /// The size the record gives.
+        expected: u64,
+        /// Bytes received.
+        actual: u64,
+    },
 }
 
 impl Classify for WorkerError {
@@ -70,7 +102,9 @@ impl Classify for WorkerError {
             WorkerError::Salesforce(e) => e.class(),
             WorkerError::Storage(e) => e.class(),
             WorkerError::Catalog(e) => e.class(),
-            WorkerError::Task(_) => ErrorClass::Retryable,
+            WorkerError::Task(_)
+            | WorkerError::FileChecksum { .. }
+            | WorkerError::FileSize { .. } => ErrorClass::Retryable,
             WorkerError::Decode(_)
             | WorkerError::InvalidJob(_)
             | WorkerError::UnknownTenant(_)

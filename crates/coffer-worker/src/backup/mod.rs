@@ -21,6 +21,7 @@
 //! A delivery is acked only after its step's effects are durable.
 
 pub mod extract;
+pub mod files;
 pub mod manifest;
 pub mod parts;
 pub mod tasks;
