@@ -1,59 +1,12 @@
 //! The catalog against a real MariaDB: each test migrates its own fresh database.
 
-use coffer_catalog::{BackupState, Catalog, NewObject, NewStorage, ObjectKind, Sse, StorageAccess};
+mod common;
+
+use coffer_catalog::{BackupState, NewObject, NewStorage, ObjectKind, Sse, StorageAccess};
 use coffer_core::layout::BasePath;
 use coffer_core::{JobId, OrgId, TenantId};
+use common::fresh_catalog;
 use secrecy::SecretString;
-use sqlx::Connection;
-
-/// A migrated database of the test's own; dropped by [`TestDb::drop`].
-struct TestDb {
-    catalog: Catalog,
-    base: String,
-    name: String,
-}
-
-impl TestDb {
-    async fn drop(self) {
-        self.catalog.pool().close().await;
-        let mut conn = sqlx::MySqlConnection::connect(&self.base)
-            .await
-            .expect("reconnect");
-        let sql = format!("DROP DATABASE `{}`", self.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .expect("drop test database");
-    }
-}
-
-async fn fresh_catalog() -> TestDb {
-    let base = std::env::var("COFFER_DATABASE_URL")
-        .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
-    let db = format!(
-        "coffer_c_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let mut conn = sqlx::MySqlConnection::connect(&base)
-        .await
-        .expect("connect to MariaDB (scripts/stack up)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
-        .execute(&mut conn)
-        .await
-        .expect("test setup");
-    let mut url = url::Url::parse(&base).expect("test setup");
-    url.set_path(&db);
-    let catalog = Catalog::connect(&SecretString::from(url.to_string()))
-        .await
-        .expect("test setup");
-    catalog.migrate().await.expect("test setup");
-    catalog.migrate().await.expect("migrations are idempotent");
-    TestDb {
-        catalog,
-        base,
-        name: db,
-    }
-}
 
 fn storage(bucket: &str) -> NewStorage {
     NewStorage {

@@ -2,61 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use coffer_catalog::files::FILE_BATCH_ROWS;
 use coffer_catalog::{BackupFile, Catalog, NewFileObject, NewStorage, Sse, StorageAccess};
 use coffer_core::layout::BasePath;
 use coffer_core::{BackupId, JobId, OrgId, TenantId};
-use secrecy::SecretString;
-use sqlx::Connection;
-
-struct TestDb {
-    catalog: Catalog,
-    base: String,
-    name: String,
-}
-
-impl TestDb {
-    async fn new() -> TestDb {
-        let base = std::env::var("COFFER_DATABASE_URL")
-            .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
-        let name = format!(
-            "coffer_f_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let mut conn = sqlx::MySqlConnection::connect(&base)
-            .await
-            .expect("connect to MariaDB (scripts/stack up)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let mut url = url::Url::parse(&base).expect("url");
-        url.set_path(&name);
-        let catalog = Catalog::connect(&SecretString::from(url.to_string()))
-            .await
-            .expect("connect");
-        catalog.migrate().await.expect("migrate");
-        TestDb {
-            catalog,
-            base,
-            name,
-        }
-    }
-
-    async fn drop(self) {
-        self.catalog.pool().close().await;
-        let mut conn = sqlx::MySqlConnection::connect(&self.base)
-            .await
-            .expect("reconnect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE `{}`",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await
-        .expect("drop database");
-    }
-}
+use common::TestDb;
 
 fn ids() -> (TenantId, OrgId) {
     (

@@ -2,6 +2,10 @@
 //! claims that happen once however many schedulers race (against a real MariaDB; each test
 //! migrates its own fresh database).
 
+mod common;
+
+use common::fresh_catalog;
+use secrecy::SecretString;
 use std::time::Duration;
 
 use coffer_catalog::schedules::run_job_id;
@@ -11,57 +15,8 @@ use coffer_catalog::{
 };
 use coffer_core::layout::BasePath;
 use coffer_core::{OrgId, TenantId};
-use secrecy::SecretString;
-use sqlx::Connection;
 use time::OffsetDateTime;
 use time::macros::datetime;
-
-struct TestDb {
-    catalog: Catalog,
-    base: String,
-    name: String,
-}
-
-impl TestDb {
-    async fn drop(self) {
-        self.catalog.pool().close().await;
-        let mut conn = sqlx::MySqlConnection::connect(&self.base)
-            .await
-            .expect("reconnect");
-        let sql = format!("DROP DATABASE `{}`", self.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .expect("drop test database");
-    }
-}
-
-async fn fresh_catalog() -> TestDb {
-    let base = std::env::var("COFFER_DATABASE_URL")
-        .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
-    let db = format!(
-        "coffer_s_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let mut conn = sqlx::MySqlConnection::connect(&base)
-        .await
-        .expect("connect to MariaDB (scripts/stack up)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
-        .execute(&mut conn)
-        .await
-        .expect("test setup");
-    let mut url = url::Url::parse(&base).expect("test setup");
-    url.set_path(&db);
-    let catalog = Catalog::connect(&SecretString::from(url.to_string()))
-        .await
-        .expect("test setup");
-    catalog.migrate().await.expect("test setup");
-    TestDb {
-        catalog,
-        base,
-        name: db,
-    }
-}
 
 const ORG_1: &str = "00D000000000001AAA";
 const ORG_2: &str = "00D000000000002AAA";

@@ -176,24 +176,12 @@ pub async fn finalize_backup(
     backup: &BackupRecord,
 ) -> Result<BackupRecord, WorkerError> {
     let catalog = &ctx.catalog;
-    let storage = catalog.storage(backup.storage_id).await?;
-    let org = catalog
-        .org(&backup.tenant_id, &backup.org_id)
-        .await?
-        .ok_or_else(|| WorkerError::UnknownOrg {
-            tenant: backup.tenant_id.to_string(),
-            org: backup.org_id.to_string(),
-        })?;
-    let client = ctx
-        .storage
-        .client_for(&storage, &backup.org_id, &backup.job_id.to_string())
-        .await?;
-    let target = target_of(&storage);
-    let prefix = OrgPrefix::new(
-        &storage.settings.base_path,
-        &backup.tenant_id,
-        &backup.org_id,
-    );
+    let org = org_of(catalog, backup).await?;
+    let BackupPlace {
+        client,
+        target,
+        prefix,
+    } = BackupPlace::of(ctx, backup).await?;
     let describes = catalog
         .tasks(backup.backup_id)
         .await?
@@ -217,6 +205,51 @@ pub async fn finalize_backup(
     let complete = catalog.complete_backup(backup.backup_id).await?;
     tracing::info!(backup_id = %backup.backup_id, objects = complete.objects, records = complete.record_count, "backup finalised");
     Ok(complete)
+}
+
+/// Where a backup's objects are: the client for its storage (as its org's session reaches it),
+/// the bucket target, and the org's prefix.
+pub(crate) struct BackupPlace {
+    pub(crate) client: S3Client,
+    pub(crate) target: BucketTarget,
+    pub(crate) prefix: OrgPrefix,
+}
+
+impl BackupPlace {
+    /// The place of `backup`, from the storage row it was begun with.
+    pub(crate) async fn of(
+        ctx: &BackupContext,
+        backup: &BackupRecord,
+    ) -> Result<BackupPlace, WorkerError> {
+        let storage = ctx.catalog.storage(backup.storage_id).await?;
+        let client = ctx
+            .storage
+            .client_for(&storage, &backup.org_id, &backup.job_id.to_string())
+            .await?;
+        Ok(BackupPlace {
+            client,
+            target: target_of(&storage),
+            prefix: OrgPrefix::new(
+                &storage.settings.base_path,
+                &backup.tenant_id,
+                &backup.org_id,
+            ),
+        })
+    }
+}
+
+/// The connected org a backup reads.
+pub(crate) async fn org_of(
+    catalog: &Catalog,
+    backup: &BackupRecord,
+) -> Result<OrgRecord, WorkerError> {
+    catalog
+        .org(&backup.tenant_id, &backup.org_id)
+        .await?
+        .ok_or_else(|| WorkerError::UnknownOrg {
+            tenant: backup.tenant_id.to_string(),
+            org: backup.org_id.to_string(),
+        })
 }
 
 fn task_error(e: serde_json::Error) -> WorkerError {

@@ -20,7 +20,6 @@
 use std::time::{Duration, Instant};
 
 use coffer_catalog::{BackupRecord, BackupState, TaskLease, TaskRecord};
-use coffer_core::layout::OrgPrefix;
 use coffer_core::{BackupId, SObjectName};
 use coffer_proto::v1::job_envelope::Job;
 use coffer_proto::v1::{ExtractTaskRequested, JobEnvelope};
@@ -28,11 +27,10 @@ use coffer_queue::{OutgoingJob, Publisher};
 use coffer_salesforce::SObjectDescribe;
 
 use super::{
-    BackupContext, BackupJob, Progress, clear_earlier_attempt, connect, extract, finalize_backup,
-    part_plan,
+    BackupContext, BackupJob, BackupPlace, Progress, clear_earlier_attempt, connect, extract,
+    finalize_backup, org_of, part_plan,
 };
 use crate::error::WorkerError;
-use crate::storage::target_of;
 
 /// Where the tasks of a plan go: the jobs queue, or (without a broker) run at once in this
 /// process, one after the other.
@@ -280,26 +278,13 @@ async fn extract_task(
         .map_err(|e| WorkerError::Task(format!("schema snapshot of task {}: {e}", task.task_no)))?;
     let sobject = SObjectName::new(task.sobject.clone())
         .map_err(|e| WorkerError::InvalidJob(e.to_string()))?;
-    let storage = ctx.catalog.storage(backup.storage_id).await?;
-    let client = ctx
-        .storage
-        .client_for(&storage, &backup.org_id, &backup.job_id.to_string())
-        .await?;
-    let target = target_of(&storage);
-    let prefix = OrgPrefix::new(
-        &storage.settings.base_path,
-        &backup.tenant_id,
-        &backup.org_id,
-    );
+    let BackupPlace {
+        client,
+        target,
+        prefix,
+    } = BackupPlace::of(ctx, backup).await?;
     clear_earlier_attempt(&ctx.catalog, &client, &target, &prefix, backup, &sobject).await?;
-    let org = ctx
-        .catalog
-        .org(&backup.tenant_id, &backup.org_id)
-        .await?
-        .ok_or_else(|| WorkerError::UnknownOrg {
-            tenant: backup.tenant_id.to_string(),
-            org: backup.org_id.to_string(),
-        })?;
+    let org = org_of(&ctx.catalog, backup).await?;
     let sf = connect(&org, &ctx.settings).await?;
     let plan = part_plan(ctx, &client, &target, &prefix, backup, &describe)?;
     let parts = extract::extract_sobject(&sf, &describe, plan).await?;

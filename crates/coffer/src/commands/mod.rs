@@ -79,3 +79,21 @@ pub fn say(line: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C (the long-running commands drain on it).
+pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for sigterm");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("sigterm received, stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, stopping"),
+    }
+    shutdown.cancel();
+}

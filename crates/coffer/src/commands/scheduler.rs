@@ -57,7 +57,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         broker: None,
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(super::stop_on_signal(shutdown.clone()));
     tracing::info!(tick_ms = args.tick.as_millis() as u64, "scheduler started");
     let mut leader: Option<SchedulerLeader> = None;
     loop {
@@ -252,23 +252,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("the tick must be longer than zero".to_owned());
     }
     Ok(d)
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for sigterm");
-            let _ = tokio::signal::ctrl_c().await;
-            shutdown.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("sigterm received, stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, stopping"),
-    }
-    shutdown.cancel();
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let lease = settings.task_lease;
     let worker = Arc::new(Worker::new(catalog, settings).with_events(broker.publisher().await?));
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(super::stop_on_signal(shutdown.clone()));
     tokio::spawn(reap_stranded_tasks(
         worker.clone(),
         lease * 5,
@@ -65,21 +65,4 @@ async fn reap_stranded_tasks(worker: Arc<Worker>, idle: Duration, shutdown: Canc
             Err(e) => tracing::warn!(error = %e, "could not look for stranded tasks"),
         }
     }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for sigterm");
-            let _ = tokio::signal::ctrl_c().await;
-            shutdown.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("sigterm received, draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, draining"),
-    }
-    shutdown.cancel();
 }

@@ -1,0 +1,65 @@
+//! A migrated database of each test's own, on the local MariaDB (`scripts/stack up`).
+
+#![allow(dead_code)]
+
+use coffer_catalog::Catalog;
+use secrecy::SecretString;
+use sqlx::Connection;
+
+/// A fresh, migrated database; dropped by [`TestDb::drop`].
+pub struct TestDb {
+    /// The catalog over it.
+    pub catalog: Catalog,
+    base: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a database named `coffer_c_<random>` beside `COFFER_DATABASE_URL`'s.
+    /// Migrations run twice, so every test also checks that they are idempotent.
+    pub async fn new() -> TestDb {
+        let base = std::env::var("COFFER_DATABASE_URL")
+            .unwrap_or_else(|_| "mysql://coffer:coffer@127.0.0.1:3306/coffer".to_owned());
+        let name = format!(
+            "coffer_c_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let mut conn = sqlx::MySqlConnection::connect(&base)
+            .await
+            .expect("connect to MariaDB (scripts/stack up)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let mut url = url::Url::parse(&base).expect("database url");
+        url.set_path(&name);
+        let catalog = Catalog::connect(&SecretString::from(url.to_string()))
+            .await
+            .expect("connect");
+        catalog.migrate().await.expect("migrate");
+        catalog.migrate().await.expect("migrations are idempotent");
+        TestDb {
+            catalog,
+            base,
+            name,
+        }
+    }
+
+    /// Drops the database.
+    pub async fn drop(self) {
+        self.catalog.pool().close().await;
+        let mut conn = sqlx::MySqlConnection::connect(&self.base)
+            .await
+            .expect("reconnect");
+        let sql = format!("DROP DATABASE `{}`", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .expect("drop test database");
+    }
+}
+
+/// Same as [`TestDb::new`].
+pub async fn fresh_catalog() -> TestDb {
+    TestDb::new().await
+}
