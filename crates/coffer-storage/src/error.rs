@@ -310,6 +310,26 @@ impl StorageError {
         }
     }
 
+    /// Classifies a failed write made with `If-None-Match: *` to `key`: a failed precondition
+    /// (412) becomes [`StorageError::ObjectExists`].
+    pub fn from_conditional_write<E>(
+        op: &'static str,
+        bucket: &str,
+        key: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match StorageError::from_sdk(op, bucket, err) {
+            StorageError::Refused { status: 412, .. } => StorageError::ObjectExists {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            },
+            other => other,
+        }
+    }
+
     /// Classifies an SDK error from any S3 or KMS operation.
     pub fn from_sdk<E>(
         op: &'static str,

@@ -14,6 +14,7 @@
 //! - [`multipart`]: the streaming object writer. It buffers bounded parts sized so 10,000 cover
 //!   the object, sends small objects in one PUT, checksums every byte, creates objects only if
 //!   absent, and always ends in Complete or Abort.
+//! - [`copy`]: server-side copies inside a bucket, created only if the destination is absent.
 //! - [`list`] and [`delete`]: listing a prefix and deleting keys in batches.
 //! - [`reader`]: streams an object back and checks its recorded size and SHA-256.
 //! - [`provision`]: creating buckets and KMS keys, for the demo and the tests (in production the
@@ -23,6 +24,7 @@
 
 pub mod access;
 pub mod client;
+pub mod copy;
 pub mod credentials;
 pub mod error;
 pub mod list;

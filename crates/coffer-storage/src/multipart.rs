@@ -222,24 +222,13 @@ impl MultipartWriter {
     }
 
     async fn create_upload(&mut self) -> Result<(), StorageError> {
-        let request = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.target.bucket)
-            .key(&self.key)
-            .content_type(&self.options.content_type);
-        let created = Box::pin(self.target.apply_to_multipart(request).send())
-            .await
-            .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", &self.target.bucket, e))?;
-        let upload_id =
-            created
-                .upload_id()
-                .map(str::to_owned)
-                .ok_or_else(|| StorageError::InvalidRequest {
-                    op: "CreateMultipartUpload",
-                    detail: "the store returned no upload id".to_owned(),
-                })?;
-        tracing::debug!(bucket = %self.target.bucket, key = %self.key, "multipart upload started");
+        let upload_id = create_multipart(
+            &self.client,
+            &self.target,
+            &self.key,
+            &self.options.content_type,
+        )
+        .await?;
         self.upload_id = Some(upload_id);
         Ok(())
     }
@@ -305,13 +294,7 @@ impl MultipartWriter {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match StorageError::from_sdk(op, &self.target.bucket, err) {
-            StorageError::Refused { status: 412, .. } => StorageError::ObjectExists {
-                bucket: self.target.bucket.clone(),
-                key: self.key.clone(),
-            },
-            other => other,
-        }
+        StorageError::from_conditional_write(op, &self.target.bucket, &self.key, err)
     }
 
     fn uploaded(&mut self, parts: u32) -> UploadedObject {
@@ -395,7 +378,35 @@ fn content_md5(body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Md5::digest(body))
 }
 
-async fn abort(
+/// Starts a multipart upload of `key` with the target's encryption; returns its upload id.
+pub(crate) async fn create_multipart(
+    client: &aws_sdk_s3::Client,
+    target: &BucketTarget,
+    key: &str,
+    content_type: &str,
+) -> Result<String, StorageError> {
+    let request = client
+        .create_multipart_upload()
+        .bucket(&target.bucket)
+        .key(key)
+        .content_type(content_type);
+    let created = Box::pin(target.apply_to_multipart(request).send())
+        .await
+        .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", &target.bucket, e))?;
+    let upload_id =
+        created
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| StorageError::InvalidRequest {
+                op: "CreateMultipartUpload",
+                detail: "the store returned no upload id".to_owned(),
+            })?;
+    tracing::debug!(bucket = %target.bucket, %key, "multipart upload started");
+    Ok(upload_id)
+}
+
+/// Aborts a multipart upload: the store discards its parts.
+pub(crate) async fn abort(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,

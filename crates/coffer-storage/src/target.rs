@@ -1,5 +1,6 @@
 //! Where an object goes: a bucket and its server-side encryption.
 
+use aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder;
 use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
 use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -27,29 +28,36 @@ pub struct BucketTarget {
     pub encryption: Encryption,
 }
 
+/// The same encryption headers on any request builder that has them (the SDK's builders share
+/// no trait).
+macro_rules! with_encryption {
+    ($encryption:expr, $req:expr) => {
+        match $encryption {
+            Encryption::SseKms { key_id, bucket_key } => $req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(key_id)
+                .bucket_key_enabled(*bucket_key),
+            Encryption::SseS3 => $req.server_side_encryption(ServerSideEncryption::Aes256),
+        }
+    };
+}
+
 impl BucketTarget {
     /// Adds the encryption headers to a CreateMultipartUpload request.
     pub(crate) fn apply_to_multipart(
         &self,
         req: CreateMultipartUploadFluentBuilder,
     ) -> CreateMultipartUploadFluentBuilder {
-        match &self.encryption {
-            Encryption::SseKms { key_id, bucket_key } => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(key_id)
-                .bucket_key_enabled(*bucket_key),
-            Encryption::SseS3 => req.server_side_encryption(ServerSideEncryption::Aes256),
-        }
+        with_encryption!(&self.encryption, req)
     }
 
     /// Adds the encryption headers to a PutObject request.
     pub(crate) fn apply_to_put(&self, req: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
-        match &self.encryption {
-            Encryption::SseKms { key_id, bucket_key } => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(key_id)
-                .bucket_key_enabled(*bucket_key),
-            Encryption::SseS3 => req.server_side_encryption(ServerSideEncryption::Aes256),
-        }
+        with_encryption!(&self.encryption, req)
+    }
+
+    /// Adds the encryption headers to a CopyObject request (the copy is encrypted anew).
+    pub(crate) fn apply_to_copy(&self, req: CopyObjectFluentBuilder) -> CopyObjectFluentBuilder {
+        with_encryption!(&self.encryption, req)
     }
 }

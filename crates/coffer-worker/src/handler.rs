@@ -84,10 +84,7 @@ impl Worker {
 
     async fn handle_envelope(&self, delivery: &JobDelivery) -> Result<(), WorkerError> {
         let envelope = coffer_proto::decode_job(&delivery.payload)?;
-        let job_id: JobId = envelope
-            .job_id
-            .parse()
-            .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?;
+        let job_id: JobId = envelope.job_id.parse().map_err(crate::backup::invalid)?;
         match envelope.job {
             Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
             Some(Job::ExtractTaskRequested(msg)) => self.handle_task(job_id, &msg, delivery).await,
@@ -145,18 +142,7 @@ impl Worker {
         msg: &ExtractTaskRequested,
         delivery: &JobDelivery,
     ) -> Result<(), WorkerError> {
-        let job = BackupJob {
-            job_id,
-            tenant_id: msg
-                .tenant_id
-                .parse()
-                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
-            org_id: msg
-                .org_id
-                .parse()
-                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
-            sobjects: Vec::new(),
-        };
+        let job = BackupJob::of(job_id, &msg.tenant_id, &msg.org_id)?;
         let span = tracing::info_span!("task", %job_id, tenant = %job.tenant_id, org = %job.org_id, backup_id = %msg.backup_id, task_no = msg.task_no, attempt = delivery.attempt);
         async {
             match run_task(&self.ctx, msg).await {

@@ -66,12 +66,11 @@ use coffer_catalog::{BackupFile, BackupRecord, Catalog, NewFileObject};
 use coffer_core::SObjectName;
 use coffer_core::layout::OrgPrefix;
 use coffer_salesforce::{SalesforceClient, SalesforceError};
+use coffer_storage::copy::CopyOptions;
 use coffer_storage::multipart::UploadOptions;
-use coffer_storage::{BucketTarget, Encryption, MultipartWriter, S3Client, StorageError};
+use coffer_storage::{BucketTarget, MultipartWriter, S3Client, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
-
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 
 use crate::error::WorkerError;
 
@@ -598,22 +597,7 @@ async fn record(
 
 /// The size of the object at `key`, or `None` if there is none.
 async fn head_size(ctx: &FilesContext<'_>, key: &str) -> Result<Option<u64>, WorkerError> {
-    match ctx
-        .client
-        .head_object()
-        .bucket(&ctx.target.bucket)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(head) => Ok(Some(
-            head.content_length()
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(0),
-        )),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-        Err(e) => Err(StorageError::from_sdk("HeadObject", &ctx.target.bucket, e).into()),
-    }
+    Ok(coffer_storage::copy::object_size(ctx.client, &ctx.target.bucket, key).await?)
 }
 
 /// An object found at a content address must have the body's size (same SHA-256, same bytes:
@@ -642,12 +626,13 @@ async fn copy_if_absent(
         check_existing(ctx, to, size).await?;
         return Ok(false);
     }
-    let copied = if size <= ctx.settings.single_copy_limit {
-        copy_single(ctx, from, to).await
-    } else {
-        copy_multipart(ctx, from, to, size).await
+    let options = CopyOptions {
+        single_copy_limit: ctx.settings.single_copy_limit,
+        copy_part_size: ctx.settings.copy_part_size,
     };
-    match copied {
+    match coffer_storage::copy::copy_if_absent(ctx.client, ctx.target, from, to, size, options)
+        .await
+    {
         Ok(()) => Ok(true),
         Err(StorageError::ObjectExists { .. }) => {
             check_existing(ctx, to, size).await?;
@@ -655,155 +640,6 @@ async fn copy_if_absent(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// A failed conditional write becomes [`StorageError::ObjectExists`].
-fn conditional(error: StorageError, bucket: &str, key: &str) -> StorageError {
-    match error {
-        StorageError::Refused { status: 412, .. } => StorageError::ObjectExists {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-        },
-        other => other,
-    }
-}
-
-async fn copy_single(ctx: &FilesContext<'_>, from: &str, to: &str) -> Result<(), StorageError> {
-    let bucket = &ctx.target.bucket;
-    let request = ctx
-        .client
-        .copy_object()
-        .bucket(bucket)
-        .key(to)
-        .copy_source(format!("{bucket}/{from}"))
-        .content_type("application/octet-stream")
-        .if_none_match("*");
-    let request = match &ctx.target.encryption {
-        Encryption::SseKms { key_id, bucket_key } => request
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key_id)
-            .bucket_key_enabled(*bucket_key),
-        Encryption::SseS3 => request.server_side_encryption(ServerSideEncryption::Aes256),
-    };
-    Box::pin(request.send())
-        .await
-        .map_err(|e| conditional(StorageError::from_sdk("CopyObject", bucket, e), bucket, to))?;
-    Ok(())
-}
-
-/// `UploadPartCopy` in ranges of `copy_part_size`, completed with `If-None-Match: *`; aborted
-/// on any error.
-async fn copy_multipart(
-    ctx: &FilesContext<'_>,
-    from: &str,
-    to: &str,
-    size: u64,
-) -> Result<(), StorageError> {
-    let bucket = &ctx.target.bucket;
-    let request = ctx
-        .client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(to)
-        .content_type("application/octet-stream");
-    let request = match &ctx.target.encryption {
-        Encryption::SseKms { key_id, bucket_key } => request
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(key_id)
-            .bucket_key_enabled(*bucket_key),
-        Encryption::SseS3 => request.server_side_encryption(ServerSideEncryption::Aes256),
-    };
-    let created = Box::pin(request.send())
-        .await
-        .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", bucket, e))?;
-    let upload_id =
-        created
-            .upload_id()
-            .map(str::to_owned)
-            .ok_or_else(|| StorageError::InvalidRequest {
-                op: "CreateMultipartUpload",
-                detail: "the store returned no upload id".to_owned(),
-            })?;
-    let copied = copy_parts(ctx, from, to, size, &upload_id).await;
-    if copied.is_err()
-        && let Err(e) = ctx
-            .client
-            .abort_multipart_upload()
-            .bucket(bucket)
-            .key(to)
-            .upload_id(&upload_id)
-            .send()
-            .await
-    {
-        tracing::warn!(%bucket, key = %to, error = %e, "abort of a failed copy failed; the janitor will sweep it");
-    }
-    copied
-}
-
-async fn copy_parts(
-    ctx: &FilesContext<'_>,
-    from: &str,
-    to: &str,
-    size: u64,
-    upload_id: &str,
-) -> Result<(), StorageError> {
-    let bucket = &ctx.target.bucket;
-    let part_size = ctx
-        .settings
-        .copy_part_size
-        .max(coffer_storage::MIN_PART_SIZE as u64)
-        .max(size.div_ceil(u64::from(coffer_storage::multipart::MAX_PARTS)));
-    let mut parts = Vec::new();
-    let mut start = 0u64;
-    let mut number = 1i32;
-    while start < size {
-        let end = (start + part_size).min(size) - 1;
-        let out = ctx
-            .client
-            .upload_part_copy()
-            .bucket(bucket)
-            .key(to)
-            .upload_id(upload_id)
-            .part_number(number)
-            .copy_source(format!("{bucket}/{from}"))
-            .copy_source_range(format!("bytes={start}-{end}"))
-            .send()
-            .await
-            .map_err(|e| StorageError::from_sdk("UploadPartCopy", bucket, e))?;
-        let e_tag = out
-            .copy_part_result()
-            .and_then(|r| r.e_tag())
-            .map(str::to_owned);
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(e_tag)
-                .build(),
-        );
-        start = end + 1;
-        number += 1;
-    }
-    ctx.client
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(to)
-        .upload_id(upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .if_none_match("*")
-        .send()
-        .await
-        .map_err(|e| {
-            conditional(
-                StorageError::from_sdk("CompleteMultipartUpload", bucket, e),
-                bucket,
-                to,
-            )
-        })?;
-    Ok(())
 }
 
 fn bad_record(sobject: &str, detail: String) -> WorkerError {
