@@ -56,8 +56,18 @@ pub async fn start_worker(
     Ok(RunningWorker { shutdown, task })
 }
 
-/// A BackupRequested envelope for `tenant`/`org`.
+/// A full BackupRequested envelope for `tenant`/`org`.
 pub fn backup_envelope(job_id: JobId, tenant: &str, org: &str) -> JobEnvelope {
+    backup_envelope_of_kind(job_id, tenant, org, BackupKind::Full)
+}
+
+/// A BackupRequested envelope of `kind` for `tenant`/`org`.
+pub fn backup_envelope_of_kind(
+    job_id: JobId,
+    tenant: &str,
+    org: &str,
+    kind: BackupKind,
+) -> JobEnvelope {
     JobEnvelope {
         schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
         job_id: job_id.to_string(),
@@ -67,7 +77,7 @@ pub fn backup_envelope(job_id: JobId, tenant: &str, org: &str) -> JobEnvelope {
         job: Some(Job::BackupRequested(BackupRequested {
             tenant_id: tenant.to_owned(),
             org_id: org.to_owned(),
-            kind: BackupKind::Full as i32,
+            kind: kind as i32,
             sobjects: vec![],
         })),
     }
@@ -87,10 +97,20 @@ pub async fn publish(publisher: &Publisher, envelope: &JobEnvelope) -> anyhow::R
 
 /// Publishes a full backup of `org` for `tenant` with a new job id; returns the job id.
 pub async fn request_backup(broker: &Broker, tenant: &str, org: &str) -> anyhow::Result<JobId> {
+    request_backup_of_kind(broker, tenant, org, BackupKind::Full).await
+}
+
+/// Publishes a backup of `kind` of `org` for `tenant` with a new job id; returns the job id.
+pub async fn request_backup_of_kind(
+    broker: &Broker,
+    tenant: &str,
+    org: &str,
+    kind: BackupKind,
+) -> anyhow::Result<JobId> {
     let job = JobId::generate();
     publish(
         &broker.publisher().await?,
-        &backup_envelope(job, tenant, org),
+        &backup_envelope_of_kind(job, tenant, org, kind),
     )
     .await?;
     Ok(job)

@@ -61,6 +61,8 @@ pub struct BackupRecord {
     pub storage_id: u64,
     /// `full` or `incremental`.
     pub kind: String,
+    /// For an incremental: the backup whose cursors it continues from.
+    pub base_backup_id: Option<BackupId>,
     /// Where it is in its life.
     pub state: BackupState,
     /// When the first attempt started.
@@ -132,8 +134,8 @@ pub type ObjectRecord = NewObject;
 macro_rules! select_backups {
     ($where:literal) => {
         concat!(
-            "SELECT backup_id, job_id, tenant_id, org_id, storage_id, kind, state, started_at, \
-             completed_at, objects, record_count, bytes FROM backups ",
+            "SELECT backup_id, job_id, tenant_id, org_id, storage_id, kind, base_backup_id, state, \
+             started_at, completed_at, objects, record_count, bytes FROM backups ",
             $where
         )
     };
@@ -150,9 +152,43 @@ impl Catalog {
         storage_id: u64,
         kind: &str,
     ) -> Result<BackupRecord, CatalogError> {
+        self.begin(job_id, tenant_id, org_id, storage_id, kind, None)
+            .await
+    }
+
+    /// As [`Catalog::begin_backup`], for an incremental backup continuing from `base`. A
+    /// redelivered job keeps the base its first attempt recorded.
+    pub async fn begin_incremental_backup(
+        &self,
+        job_id: JobId,
+        tenant_id: &TenantId,
+        org_id: &OrgId,
+        storage_id: u64,
+        base: BackupId,
+    ) -> Result<BackupRecord, CatalogError> {
+        self.begin(
+            job_id,
+            tenant_id,
+            org_id,
+            storage_id,
+            "incremental",
+            Some(base),
+        )
+        .await
+    }
+
+    async fn begin(
+        &self,
+        job_id: JobId,
+        tenant_id: &TenantId,
+        org_id: &OrgId,
+        storage_id: u64,
+        kind: &str,
+        base: Option<BackupId>,
+    ) -> Result<BackupRecord, CatalogError> {
         sqlx::query(
-            "INSERT IGNORE INTO backups (backup_id, job_id, tenant_id, org_id, storage_id, kind, state) \
-             VALUES (?, ?, ?, ?, ?, ?, 'running')",
+            "INSERT IGNORE INTO backups (backup_id, job_id, tenant_id, org_id, storage_id, kind, base_backup_id, state) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
         )
         .bind(BackupId::generate().to_string())
         .bind(job_id.to_string())
@@ -160,6 +196,7 @@ impl Catalog {
         .bind(org_id.as_str())
         .bind(storage_id)
         .bind(kind)
+        .bind(base.map(|b| b.to_string()))
         .execute(&self.pool)
         .await?;
         sqlx::query("UPDATE backups SET state = 'running', last_error = NULL WHERE job_id = ? AND state = 'failed'")
@@ -169,6 +206,25 @@ impl Catalog {
         self.backup_of_job(job_id)
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("backup of job {job_id} vanished")))
+    }
+
+    /// The newest complete backup of an org (full or incremental), the base of the next
+    /// incremental.
+    pub async fn latest_complete_backup(
+        &self,
+        tenant_id: &TenantId,
+        org_id: &OrgId,
+    ) -> Result<Option<BackupRecord>, CatalogError> {
+        let sql = select_backups!(
+            "WHERE tenant_id = ? AND org_id = ? AND state = 'complete' \
+             ORDER BY completed_at DESC, backup_id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sql)
+            .bind(tenant_id.as_str())
+            .bind(org_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(backup_from_row).transpose()
     }
 
     /// The backup created by `job_id`, if any.
@@ -308,6 +364,10 @@ fn backup_from_row(row: &MySqlRow) -> Result<BackupRecord, CatalogError> {
         org_id: OrgId::new(row.try_get::<String, _>("org_id")?)?,
         storage_id: row.try_get("storage_id")?,
         kind: row.try_get("kind")?,
+        base_backup_id: row
+            .try_get::<Option<String>, _>("base_backup_id")?
+            .map(|s| s.parse())
+            .transpose()?,
         state: BackupState::parse(&row.try_get::<String, _>("state")?)?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,

@@ -9,7 +9,9 @@
 //! - backup schedules, cron expressions in time zones, and the runs claimed from them exactly
 //!   once ([`schedules`]);
 //! - jobs ([`jobs`]): one row per job message, with attempts and outcome;
-//! - the tasks a backup is planned into, and their leases ([`tasks`]).
+//! - the tasks a backup is planned into, and their leases ([`tasks`]);
+//! - the record index and the links between records, and the state of a record as of a time
+//!   ([`records`]).
 //!
 //! Every write that must be idempotent under redelivery is keyed so that a second attempt finds
 //! the first one's row: a backup by its job id, an object by (backup, key).
@@ -21,6 +23,7 @@ pub mod backups;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod records;
 pub mod schedules;
 pub mod tasks;
 pub mod tenants;
@@ -35,10 +38,11 @@ pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord
 pub use error::CatalogError;
 pub use files::{BackupFile, FileObject, NewFileObject};
 pub use jobs::JobState;
+pub use records::{IndexedRecord, RecordLink, RecordVersion};
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,
 };
-pub use tasks::{StrandedTask, TaskCounts, TaskLease, TaskRecord};
+pub use tasks::{PlannedTask, StrandedTask, TaskCounts, TaskLease, TaskRecord};
 pub use tenants::{
     NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,
     TenantRecord, secret_context,

@@ -37,6 +37,21 @@ pub struct TaskRecord {
     pub done: bool,
     /// How many times a worker took it.
     pub attempts: u32,
+    /// Incremental: read the changes after this cursor (JSON); `None` reads every record.
+    pub since_json: Option<String>,
+    /// The cursor the task reached (JSON), once done.
+    pub cursor_json: Option<String>,
+}
+
+/// A task of a plan, before it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTask {
+    /// The sObject it extracts.
+    pub sobject: String,
+    /// The describe it extracts with (JSON).
+    pub describe_json: String,
+    /// Incremental: the cursor to read changes after (JSON); `None` reads every record.
+    pub since_json: Option<String>,
 }
 
 /// What [`Catalog::acquire_task`] found.
@@ -88,12 +103,30 @@ impl TaskCounts {
 }
 
 impl Catalog {
-    /// Records the plan of `backup_id`: task `i + 1` extracts `tasks[i]` (sObject, describe
-    /// JSON). A plan already recorded is kept as it is.
+    /// Records a plan of full reads: task `i + 1` extracts every record of `tasks[i]`
+    /// (sObject, describe JSON). A plan already recorded is kept as it is.
     pub async fn plan_tasks(
         &self,
         backup_id: BackupId,
         tasks: &[(String, String)],
+    ) -> Result<Vec<TaskRecord>, CatalogError> {
+        let planned: Vec<PlannedTask> = tasks
+            .iter()
+            .map(|(sobject, describe_json)| PlannedTask {
+                sobject: sobject.clone(),
+                describe_json: describe_json.clone(),
+                since_json: None,
+            })
+            .collect();
+        self.record_plan(backup_id, &planned).await
+    }
+
+    /// Records the plan of `backup_id`: task `i + 1` is `tasks[i]`. A plan already recorded is
+    /// kept as it is.
+    pub async fn record_plan(
+        &self,
+        backup_id: BackupId,
+        tasks: &[PlannedTask],
     ) -> Result<Vec<TaskRecord>, CatalogError> {
         let mut tx = self.pool.begin().await?;
         let existing: i64 =
@@ -103,14 +136,16 @@ impl Catalog {
                 .await?
                 .try_get("n")?;
         if existing == 0 {
-            for (i, (sobject, describe)) in tasks.iter().enumerate() {
+            for (i, task) in tasks.iter().enumerate() {
                 sqlx::query(
-                    "INSERT INTO backup_tasks (backup_id, task_no, sobject, describe_json) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO backup_tasks (backup_id, task_no, sobject, describe_json, since_json) \
+                     VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(backup_id.to_string())
                 .bind(i as u32 + 1)
-                .bind(sobject)
-                .bind(describe)
+                .bind(&task.sobject)
+                .bind(&task.describe_json)
+                .bind(task.since_json.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -122,7 +157,7 @@ impl Catalog {
     /// The tasks of a backup, by number.
     pub async fn tasks(&self, backup_id: BackupId) -> Result<Vec<TaskRecord>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT backup_id, task_no, sobject, describe_json, state, attempts FROM backup_tasks \
+            "SELECT backup_id, task_no, sobject, describe_json, state, attempts, since_json, cursor_json FROM backup_tasks \
              WHERE backup_id = ? ORDER BY task_no",
         )
         .bind(backup_id.to_string())
@@ -172,7 +207,7 @@ impl Catalog {
         .execute(&self.pool)
         .await?;
         let row = sqlx::query(
-            "SELECT backup_id, task_no, sobject, describe_json, state, attempts, lease_owner, \
+            "SELECT backup_id, task_no, sobject, describe_json, state, attempts, since_json, cursor_json, lease_owner, \
              GREATEST(TIMESTAMPDIFF(MICROSECOND, CURRENT_TIMESTAMP(6), lease_until), 0) AS remaining \
              FROM backup_tasks WHERE backup_id = ? AND task_no = ?",
         )
@@ -221,23 +256,24 @@ impl Catalog {
         Ok(renewed.rows_affected() == 1)
     }
 
-    /// Marks the task done with its totals, if `owner` still holds it; `false` otherwise (the
-    /// lease was lost and another worker redoes the task).
+    /// Marks the task done with its totals and the cursor it reached (JSON), if `owner` still
+    /// holds it; `false` otherwise (the lease was lost and another worker redoes the task).
     pub async fn complete_task(
         &self,
         backup_id: BackupId,
         task_no: u32,
         owner: &str,
-        objects: u32,
-        records: u64,
+        (objects, records): (u32, u64),
+        cursor_json: Option<&str>,
     ) -> Result<bool, CatalogError> {
         let done = sqlx::query(
             "UPDATE backup_tasks SET state = 'done', lease_owner = NULL, lease_until = NULL, \
-             objects = ?, records = ? \
+             objects = ?, records = ?, cursor_json = ? \
              WHERE backup_id = ? AND task_no = ? AND state = 'running' AND lease_owner = ?",
         )
         .bind(objects)
         .bind(records)
+        .bind(cursor_json)
         .bind(backup_id.to_string())
         .bind(task_no)
         .bind(owner)
@@ -304,5 +340,7 @@ fn task_from_row(row: &MySqlRow) -> Result<TaskRecord, CatalogError> {
         describe_json: row.try_get("describe_json")?,
         done: state == "done",
         attempts: row.try_get("attempts")?,
+        since_json: row.try_get("since_json")?,
+        cursor_json: row.try_get("cursor_json")?,
     })
 }

@@ -357,7 +357,7 @@ async fn a_task_has_one_live_holder_and_an_expired_lease_is_taken_over() {
             .expect("renew")
     );
     assert!(
-        !c.complete_task(b.backup_id, 1, "w1", 1, 10)
+        !c.complete_task(b.backup_id, 1, "w1", (1, 10), None)
             .await
             .expect("complete"),
         "the old holder cannot complete"
@@ -368,7 +368,7 @@ async fn a_task_has_one_live_holder_and_an_expired_lease_is_taken_over() {
             .expect("renew")
     );
     assert!(
-        c.complete_task(b.backup_id, 1, "w2", 1, 10)
+        c.complete_task(b.backup_id, 1, "w2", (1, 10), None)
             .await
             .expect("complete")
     );

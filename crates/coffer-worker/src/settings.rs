@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use coffer_core::sealed::EnvelopeKey;
+use coffer_salesforce::IncrementalOptions;
 use coffer_storage::{MIN_PART_SIZE, S3Settings};
 
 /// How the worker reaches storage and sizes what it writes.
@@ -26,6 +27,8 @@ pub struct WorkerSettings {
     /// How long a task's lease lasts without renewal; a worker renews it every third of this,
     /// and a task whose worker died is taken over this long after its last renewal.
     pub task_lease: Duration,
+    /// Overlap window (late commits) and splitting of incremental reads.
+    pub incremental: IncrementalOptions,
     /// Opens customers' sealed storage secrets; without it, storages with access keys fail
     /// with a message that says so.
     pub envelope_key: Option<EnvelopeKey>,
@@ -43,6 +46,7 @@ impl WorkerSettings {
             salesforce_page_size: 50_000,
             vendor: "coffer".to_owned(),
             task_lease: Duration::from_secs(60),
+            incremental: IncrementalOptions::default(),
             envelope_key: None,
         }
     }

@@ -1,11 +1,22 @@
 //! Extracting one sObject: a Bulk API 2.0 query of every field the Bulk API can return, its CSV
 //! pages written as records parts.
+//!
+//! - [`extract_sobject`] reads every record (a full backup, or an object new since the base).
+//! - [`extract_changes`] reads what changed after a cursor (an incremental backup): `queryAll`
+//!   over `SystemModstamp` ranges split on `QUERY_TIMEOUT`, deleted rows included, from the
+//!   cursor less an overlap window (late commits) to the server's clock. Rows of the overlap
+//!   that a complete backup of the org already holds, same id and same `SystemModstamp`, are
+//!   dropped, so the backup holds exactly what changed.
 
-use coffer_catalog::NewObject;
-use coffer_salesforce::{SObjectDescribe, SalesforceClient};
+use coffer_catalog::Catalog;
+use coffer_core::{OrgId, TenantId};
+use coffer_salesforce::incremental::{change_window, incremental_query};
+use coffer_salesforce::{
+    ChangePage, ChangeReader, Cursor, IncrementalOptions, SObjectDescribe, SalesforceClient,
+};
 use csv::StringRecord;
 
-use super::parts::{PartPlan, PartSink};
+use super::parts::{PartSink, Written};
 use crate::error::WorkerError;
 
 /// The SOQL that reads every Bulk-queryable field of `describe`, in describe order; `None` when
@@ -23,29 +34,111 @@ pub fn full_query(describe: &SObjectDescribe) -> Option<(StringRecord, String)> 
     Some((StringRecord::from(fields), soql))
 }
 
-/// Reads every record of the object and writes it as parts; returns the parts written.
+/// Reads every record of the object into `sink` (whose header is [`full_query`]'s).
 pub async fn extract_sobject(
     sf: &SalesforceClient,
     describe: &SObjectDescribe,
-    plan: PartPlan,
-) -> Result<Vec<NewObject>, WorkerError> {
-    let Some((header, soql)) = full_query(describe) else {
-        return Ok(Vec::new());
-    };
-    let mut results = sf.bulk_query(&soql).await?;
+    header: &StringRecord,
+    soql: &str,
+    mut sink: PartSink,
+) -> Result<Written, WorkerError> {
+    let mut results = sf.bulk_query(soql).await?;
     tracing::info!(sobject = %describe.name, bulk_job_id = %results.job_id(), "extracting records");
-    let mut sink = PartSink::new(plan, header.clone());
     while let Some(page) = results.next_page().await? {
-        if page.headers != header {
-            return Err(WorkerError::BadRecords {
-                sobject: describe.name.clone(),
-                detail: format!(
-                    "page columns {:?} differ from the query's {:?}",
-                    page.headers, header
-                ),
-            });
-        }
+        same_columns(describe, &page.headers, header)?;
         sink.write_rows(page.records).await?;
     }
     sink.finish().await
+}
+
+/// The columns and query of an incremental read of `describe`.
+pub fn changes_query(
+    describe: &SObjectDescribe,
+) -> Result<(StringRecord, coffer_salesforce::RangeQuery), WorkerError> {
+    let query = incremental_query(describe)?;
+    Ok((StringRecord::from(query.fields.clone()), query))
+}
+
+/// Whose overlap rows to check against the catalog.
+pub struct StoredVersions<'a> {
+    /// The catalog.
+    pub catalog: &'a Catalog,
+    /// The backup's tenant.
+    pub tenant_id: &'a TenantId,
+    /// The backup's org.
+    pub org_id: &'a OrgId,
+}
+
+/// Reads the object's changes after `since` into `sink` (whose header is [`changes_query`]'s).
+pub async fn extract_changes(
+    sf: &SalesforceClient,
+    describe: &SObjectDescribe,
+    since: Cursor,
+    options: &IncrementalOptions,
+    stored: StoredVersions<'_>,
+    mut sink: PartSink,
+) -> Result<Written, WorkerError> {
+    let (header, query) = changes_query(describe)?;
+    let until = sf.server_time().await? - options.safety_margin;
+    let window = change_window(Some(&since), options.overlap, until);
+    tracing::info!(sobject = %describe.name, from = %window.from(), to = %window.to(), "extracting changes");
+    let mut reader = ChangeReader::new(
+        sf.clone(),
+        query,
+        Some(since.clone()),
+        window,
+        options.min_split_width,
+    );
+    sink.start_cursor_from(Some(since));
+    while let Some(page) = reader.next_page().await? {
+        same_columns(describe, &page.page.headers, &header)?;
+        let rows = new_rows(&stored, page).await?;
+        sink.write_rows(rows).await?;
+    }
+    sink.finish().await
+}
+
+/// The rows of `page` a complete backup does not hold yet: every row above the cursor, and the
+/// overlap rows whose (id, `SystemModstamp`) no backup stored (late commits).
+async fn new_rows(
+    stored: &StoredVersions<'_>,
+    page: ChangePage,
+) -> Result<Vec<StringRecord>, WorkerError> {
+    let overlap: Vec<(String, time::OffsetDateTime)> = page
+        .rows
+        .iter()
+        .filter(|m| m.seen_before)
+        .map(|m| (m.key.id.clone(), m.key.system_modstamp))
+        .collect();
+    if overlap.is_empty() {
+        return Ok(page.page.records);
+    }
+    let known = stored
+        .catalog
+        .stored_versions(stored.tenant_id, stored.org_id, &overlap)
+        .await?;
+    Ok(page
+        .page
+        .records
+        .into_iter()
+        .zip(page.rows)
+        .filter(|(_, m)| {
+            !(m.seen_before && known.contains(&(m.key.id.clone(), m.key.system_modstamp)))
+        })
+        .map(|(record, _)| record)
+        .collect())
+}
+
+fn same_columns(
+    describe: &SObjectDescribe,
+    got: &StringRecord,
+    want: &StringRecord,
+) -> Result<(), WorkerError> {
+    if got == want {
+        return Ok(());
+    }
+    Err(WorkerError::BadRecords {
+        sobject: describe.name.clone(),
+        detail: format!("page columns {got:?} differ from the query's {want:?}"),
+    })
 }

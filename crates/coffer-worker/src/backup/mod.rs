@@ -5,9 +5,9 @@
 //! 1. [`plan_backup`] (on `BackupRequested`): [`load_tenant_and_org`] (where the data goes and
 //!    how to reach the org come from the catalog, never from the message); `begin_backup` finds
 //!    or creates this job's backup (a redelivered job resumes its own backup; a completed one is
-//!    not redone); [`choose_objects`] describes the org; the plan (one task per sObject, with
-//!    the describe it reads with) is recorded once; an `ExtractTaskRequested` is published per
-//!    task not done yet.
+//!    not redone); the first attempt describes the org ([`choose_objects`]) and records the plan
+//!    (one task per sObject, with the describe it reads with), a redelivery reuses it; an
+//!    `ExtractTaskRequested` is published per task not done yet.
 //! 2. [`run_task`] (on `ExtractTaskRequested`, any worker): take the task's lease (renewed while
 //!    the task runs; a live lease held elsewhere means this delivery is a duplicate, an expired
 //!    one that its worker died and the task is taken over); [`clear_earlier_attempt`] of the
@@ -22,6 +22,7 @@
 
 pub mod extract;
 pub mod files;
+pub mod index;
 pub mod manifest;
 pub mod parts;
 pub mod tasks;
@@ -30,7 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use coffer_catalog::{
-    BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, TenantRecord,
+    BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, PlannedTask, TenantRecord,
 };
 use coffer_core::layout::OrgPrefix;
 use coffer_core::{BackupId, JobId, OrgId, SObjectName, TenantId};
@@ -57,24 +58,38 @@ pub struct BackupJob {
     pub org_id: OrgId,
     /// Only these objects, or all when empty.
     pub sobjects: Vec<SObjectName>,
+    /// Only what changed since the org's newest complete backup (a full backup when it has
+    /// none).
+    pub incremental: bool,
+}
+
+/// A message field that is not a valid id.
+pub(crate) fn invalid(e: coffer_core::IdError) -> WorkerError {
+    WorkerError::InvalidJob(e.to_string())
 }
 
 impl BackupJob {
     /// Validates the message's fields.
     pub fn from_message(job_id: JobId, msg: &BackupRequested) -> Result<Self, WorkerError> {
-        let invalid = |e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string());
-        if msg.kind == BackupKind::Incremental as i32 {
-            return Err(WorkerError::Unsupported("incremental backup"));
-        }
         Ok(BackupJob {
-            job_id,
-            tenant_id: TenantId::new(msg.tenant_id.clone()).map_err(invalid)?,
-            org_id: OrgId::new(msg.org_id.clone()).map_err(invalid)?,
+            incremental: msg.kind == BackupKind::Incremental as i32,
             sobjects: msg
                 .sobjects
                 .iter()
                 .map(|s| SObjectName::new(s.clone()).map_err(invalid))
                 .collect::<Result<_, _>>()?,
+            ..Self::of(job_id, &msg.tenant_id, &msg.org_id)?
+        })
+    }
+
+    /// The backup job a task (or a stranded task) belongs to, from its ids as text.
+    pub fn of(job_id: JobId, tenant_id: &str, org_id: &str) -> Result<Self, WorkerError> {
+        Ok(BackupJob {
+            job_id,
+            tenant_id: TenantId::new(tenant_id).map_err(invalid)?,
+            org_id: OrgId::new(org_id).map_err(invalid)?,
+            sobjects: Vec::new(),
+            incremental: false,
         })
     }
 }
@@ -121,16 +136,7 @@ pub async fn plan_backup(
 ) -> Result<Progress, WorkerError> {
     let started = Instant::now();
     let (tenant, org) = load_tenant_and_org(&ctx.catalog, job).await?;
-    let backup = ctx
-        .catalog
-        .begin_backup(
-            job.job_id,
-            &job.tenant_id,
-            &job.org_id,
-            tenant.storage.storage_id,
-            "full",
-        )
-        .await?;
+    let backup = begin(ctx, job, &tenant).await?;
     if backup.state == BackupState::Complete {
         tracing::info!(backup_id = %backup.backup_id, "backup already complete, nothing to do");
         return Ok(Progress::Complete {
@@ -139,18 +145,10 @@ pub async fn plan_backup(
             duration: started.elapsed(),
         });
     }
-    let sf = connect(&org, &ctx.settings).await?;
-    let describes = choose_objects(&sf, &job.sobjects).await?;
-    let plan = describes
-        .iter()
-        .map(|d| {
-            Ok((
-                d.name.clone(),
-                serde_json::to_string(d).map_err(task_error)?,
-            ))
-        })
-        .collect::<Result<Vec<_>, WorkerError>>()?;
-    let tasks = ctx.catalog.plan_tasks(backup.backup_id, &plan).await?;
+    let tasks = match ctx.catalog.tasks(backup.backup_id).await? {
+        recorded if !recorded.is_empty() => recorded,
+        _ => record_plan(ctx, job, &org, &backup).await?,
+    };
     let open: Vec<_> = tasks.iter().filter(|t| !t.done).collect();
     tracing::info!(backup_id = %backup.backup_id, tasks = tasks.len(), open = open.len(), "backup planned");
     if open.is_empty() {
@@ -167,6 +165,87 @@ pub async fn plan_backup(
     Ok(Progress::Continues {
         backup_id: backup.backup_id,
     })
+}
+
+/// Finds or creates the job's backup. An incremental continues from the org's newest complete
+/// backup; without one it runs as a full backup. A redelivery finds the backup (and the base)
+/// its first attempt recorded.
+async fn begin(
+    ctx: &BackupContext,
+    job: &BackupJob,
+    tenant: &TenantRecord,
+) -> Result<BackupRecord, WorkerError> {
+    let storage_id = tenant.storage.storage_id;
+    let (tenant_id, org_id) = (&job.tenant_id, &job.org_id);
+    let base = match job.incremental {
+        true => {
+            ctx.catalog
+                .latest_complete_backup(tenant_id, org_id)
+                .await?
+        }
+        false => None,
+    };
+    let backup = match base {
+        Some(base) => {
+            ctx.catalog
+                .begin_incremental_backup(job.job_id, tenant_id, org_id, storage_id, base.backup_id)
+                .await?
+        }
+        None => {
+            ctx.catalog
+                .begin_backup(job.job_id, tenant_id, org_id, storage_id, "full")
+                .await?
+        }
+    };
+    if job.incremental && backup.base_backup_id.is_none() {
+        tracing::info!(backup_id = %backup.backup_id, "no complete backup to continue from: the incremental runs as a full backup");
+    }
+    Ok(backup)
+}
+
+/// Describes the org and records the plan: one task per object, with the describe it reads
+/// with and, in an incremental, the cursor its base reached for that object (an object the
+/// base did not hold, or without `SystemModstamp`, is read whole). Only the first attempt to
+/// plan gets here; a redelivery reuses the recorded plan.
+async fn record_plan(
+    ctx: &BackupContext,
+    job: &BackupJob,
+    org: &OrgRecord,
+    backup: &BackupRecord,
+) -> Result<Vec<coffer_catalog::TaskRecord>, WorkerError> {
+    let sf = connect(org, &ctx.settings).await?;
+    let describes = choose_objects(&sf, &job.sobjects).await?;
+    let cursors = base_cursors(&ctx.catalog, backup).await?;
+    let plan = describes
+        .iter()
+        .map(|d| {
+            Ok(PlannedTask {
+                sobject: d.name.clone(),
+                describe_json: serde_json::to_string(d).map_err(task_error)?,
+                since_json: cursors
+                    .get(&d.name)
+                    .filter(|_| coffer_salesforce::incremental::supports_incremental(d))
+                    .cloned(),
+            })
+        })
+        .collect::<Result<Vec<_>, WorkerError>>()?;
+    Ok(ctx.catalog.record_plan(backup.backup_id, &plan).await?)
+}
+
+/// The cursor (JSON) each object of the backup's base reached; empty for a full backup.
+async fn base_cursors(
+    catalog: &Catalog,
+    backup: &BackupRecord,
+) -> Result<BTreeMap<String, String>, WorkerError> {
+    let Some(base) = backup.base_backup_id else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(catalog
+        .tasks(base)
+        .await?
+        .into_iter()
+        .filter_map(|t| t.cursor_json.map(|c| (t.sobject, c)))
+        .collect())
 }
 
 /// Writes the manifest and marks the backup complete; safe to run again, and by two workers
@@ -317,7 +396,7 @@ pub async fn choose_objects(
     };
     let mut describes = Vec::with_capacity(names.len());
     for name in names {
-        let sobject = SObjectName::new(name).map_err(|e| WorkerError::InvalidJob(e.to_string()))?;
+        let sobject = SObjectName::new(name).map_err(invalid)?;
         describes.push(sf.describe_sobject(&sobject).await?);
     }
     Ok(describes)
@@ -336,8 +415,7 @@ pub(crate) fn part_plan(
         target: target.clone(),
         prefix: prefix.clone(),
         backup_id: backup.backup_id,
-        sobject: SObjectName::new(describe.name.clone())
-            .map_err(|e| WorkerError::InvalidJob(e.to_string()))?,
+        sobject: SObjectName::new(describe.name.clone()).map_err(invalid)?,
         max_part_bytes: ctx.settings.max_part_bytes,
         upload: UploadOptions {
             part_size: ctx.settings.effective_upload_part_size(),
@@ -420,6 +498,9 @@ pub async fn clear_earlier_attempt(
     backup: &BackupRecord,
     sobject: &SObjectName,
 ) -> Result<(), WorkerError> {
+    catalog
+        .delete_record_index(backup.backup_id, sobject.as_str())
+        .await?;
     let records_prefix = prefix.records_prefix(&backup.backup_id, sobject);
     let mut left: Vec<String> =
         coffer_storage::list::list_keys(client, &target.bucket, &records_prefix).await?;

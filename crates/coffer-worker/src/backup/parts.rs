@@ -5,6 +5,8 @@
 //! on gzip, streams the compressed bytes into the part's multipart upload, and closes the part
 //! once `max_part_bytes` of CSV went in. The next row opens the next part
 //! (`part-00002.csv.gz`, ...). Every closed part becomes a [`NewObject`] for the catalog.
+//! With a [`RowIndex`], every row written is also indexed (part, row, links) and the index
+//! handed to its [`IndexWriter`] in batches.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use coffer_storage::{BucketTarget, MultipartWriter, S3Client};
 use csv::StringRecord;
 use flate2::write::GzEncoder;
 
+use super::index::{BATCH, IndexWriter, RowIndex};
 use crate::error::WorkerError;
 
 /// Where and how parts of one sObject are written.
@@ -84,6 +87,17 @@ pub struct PartSink {
     open: Option<OpenPart>,
     next_number: u32,
     closed: Vec<NewObject>,
+    index: Option<RowIndex>,
+    index_writer: Option<IndexWriter>,
+}
+
+/// What a sink wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// Every part, in order.
+    pub parts: Vec<NewObject>,
+    /// The greatest `(SystemModstamp, Id)` indexed, when indexing.
+    pub cursor: Option<coffer_salesforce::Cursor>,
 }
 
 impl PartSink {
@@ -95,7 +109,16 @@ impl PartSink {
             open: None,
             next_number: 1,
             closed: Vec::new(),
+            index: None,
+            index_writer: None,
         }
+    }
+
+    /// Indexes every row written with `index`, written out by `writer`.
+    pub fn with_index(mut self, index: RowIndex, writer: IndexWriter) -> Self {
+        self.index = Some(index);
+        self.index_writer = Some(writer);
+        self
     }
 
     /// Appends rows, opening and closing parts as the size bound requires.
@@ -105,8 +128,11 @@ impl PartSink {
                 Some(part) => part,
                 None => self.open_part().await?,
             };
-            let (mut part, rest, full) = encode_rows(part, rows, self.plan.max_part_bytes).await?;
+            let (mut part, rest, full, index) =
+                encode_rows(part, rows, self.plan.max_part_bytes, self.index.take()).await?;
             rows = rest;
+            self.index = index;
+            self.send_index(BATCH).await?;
             drain_compressed(&mut part).await?;
             if full {
                 self.close_part(part).await?;
@@ -117,9 +143,19 @@ impl PartSink {
         Ok(())
     }
 
-    /// Closes the last part (writing a header-only part if the object had no rows at all) and
-    /// returns every part written.
-    pub async fn finish(mut self) -> Result<Vec<NewObject>, WorkerError> {
+    /// Sends the index rows gathered so far, once there are at least `min`.
+    async fn send_index(&mut self, min: usize) -> Result<(), WorkerError> {
+        if let (Some(index), Some(writer)) = (self.index.as_mut(), self.index_writer.as_mut())
+            && let Some(batch) = index.take_batch(min)
+        {
+            writer.send(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last part (writing a header-only part if the object had no rows at all),
+    /// waits for the index to be written, and returns every part written.
+    pub async fn finish(mut self) -> Result<Written, WorkerError> {
         let part = match self.open.take() {
             Some(part) => Some(part),
             None if self.closed.is_empty() => Some(self.open_part().await?),
@@ -128,7 +164,22 @@ impl PartSink {
         if let Some(part) = part {
             self.close_part(part).await?;
         }
-        Ok(self.closed)
+        self.send_index(1).await?;
+        if let Some(writer) = self.index_writer.take() {
+            writer.finish().await?;
+        }
+        let cursor = self.index.as_ref().and_then(|i| i.cursor().cloned());
+        Ok(Written {
+            parts: self.closed,
+            cursor,
+        })
+    }
+
+    /// Starts the index's cursor at `cursor` (what an incremental read that finds nothing keeps).
+    pub fn start_cursor_from(&mut self, cursor: Option<coffer_salesforce::Cursor>) {
+        if let Some(index) = self.index.as_mut() {
+            index.start_from(cursor);
+        }
     }
 
     async fn open_part(&mut self) -> Result<OpenPart, WorkerError> {
@@ -199,15 +250,21 @@ impl PartSink {
     }
 }
 
-/// Writes rows into the part's CSV on a blocking thread until the rows run out or the part is
-/// full. Returns the part, the rows left over and whether the part is full.
+/// What [`encode_rows`] gives back: the part, the rows left over, whether the part is full,
+/// and the index.
+type Encoded = (OpenPart, Vec<StringRecord>, bool, Option<RowIndex>);
+
+/// Writes rows into the part's CSV (indexing each) on a blocking thread until the rows run out
+/// or the part is full.
 async fn encode_rows(
     part: OpenPart,
     rows: Vec<StringRecord>,
     max_part_bytes: usize,
-) -> Result<(OpenPart, Vec<StringRecord>, bool), WorkerError> {
+    index: Option<RowIndex>,
+) -> Result<Encoded, WorkerError> {
     tokio::task::spawn_blocking(move || {
         let mut part = part;
+        let mut index = index;
         let mut rows = rows.into_iter();
         let mut full = false;
         for row in rows.by_ref() {
@@ -216,6 +273,12 @@ async fn encode_rows(
                 .map_err(|e| WorkerError::Task(format!("csv encoding: {e}")))?;
             part.csv_bytes += row.as_byte_record().as_slice().len() + row.len();
             part.rows += 1;
+            if let Some(index) = index.as_mut() {
+                let row_no = u32::try_from(part.rows).unwrap_or(u32::MAX);
+                index
+                    .observe(part.number, row_no, &row)
+                    .map_err(|detail| WorkerError::Task(format!("record index: {detail}")))?;
+            }
             if part.csv_bytes >= max_part_bytes {
                 full = true;
                 break;
@@ -224,7 +287,7 @@ async fn encode_rows(
         part.csv
             .flush()
             .map_err(|e| WorkerError::Task(format!("csv flush: {e}")))?;
-        Ok((part, rows.collect(), full))
+        Ok((part, rows.collect(), full, index))
     })
     .await
     .map_err(|e| WorkerError::Task(e.to_string()))?

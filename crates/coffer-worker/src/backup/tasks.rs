@@ -24,8 +24,12 @@ use coffer_core::{BackupId, SObjectName};
 use coffer_proto::v1::job_envelope::Job;
 use coffer_proto::v1::{ExtractTaskRequested, JobEnvelope};
 use coffer_queue::{OutgoingJob, Publisher};
-use coffer_salesforce::SObjectDescribe;
+use coffer_salesforce::{Cursor, SObjectDescribe};
+use csv::StringRecord;
 
+use super::extract::StoredVersions;
+use super::index::{IndexWriter, RowIndex};
+use super::parts::{PartPlan, PartSink, Written};
 use super::{
     BackupContext, BackupJob, BackupPlace, Progress, clear_earlier_attempt, connect, extract,
     finalize_backup, org_of, part_plan,
@@ -102,21 +106,8 @@ pub async fn republish_stranded(
 ) -> Result<usize, WorkerError> {
     let stranded = ctx.catalog.stranded_tasks(idle, 100).await?;
     for task in &stranded {
-        let job = BackupJob {
-            job_id: task
-                .job_id
-                .parse()
-                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
-            tenant_id: task
-                .tenant_id
-                .parse()
-                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
-            org_id: task
-                .org_id
-                .parse()
-                .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?,
-            sobjects: Vec::new(),
-        };
+        let job_id = task.job_id.parse().map_err(super::invalid)?;
+        let job = BackupJob::of(job_id, &task.tenant_id, &task.org_id)?;
         tracing::warn!(backup_id = %task.backup_id, task_no = task.task_no, tenant = %job.tenant_id, org = %job.org_id, "publishing a stranded task again");
         let msg = ExtractTaskRequested {
             tenant_id: task.tenant_id.clone(),
@@ -136,10 +127,7 @@ pub async fn run_task(
     msg: &ExtractTaskRequested,
 ) -> Result<Progress, WorkerError> {
     let started = Instant::now();
-    let backup_id: BackupId = msg
-        .backup_id
-        .parse()
-        .map_err(|e: coffer_core::IdError| WorkerError::InvalidJob(e.to_string()))?;
+    let backup_id: BackupId = msg.backup_id.parse().map_err(super::invalid)?;
     let backup = ctx
         .catalog
         .backup(backup_id)
@@ -237,13 +225,19 @@ async fn extract_under_lease(
 ) -> Result<bool, WorkerError> {
     let work = extract_task(ctx, backup, task);
     let heartbeat = keep_lease(ctx, backup.backup_id, task.task_no, owner);
-    let (objects, records) = tokio::select! {
+    let output = tokio::select! {
         done = work => done?,
         lost = heartbeat => return lost.map(|()| false),
     };
     Ok(ctx
         .catalog
-        .complete_task(backup.backup_id, task.task_no, owner, objects, records)
+        .complete_task(
+            backup.backup_id,
+            task.task_no,
+            owner,
+            (output.parts, output.records),
+            output.cursor_json.as_deref(),
+        )
         .await?)
 }
 
@@ -267,17 +261,29 @@ async fn keep_lease(
     }
 }
 
-/// Clears what earlier attempts left of the object, extracts it and records its parts; returns
-/// (parts, records).
+/// What a task achieved: parts and records written, and the cursor it reached (JSON).
+struct TaskOutput {
+    parts: u32,
+    records: u64,
+    cursor_json: Option<String>,
+}
+
+/// Clears what earlier attempts left of the object, extracts it (every record, or the changes
+/// after the task's cursor) with its record index, and records its parts.
 async fn extract_task(
     ctx: &BackupContext,
     backup: &BackupRecord,
     task: &TaskRecord,
-) -> Result<(u32, u64), WorkerError> {
+) -> Result<TaskOutput, WorkerError> {
     let describe: SObjectDescribe = serde_json::from_str(&task.describe_json)
         .map_err(|e| WorkerError::Task(format!("schema snapshot of task {}: {e}", task.task_no)))?;
-    let sobject = SObjectName::new(task.sobject.clone())
-        .map_err(|e| WorkerError::InvalidJob(e.to_string()))?;
+    let since: Option<Cursor> = task
+        .since_json
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| WorkerError::Task(format!("cursor of task {}: {e}", task.task_no)))?;
+    let sobject = SObjectName::new(task.sobject.clone()).map_err(super::invalid)?;
     let BackupPlace {
         client,
         target,
@@ -287,12 +293,64 @@ async fn extract_task(
     let org = org_of(&ctx.catalog, backup).await?;
     let sf = connect(&org, &ctx.settings).await?;
     let plan = part_plan(ctx, &client, &target, &prefix, backup, &describe)?;
-    let parts = extract::extract_sobject(&sf, &describe, plan).await?;
+    let written = match since {
+        Some(since) => {
+            let (header, _) = extract::changes_query(&describe)?;
+            let sink = indexed_sink(ctx, backup, &describe, plan, header);
+            let stored = StoredVersions {
+                catalog: &ctx.catalog,
+                tenant_id: &backup.tenant_id,
+                org_id: &backup.org_id,
+            };
+            let options = &ctx.settings.incremental;
+            extract::extract_changes(&sf, &describe, since, options, stored, sink).await?
+        }
+        None => match extract::full_query(&describe) {
+            Some((header, soql)) => {
+                let sink = indexed_sink(ctx, backup, &describe, plan, header.clone());
+                extract::extract_sobject(&sf, &describe, &header, &soql, sink).await?
+            }
+            None => Written {
+                parts: Vec::new(),
+                cursor: None,
+            },
+        },
+    };
     let mut records = 0;
-    for part in &parts {
+    for part in &written.parts {
         ctx.catalog.record_object(backup.backup_id, part).await?;
         records += part.rows;
     }
-    tracing::info!(backup_id = %backup.backup_id, %sobject, parts = parts.len(), records, "task extracted");
-    Ok((parts.len() as u32, records))
+    let cursor_json = written
+        .cursor
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| WorkerError::Task(format!("cursor encoding: {e}")))?;
+    tracing::info!(backup_id = %backup.backup_id, %sobject, parts = written.parts.len(), records, incremental = task.since_json.is_some(), "task extracted");
+    Ok(TaskOutput {
+        parts: written.parts.len() as u32,
+        records,
+        cursor_json,
+    })
+}
+
+/// A part sink with header `header` that indexes every row it writes.
+fn indexed_sink(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+    describe: &SObjectDescribe,
+    plan: PartPlan,
+    header: StringRecord,
+) -> PartSink {
+    let index = RowIndex::new(describe, &header);
+    let sink = PartSink::new(plan, header);
+    match index {
+        Some(index) => {
+            let writer =
+                IndexWriter::spawn(ctx.catalog.clone(), backup.backup_id, describe.name.clone());
+            sink.with_index(index, writer)
+        }
+        None => sink,
+    }
 }
