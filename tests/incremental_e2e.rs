@@ -13,6 +13,8 @@ use coffer_proto::v1::BackupKind;
 use coffer_salesforce::Cursor;
 use coffer_sfsim::SimHandle;
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
+use coffer_worker::lookup::record_as_of;
+use coffer_worker::storage::StorageClients;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -129,6 +131,21 @@ async fn an_incremental_backup_holds_exactly_the_changed_and_deleted_rows() -> a
     worker.stop().await;
     assert_eq!(incremental.kind, "incremental");
     assert_eq!(incremental.base_backup_id, Some(full.backup_id));
+    let manifest_key = env
+        .catalog
+        .backup_objects(incremental.backup_id)
+        .await?
+        .into_iter()
+        .find(|o| o.kind == ObjectKind::Manifest)
+        .expect("manifest")
+        .key;
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &read_object(&env.s3_client, &env.bucket, &manifest_key)
+            .await?
+            .body,
+    )?;
+    assert_eq!(manifest["kind"], "incremental");
+    assert_eq!(manifest["base_backup_id"], full.backup_id.to_string());
 
     // What changed: every live row that differs or is new, and every row now in the Recycle Bin.
     let after = org_rows(&sim);
@@ -231,14 +248,26 @@ async fn an_incremental_backup_holds_exactly_the_changed_and_deleted_rows() -> a
         .await?
         .expect("in the incremental");
     assert_eq!(now.backup_id, incremental.backup_id);
-    let (header, rows) = gunzip_csv(
-        &read_object(&env.s3_client, &env.bucket, &now.object_key)
-            .await?
-            .body,
-    )?;
-    let row = &rows[now.row as usize - 1];
-    assert_eq!(cell(&header, row, "Id"), renamed);
-    assert_eq!(cell(&header, row, "Name"), "Renamed by the test");
+    // ... and read back from the bucket of that backup, as `coffer backups record` shows it.
+    let storage = StorageClients::new(env.s3.clone(), "coffer".to_owned(), None);
+    let read = record_as_of(
+        &env.catalog,
+        &storage,
+        (&tenant, sim.org_id()),
+        renamed,
+        incremental.completed_at.expect("completed"),
+    )
+    .await?
+    .expect("the record");
+    assert_eq!(read.version, now);
+    let field = |name: &str| {
+        read.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("Id").as_deref(), Some(renamed));
+    assert_eq!(field("Name").as_deref(), Some("Renamed by the test"));
     let unchanged = account_ids[25].as_str();
     let found = env
         .catalog

@@ -11,10 +11,13 @@
 //! -> per object: Bulk API 2.0 query -> CSV pages -> gzip -> multipart upload -> object row
 //! -> manifest.json -> backup complete -> ack
 //! ```
+//!
+//! [`lookup`] reads one record as of a time back from the backup that holds it.
 
 pub mod backup;
 pub mod error;
 pub mod handler;
+pub mod lookup;
 pub mod settings;
 pub mod storage;
 

@@ -31,6 +31,9 @@ pub struct Manifest<'a> {
     pub org_id: &'a str,
     /// `full` or `incremental`.
     pub kind: &'a str,
+    /// For an incremental: the backup it holds the changes since (its base's records complete
+    /// it); `null` for a full backup.
+    pub base_backup_id: Option<String>,
     /// When the backup started (RFC 3339).
     pub started_at: String,
     /// Salesforce API version the data was read with.

@@ -450,6 +450,7 @@ async fn write_manifest(
         tenant_id: backup.tenant_id.as_str(),
         org_id: backup.org_id.as_str(),
         kind: &backup.kind,
+        base_backup_id: backup.base_backup_id.map(|b| b.to_string()),
         started_at,
         api_version: &org.api_version,
         objects: written.iter().map(ManifestObject::of).collect(),

@@ -223,7 +223,7 @@ async fn extract_under_lease(
     task: &TaskRecord,
     owner: &str,
 ) -> Result<bool, WorkerError> {
-    let work = extract_task(ctx, backup, task);
+    let work = Box::pin(extract_task(ctx, backup, task));
     let heartbeat = keep_lease(ctx, backup.backup_id, task.task_no, owner);
     let output = tokio::select! {
         done = work => done?,

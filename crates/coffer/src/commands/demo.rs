@@ -195,6 +195,7 @@ async fn backup_through_the_queue(
         &TenantId::new(TENANT)?,
         &OrgId::new(DEMO_ORG)?,
         &[],
+        coffer_proto::v1::BackupKind::Full,
     )
     .await?;
     eprintln!(

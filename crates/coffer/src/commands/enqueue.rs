@@ -32,6 +32,10 @@ pub struct BackupArgs {
     /// Only these sObjects (repeatable); all by default.
     #[arg(long)]
     sobject: Vec<String>,
+    /// Only what changed (and was deleted) since the org's newest complete backup; an org
+    /// without one gets a full backup.
+    #[arg(long)]
+    incremental: bool,
     /// Print the job ids as JSON.
     #[arg(long)]
     json: bool,
@@ -45,11 +49,20 @@ pub async fn run(cmd: EnqueueCommand) -> anyhow::Result<()> {
     let publisher = broker.publisher().await?;
     let mut jobs = Vec::new();
     for org in &orgs {
-        let job_id = publish_backup(&publisher, &args.tenant, org, &args.sobject).await?;
+        let kind = match args.incremental {
+            true => BackupKind::Incremental,
+            false => BackupKind::Full,
+        };
+        let job_id = publish_backup(&publisher, &args.tenant, org, &args.sobject, kind).await?;
         jobs.push(serde_json::json!({"job_id": job_id.to_string(), "tenant": args.tenant.as_str(), "org_id": org.as_str()}));
         if !args.json {
             say(format!(
-                "enqueued backup job {job_id} for tenant {} org {org}",
+                "enqueued {} backup job {job_id} for tenant {} org {org}",
+                if args.incremental {
+                    "incremental"
+                } else {
+                    "full"
+                },
                 args.tenant
             ));
         }
@@ -86,6 +99,7 @@ pub async fn publish_backup(
     tenant: &TenantId,
     org: &OrgId,
     sobjects: &[String],
+    kind: BackupKind,
 ) -> anyhow::Result<JobId> {
     let job_id = JobId::generate();
     let envelope = JobEnvelope {
@@ -103,7 +117,7 @@ pub async fn publish_backup(
         job: Some(Job::BackupRequested(BackupRequested {
             tenant_id: tenant.to_string(),
             org_id: org.to_string(),
-            kind: BackupKind::Full as i32,
+            kind: kind as i32,
             sobjects: sobjects.to_vec(),
         })),
     };

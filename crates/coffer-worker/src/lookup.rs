@@ -1,0 +1,89 @@
+//! One record as of a time: where the catalog's record index says it is, read back from the
+//! bucket of the backup that holds it.
+//!
+//! [`record_as_of`] asks the catalog for the newest complete backup of the org, completed by
+//! then, that holds the record (an incremental holds only what changed, so an unchanged record
+//! is found in an older backup of the chain), reads that part from the storage the backup was
+//! written to, checking the size and SHA-256 the catalog recorded, and returns the record's
+//! row as field/value pairs.
+
+use coffer_catalog::{Catalog, RecordVersion};
+use coffer_core::{OrgId, TenantId};
+use coffer_storage::reader::{ExpectedObject, VerifiedReader};
+use time::OffsetDateTime;
+
+use crate::error::WorkerError;
+use crate::storage::{StorageClients, target_of};
+
+/// A record as a backup held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordAsOf {
+    /// Where it was found.
+    pub version: RecordVersion,
+    /// Its fields, in the part's column order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// The state of `record_id` as of `at`, or `None` if no complete backup of the org held it by
+/// then.
+pub async fn record_as_of(
+    catalog: &Catalog,
+    storage: &StorageClients,
+    (tenant_id, org_id): (&TenantId, &OrgId),
+    record_id: &str,
+    at: OffsetDateTime,
+) -> Result<Option<RecordAsOf>, WorkerError> {
+    let Some(version) = catalog
+        .record_as_of(tenant_id, org_id, record_id, at)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let backup = catalog
+        .backup(version.backup_id)
+        .await?
+        .ok_or_else(|| WorkerError::Task(format!("backup {} vanished", version.backup_id)))?;
+    let object = catalog
+        .backup_objects(backup.backup_id)
+        .await?
+        .into_iter()
+        .find(|o| o.key == version.object_key)
+        .ok_or_else(|| WorkerError::Task(format!("no object row for {}", version.object_key)))?;
+    let place = catalog.storage(backup.storage_id).await?;
+    let client = storage
+        .client_for(&place, org_id, &format!("lookup-{}", backup.backup_id))
+        .await?;
+    let expected = ExpectedObject {
+        size: object.size,
+        sha256_hex: object.sha256,
+    };
+    let bucket = target_of(&place).bucket;
+    let mut reader = VerifiedReader::open(&client, &bucket, &object.key, expected).await?;
+    let mut gz = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
+    while let Some(chunk) = reader.next_chunk().await? {
+        gz.extend_from_slice(&chunk);
+    }
+    let row = version.row;
+    let fields = tokio::task::spawn_blocking(move || nth_row(&gz, row))
+        .await
+        .map_err(|e| WorkerError::Task(e.to_string()))??;
+    Ok(Some(RecordAsOf { version, fields }))
+}
+
+/// Row `row` (from 1) of a gzip CSV part, zipped with its header.
+fn nth_row(gz: &[u8], row: u32) -> Result<Vec<(String, String)>, WorkerError> {
+    let bad = |detail: String| WorkerError::Task(format!("reading the part: {detail}"));
+    let mut csv = csv::Reader::from_reader(flate2::read::GzDecoder::new(gz));
+    let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let index = usize::try_from(row.saturating_sub(1)).unwrap_or(usize::MAX);
+    let record = csv
+        .records()
+        .nth(index)
+        .ok_or_else(|| bad(format!("the part has no row {row}")))?
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(header
+        .iter()
+        .zip(record.iter())
+        .map(|(h, v)| (h.to_owned(), v.to_owned()))
+        .collect())
+}
