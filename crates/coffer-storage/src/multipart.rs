@@ -405,6 +405,24 @@ pub(crate) async fn create_multipart(
     Ok(upload_id)
 }
 
+/// Aborts every multipart upload in progress under `prefix` (what a killed process left: its
+/// writer never got to Complete or Abort); returns how many. Only for prefixes no live writer
+/// uses, such as a task's own keys under its lease.
+pub async fn abort_open_uploads(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<usize, StorageError> {
+    let open = crate::list::list_open_uploads(client, bucket, prefix).await?;
+    for upload in &open {
+        abort(client, bucket, &upload.key, &upload.upload_id).await?;
+    }
+    if !open.is_empty() {
+        tracing::info!(%bucket, %prefix, count = open.len(), "aborted multipart uploads a killed attempt left");
+    }
+    Ok(open.len())
+}
+
 /// Aborts a multipart upload: the store discards its parts.
 pub(crate) async fn abort(
     client: &aws_sdk_s3::Client,

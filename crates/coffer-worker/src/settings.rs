@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use coffer_core::sealed::EnvelopeKey;
 use coffer_salesforce::IncrementalOptions;
+
+use crate::backup::files::{FilePolicy, FileSettings};
 use coffer_storage::{MIN_PART_SIZE, S3Settings};
 
 /// How the worker reaches storage and sizes what it writes.
@@ -27,6 +29,10 @@ pub struct WorkerSettings {
     /// How long a task's lease lasts without renewal; a worker renews it every third of this,
     /// and a task whose worker died is taken over this long after its last renewal.
     pub task_lease: Duration,
+    /// Limits of the file step (ContentVersion, Attachment and Document bodies).
+    pub files: FileSettings,
+    /// Every ContentVersion, or only the latest of each file.
+    pub file_policy: FilePolicy,
     /// Overlap window (late commits) and splitting of incremental reads.
     pub incremental: IncrementalOptions,
     /// Opens customers' sealed storage secrets; without it, storages with access keys fail
@@ -46,6 +52,8 @@ impl WorkerSettings {
             salesforce_page_size: 50_000,
             vendor: "coffer".to_owned(),
             task_lease: Duration::from_secs(60),
+            files: FileSettings::default(),
+            file_policy: FilePolicy::default(),
             incremental: IncrementalOptions::default(),
             envelope_key: None,
         }

@@ -89,6 +89,17 @@ pub enum FileSource {
 }
 
 impl FileSource {
+    /// The source whose bodies the records of `sobject` carry, if any.
+    pub fn of(sobject: &str) -> Option<FileSource> {
+        [
+            FileSource::ContentVersion,
+            FileSource::Attachment,
+            FileSource::Document,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == sobject)
+    }
+
     /// The object's API name, also the `source` of its reference rows.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -315,15 +326,21 @@ async fn back_up_batch(
             &ids,
         )
         .await?;
-    let results: Vec<(BackupFile, Found)> = futures::stream::iter(batch.iter().map(|meta| {
-        let earlier = earlier
-            .get(&meta.id)
-            .and_then(|rows| rows.iter().find(|row| meta.unchanged_since(row)));
-        back_up_one(ctx, source, meta, earlier)
-    }))
-    .buffer_unordered(ctx.settings.files_in_flight.max(1))
-    .try_collect()
-    .await?;
+    // Made before streaming them: a closure inside the stream would have to be general over
+    // lifetimes, which the worker's Send future cannot prove.
+    let bodies: Vec<_> = batch
+        .iter()
+        .map(|meta| {
+            let earlier = earlier
+                .get(&meta.id)
+                .and_then(|rows| rows.iter().find(|row| meta.unchanged_since(row)));
+            back_up_one(ctx, source, meta, earlier)
+        })
+        .collect();
+    let results: Vec<(BackupFile, Found)> = futures::stream::iter(bodies)
+        .buffer_unordered(ctx.settings.files_in_flight.max(1))
+        .try_collect()
+        .await?;
     let mut rows = Vec::with_capacity(results.len());
     for (row, found) in results {
         match found {

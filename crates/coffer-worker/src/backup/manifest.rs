@@ -1,12 +1,15 @@
 //! `manifest.json`: the backup described inside the bucket itself.
 //!
-//! It lists every object of the backup with its size, SHA-256 and row count, and carries the
-//! schema snapshot (the describe of every object backed up), so a bucket can be read, verified
-//! and a restore planned even without the catalog.
+//! It lists every object of the backup with its size, SHA-256 and row count, every file record
+//! with the content-addressed body it had, and carries the schema snapshot (the describe of
+//! every object backed up), so a bucket can be read, verified and a restore planned even
+//! without the catalog.
 
 use std::collections::BTreeMap;
 
-use coffer_catalog::NewObject;
+use coffer_catalog::{BackupFile, NewObject};
+use coffer_core::IdError;
+use coffer_core::layout::OrgPrefix;
 use coffer_salesforce::SObjectDescribe;
 use serde::Serialize;
 
@@ -40,6 +43,8 @@ pub struct Manifest<'a> {
     pub api_version: &'a str,
     /// Every records object of the backup.
     pub objects: Vec<ManifestObject<'a>>,
+    /// Every file record (ContentVersion, Attachment, Document) and the body it had.
+    pub files: Vec<ManifestFile<'a>>,
     /// Describe of every object backed up, by name.
     pub schema: BTreeMap<&'a str, &'a SObjectDescribe>,
 }
@@ -75,5 +80,42 @@ impl<'a> ManifestObject<'a> {
             sha256: &object.sha256,
             format: "csv+gzip",
         }
+    }
+}
+
+/// One file record in the manifest.
+#[derive(Debug, Serialize)]
+pub struct ManifestFile<'a> {
+    /// `ContentVersion`, `Attachment` or `Document`.
+    pub source: &'a str,
+    /// The record.
+    pub record_id: &'a str,
+    /// Its ContentDocument, for a ContentVersion.
+    pub content_document_id: Option<&'a str>,
+    /// Its parent (`Attachment.ParentId`, `Document.FolderId`).
+    pub parent_id: Option<&'a str>,
+    /// Key of the body (content-addressed, shared by the org's backups).
+    pub key: String,
+    /// Size of the body.
+    pub size: u64,
+    /// SHA-256 of the body, hex.
+    pub sha256: &'a str,
+    /// MD5 of the body, hex (as `ContentVersion.Checksum`).
+    pub md5: &'a str,
+}
+
+impl<'a> ManifestFile<'a> {
+    /// Describes a file reference; its key is the body's content address under `prefix`.
+    pub fn of(prefix: &OrgPrefix, file: &'a BackupFile) -> Result<Self, IdError> {
+        Ok(ManifestFile {
+            source: &file.source,
+            record_id: &file.record_id,
+            content_document_id: file.content_document_id.as_deref(),
+            parent_id: file.parent_id.as_deref(),
+            key: prefix.file_key(&file.sha256)?,
+            size: file.size,
+            sha256: &file.sha256,
+            md5: &file.md5,
+        })
     }
 }

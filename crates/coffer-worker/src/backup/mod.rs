@@ -11,10 +11,12 @@
 //! 2. [`run_task`] (on `ExtractTaskRequested`, any worker): take the task's lease (renewed while
 //!    the task runs; a live lease held elsewhere means this delivery is a duplicate, an expired
 //!    one that its worker died and the task is taken over); [`clear_earlier_attempt`] of the
-//!    task's object (objects are created only if absent, so what an interrupted attempt left is
-//!    deleted first); [`extract::extract_sobject`]: Bulk API 2.0 query -> gzip CSV parts ->
-//!    multipart upload, each part's catalog row written once the part is durable; the task is
-//!    marked done.
+//!    task's object (objects are created only if absent, so what an interrupted attempt left,
+//!    parts, uploads in progress and index rows, is removed first); [`extract::extract_sobject`]
+//!    (every record) or [`extract::extract_changes`] (an incremental: the changes after the
+//!    base's cursor): Bulk API 2.0 query -> gzip CSV parts -> multipart upload, every row
+//!    indexed ([`index`]), each part's catalog row written once the parts are durable; the task
+//!    is marked done with the cursor it reached.
 //! 3. [`finalize_backup`], by whichever task (or redelivery) finds every task done:
 //!    `manifest.json` with the plan's schema snapshot, then the backup is marked complete.
 //!
@@ -43,7 +45,7 @@ use coffer_storage::{BucketTarget, MultipartWriter, S3Client};
 use crate::error::WorkerError;
 use crate::settings::WorkerSettings;
 use crate::storage::{StorageClients, target_of};
-use manifest::{MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ManifestObject};
+use manifest::{MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ManifestFile, ManifestObject};
 use parts::PartPlan;
 pub use tasks::{TaskPublisher, republish_stranded, run_task};
 
@@ -276,10 +278,13 @@ pub async fn finalize_backup(
         .into_iter()
         .filter(|o| o.kind != ObjectKind::Manifest)
         .collect();
-    let manifest = write_manifest(
-        ctx, &client, &target, &prefix, backup, &org, &describes, &written,
-    )
-    .await?;
+    let files = catalog.backup_files(backup.backup_id).await?;
+    let contents = Contents {
+        describes: &describes,
+        written: &written,
+        files: &files,
+    };
+    let manifest = write_manifest(ctx, &client, &target, &prefix, backup, &org, contents).await?;
     catalog.record_object(backup.backup_id, &manifest).await?;
     let complete = catalog.complete_backup(backup.backup_id).await?;
     tracing::info!(backup_id = %backup.backup_id, objects = complete.objects, records = complete.record_count, "backup finalised");
@@ -427,8 +432,17 @@ pub(crate) fn part_plan(
     })
 }
 
+/// What a manifest lists.
+struct Contents<'a> {
+    /// The schema snapshot.
+    describes: &'a [SObjectDescribe],
+    /// The records parts.
+    written: &'a [NewObject],
+    /// The file references.
+    files: &'a [coffer_catalog::BackupFile],
+}
+
 /// Writes `manifest.json` and returns its object row.
-#[allow(clippy::too_many_arguments)]
 async fn write_manifest(
     ctx: &BackupContext,
     client: &S3Client,
@@ -436,8 +450,11 @@ async fn write_manifest(
     prefix: &OrgPrefix,
     backup: &BackupRecord,
     org: &OrgRecord,
-    describes: &[SObjectDescribe],
-    written: &[NewObject],
+    Contents {
+        describes,
+        written,
+        files,
+    }: Contents<'_>,
 ) -> Result<NewObject, WorkerError> {
     let started_at = backup
         .started_at
@@ -454,6 +471,11 @@ async fn write_manifest(
         started_at,
         api_version: &org.api_version,
         objects: written.iter().map(ManifestObject::of).collect(),
+        files: files
+            .iter()
+            .map(|f| ManifestFile::of(prefix, f))
+            .collect::<Result<_, _>>()
+            .map_err(invalid)?,
         schema: describes
             .iter()
             .map(|d| (d.name.as_str(), d))
@@ -488,9 +510,10 @@ async fn write_manifest(
     })
 }
 
-/// Deletes what interrupted attempts left of one object of this backup, from the bucket first
-/// (listed, so a part completed just before a crash is found even without its catalog row),
-/// then from the catalog. A first attempt finds nothing and costs one list call.
+/// Deletes what interrupted attempts left of one object of this backup: its index rows, the
+/// multipart uploads a killed process never completed nor aborted, and its parts, from the
+/// bucket first (listed, so a part completed just before a crash is found even without its
+/// catalog row), then from the catalog. A first attempt finds nothing and costs two list calls.
 pub async fn clear_earlier_attempt(
     catalog: &Catalog,
     client: &S3Client,
@@ -503,6 +526,7 @@ pub async fn clear_earlier_attempt(
         .delete_record_index(backup.backup_id, sobject.as_str())
         .await?;
     let records_prefix = prefix.records_prefix(&backup.backup_id, sobject);
+    coffer_storage::multipart::abort_open_uploads(client, &target.bucket, &records_prefix).await?;
     let mut left: Vec<String> =
         coffer_storage::list::list_keys(client, &target.bucket, &records_prefix).await?;
     let listed: HashSet<String> = left.iter().cloned().collect();

@@ -28,6 +28,7 @@ use coffer_salesforce::{Cursor, SObjectDescribe};
 use csv::StringRecord;
 
 use super::extract::StoredVersions;
+use super::files::{FileSource, FilesContext, backup_files};
 use super::index::{IndexWriter, RowIndex};
 use super::parts::{PartPlan, PartSink, Written};
 use super::{
@@ -320,6 +321,19 @@ async fn extract_task(
     for part in &written.parts {
         ctx.catalog.record_object(backup.backup_id, part).await?;
         records += part.rows;
+    }
+    if let Some(source) = FileSource::of(sobject.as_str()) {
+        let files = FilesContext {
+            catalog: &ctx.catalog,
+            sf: &sf,
+            client: &client,
+            target: &target,
+            prefix: &prefix,
+            backup,
+            settings: &ctx.settings.files,
+        };
+        let summary = backup_files(&files, source, ctx.settings.file_policy).await?;
+        tracing::info!(backup_id = %backup.backup_id, %sobject, files = summary.files, downloaded = summary.downloaded, stored = summary.stored, unchanged = summary.unchanged, "file bodies backed up");
     }
     let cursor_json = written
         .cursor

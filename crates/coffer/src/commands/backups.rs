@@ -113,7 +113,7 @@ pub async fn run(cmd: BackupsCommand) -> anyhow::Result<()> {
                 services.envelope_key()?,
             );
             let at = as_of.unwrap_or_else(time::OffsetDateTime::now_utc);
-            let found = record_as_of(&catalog, &storage, (&tenant, &org), &id, at)
+            let found = Box::pin(record_as_of(&catalog, &storage, (&tenant, &org), &id, at))
                 .await?
                 .with_context(|| {
                     format!(

@@ -10,6 +10,8 @@ mod storage;
 mod tenant;
 mod worker;
 
+use std::time::Duration;
+
 use crate::args::Services;
 
 /// What to do.
@@ -96,4 +98,26 @@ pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, stopping"),
     }
     shutdown.cancel();
+}
+
+/// `500ms`, `10s`, `2m` (or a bare number of seconds).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 1m)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s or m)")),
+    };
+    if d.is_zero() {
+        return Err("a duration must be longer than zero".to_owned());
+    }
+    Ok(d)
 }

@@ -32,6 +32,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::backups::rfc3339;
+use super::parse_duration;
 use crate::args::Services;
 use crate::connect;
 
@@ -230,28 +231,6 @@ async fn publish_backup(publisher: &Publisher, run: &ScheduledRun) -> anyhow::Re
         })
         .await
         .context("the broker did not confirm the job")
-}
-
-/// `500ms`, `10s`, `2m` (or a bare number of seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 1m)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s or m)")),
-    };
-    if d.is_zero() {
-        return Err("the tick must be longer than zero".to_owned());
-    }
-    Ok(d)
 }
 
 #[cfg(test)]

@@ -18,6 +18,13 @@ pub struct WorkerArgs {
     /// Jobs run at once by this process (the consumer's prefetch).
     #[arg(long, env = "COFFER_WORKER_CONCURRENCY", default_value_t = 1)]
     concurrency: u16,
+    /// How long a task's lease lasts without renewal (renewed every third of it): a task whose
+    /// worker died is taken over this long after its last renewal.
+    #[arg(long, env = "COFFER_TASK_LEASE", default_value = "60s", value_parser = super::parse_duration)]
+    task_lease: Duration,
+    /// Uncompressed CSV bytes after which a records part is closed and the next one starts.
+    #[arg(long, env = "COFFER_MAX_PART_BYTES", default_value_t = 128 * 1024 * 1024)]
+    max_part_bytes: usize,
 }
 
 /// Runs the consumer until SIGTERM or Ctrl-C; in-flight jobs get the drain timeout to finish,
@@ -32,6 +39,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let settings = WorkerSettings {
         vendor: args.services.vendor.clone(),
         envelope_key: args.services.envelope_key()?,
+        task_lease: args.task_lease,
+        max_part_bytes: args.max_part_bytes,
         ..WorkerSettings::new(args.services.s3())
     };
     let lease = settings.task_lease;
