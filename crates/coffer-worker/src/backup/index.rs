@@ -152,10 +152,20 @@ fn is_data_link(reference_to: &[String]) -> bool {
             .any(|t| !SETUP_OBJECTS.contains(&t.as_str()))
 }
 
-/// Writes index batches of one sObject of one backup on a task of its own.
+/// Writes index batches of one sObject of one backup on a task of its own. Dropped before
+/// [`IndexWriter::finish`] (the extraction failed or lost its lease), it stops writing at once,
+/// so nothing it had queued lands after a retry cleared the index.
 pub struct IndexWriter {
-    tx: mpsc::Sender<IndexBatch>,
-    handle: JoinHandle<Result<(), WorkerError>>,
+    tx: Option<mpsc::Sender<IndexBatch>>,
+    handle: Option<JoinHandle<Result<(), WorkerError>>>,
+}
+
+impl Drop for IndexWriter {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
 }
 
 impl IndexWriter {
@@ -170,31 +180,40 @@ impl IndexWriter {
             }
             Ok(())
         });
-        IndexWriter { tx, handle }
+        IndexWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// Queues a batch; waits while two are queued. A writer that failed returns its error.
     pub async fn send(&mut self, batch: IndexBatch) -> Result<(), WorkerError> {
-        if self.tx.send(batch).await.is_err() {
-            return Err(self.failure().await);
+        let sent = match &self.tx {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    async fn failure(&mut self) -> WorkerError {
-        match (&mut self.handle).await {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) => WorkerError::Task("the record index writer stopped".to_owned()),
-            Err(e) => WorkerError::Task(format!("the record index writer failed: {e}")),
-        }
+        Err(match self.join().await {
+            Err(e) => e,
+            Ok(()) => WorkerError::Task("the record index writer stopped".to_owned()),
+        })
     }
 
     /// Waits until everything queued is written.
-    pub async fn finish(self) -> Result<(), WorkerError> {
-        drop(self.tx);
-        self.handle
-            .await
-            .map_err(|e| WorkerError::Task(format!("the record index writer failed: {e}")))?
+    pub async fn finish(mut self) -> Result<(), WorkerError> {
+        self.tx = None;
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<(), WorkerError> {
+        match self.handle.take() {
+            Some(handle) => handle
+                .await
+                .map_err(|e| WorkerError::Task(format!("the record index writer failed: {e}")))?,
+            None => Ok(()),
+        }
     }
 }
 
