@@ -9,7 +9,7 @@ use std::time::Duration;
 use coffer_catalog::{BackupRecord, ObjectKind};
 use coffer_core::TenantId;
 use coffer_e2e::*;
-use coffer_proto::v1::BackupKind;
+use coffer_proto::v1::{BackupKind, JobEvent, job_event};
 use coffer_salesforce::Cursor;
 use coffer_sfsim::SimHandle;
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
@@ -126,9 +126,37 @@ async fn an_incremental_backup_holds_exactly_the_changed_and_deleted_rows() -> a
         account_cursor.system_modstamp - time::Duration::seconds(60),
     )?;
 
+    let events = broker.watch_events("incremental", "job.backup.#").await?;
     let job = request_backup_of_kind(&broker, "acme", TEST_ORG_ID, BackupKind::Incremental).await?;
     let incremental = wait_for_backup(&env, job, WAIT).await?;
     worker.stop().await;
+
+    // Progress events per task, then the completion, on the events exchange.
+    let mut seen = Vec::new();
+    while let Some((key, payload)) = broker.next_event(&events).await? {
+        let event = <JobEvent as prost::Message>::decode(payload.as_slice())?;
+        if event.job_id == job.to_string() {
+            seen.push((key, event));
+        }
+    }
+    let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"job.backup.started"), "events: {keys:?}");
+    assert_eq!(
+        keys.last(),
+        Some(&"job.backup.completed"),
+        "events: {keys:?}"
+    );
+    let progress: Vec<u64> = seen
+        .iter()
+        .filter_map(|(_, e)| match &e.event {
+            Some(job_event::Event::Progress(p)) => Some(p.records),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        progress.len() >= 2 && progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress events with growing record counts: {progress:?}"
+    );
     assert_eq!(incremental.kind, "incremental");
     assert_eq!(incremental.base_backup_id, Some(full.backup_id));
     let manifest_key = env

@@ -93,6 +93,8 @@ pub struct TaskCounts {
     pub total: u32,
     /// Tasks done.
     pub done: u32,
+    /// Records written by the tasks done.
+    pub records: u64,
 }
 
 impl TaskCounts {
@@ -169,7 +171,8 @@ impl Catalog {
     /// How many tasks the backup has, and how many are done.
     pub async fn task_counts(&self, backup_id: BackupId) -> Result<TaskCounts, CatalogError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS total, CAST(COALESCE(SUM(state = 'done'), 0) AS SIGNED) AS done \
+            "SELECT COUNT(*) AS total, CAST(COALESCE(SUM(state = 'done'), 0) AS SIGNED) AS done, \
+             CAST(COALESCE(SUM(CASE WHEN state = 'done' THEN records END), 0) AS SIGNED) AS records \
              FROM backup_tasks \
              WHERE backup_id = ?",
         )
@@ -178,9 +181,11 @@ impl Catalog {
         .await?;
         let total: i64 = row.try_get("total")?;
         let done: i64 = row.try_get("done")?;
+        let records: i64 = row.try_get("records")?;
         Ok(TaskCounts {
             total: u32::try_from(total).unwrap_or(u32::MAX),
             done: u32::try_from(done).unwrap_or(u32::MAX),
+            records: u64::try_from(records).unwrap_or(0),
         })
     }
 

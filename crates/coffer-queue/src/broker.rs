@@ -1,9 +1,10 @@
 //! [`Broker`]: one AMQP connection with the topology of one prefix, and the admin operations the
-//! CLI and tests need (declare, delete, queue depth, reading the dead-letter queue).
+//! CLI and tests need (declare, delete, queue depth, reading the dead-letter queue, watching
+//! the events exchange).
 
 use std::sync::Arc;
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 
@@ -80,6 +81,52 @@ impl Broker {
             .map_err(QueueError::amqp("basic.ack"))?;
         close_channel(channel).await;
         Ok(Some(letter))
+    }
+
+    /// Declares `{prefix}.watch.{name}`, a queue of the caller's own bound to the events exchange
+    /// for `pattern` (e.g. `job.backup.#`), and returns its name. It receives the events
+    /// published from then on, and expires after ten minutes without use.
+    pub async fn watch_events(&self, name: &str, pattern: &str) -> Result<String, QueueError> {
+        let queue = format!("{}.watch.{name}", self.topology.prefix());
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongUInt(600_000),
+        );
+        let channel = self.channel().await?;
+        channel
+            .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+            .await
+            .map_err(QueueError::amqp("queue.declare"))?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.topology.events_exchange().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(QueueError::amqp("queue.bind"))?;
+        close_channel(channel).await;
+        Ok(queue)
+    }
+
+    /// Takes one event from a watch queue (get, then ack): its routing key and payload, or
+    /// `None` if the queue is empty.
+    pub async fn next_event(&self, queue: &str) -> Result<Option<(String, Vec<u8>)>, QueueError> {
+        let channel = self.channel().await?;
+        let got = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .map_err(QueueError::amqp("basic.get"))?;
+        close_channel(channel).await;
+        Ok(got.map(|m| {
+            (
+                m.delivery.routing_key.as_str().to_owned(),
+                m.delivery.data.clone(),
+            )
+        }))
     }
 
     /// Messages ready for delivery in `queue` (unacknowledged ones are not counted), by passive

@@ -157,15 +157,21 @@ impl Worker {
         .await
     }
 
-    /// Completes the job when its backup is complete.
+    /// Completes the job when its backup is complete; otherwise tells how far it got.
     async fn progressed(&self, job: &BackupJob, progress: &Progress) -> Result<(), WorkerError> {
-        if let Progress::Complete { .. } = progress {
-            self.ctx
-                .catalog
-                .finish_job(job.job_id, JobState::Completed, None)
-                .await?;
-            log_completed(progress);
-            self.emit(job, completed_event(progress)).await;
+        match progress {
+            Progress::Complete { .. } => {
+                self.ctx
+                    .catalog
+                    .finish_job(job.job_id, JobState::Completed, None)
+                    .await?;
+                log_completed(progress);
+                self.emit(job, completed_event(progress)).await;
+            }
+            Progress::Continues { backup_id } => {
+                let counts = self.ctx.catalog.task_counts(*backup_id).await?;
+                self.emit(job, progress_event(&counts)).await;
+            }
         }
         Ok(())
     }
@@ -279,6 +285,14 @@ fn started_event(worker: &str, attempt: u32) -> job_event::Event {
         subject_id: String::new(),
         worker: worker.to_owned(),
         attempt,
+    })
+}
+
+fn progress_event(counts: &coffer_catalog::TaskCounts) -> job_event::Event {
+    job_event::Event::Progress(v1::JobProgress {
+        step: format!("{} of {} tasks done", counts.done, counts.total),
+        records: counts.records,
+        bytes: 0,
     })
 }
 
