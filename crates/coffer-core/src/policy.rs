@@ -60,7 +60,9 @@ pub fn session_policy(bucket: &str, prefix: &str) -> String {
             {
                 "Sid": "BucketInfo",
                 "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                // The emulator checks s3:ListMultipartUploads where AWS checks
+                // s3:ListBucketMultipartUploads.
+                "Action": ["s3:GetBucketLocation", "s3:ListBucketMultipartUploads", "s3:ListMultipartUploads"],
                 "Resource": bucket_arn
             },
             { "Sid": "Kms", "Effect": "Allow", "Action": KMS_ACTIONS, "Resource": "*" }

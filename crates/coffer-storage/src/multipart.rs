@@ -407,13 +407,23 @@ pub(crate) async fn create_multipart(
 
 /// Aborts every multipart upload in progress under `prefix` (what a killed process left: its
 /// writer never got to Complete or Abort); returns how many. Only for prefixes no live writer
-/// uses, such as a task's own keys under its lease.
+/// uses, such as a task's own keys under its lease. A bucket that refuses the listing
+/// (`s3:ListBucketMultipartUploads` missing from the customer's policy) is not a reason to fail
+/// a backup: the refusal is logged with the missing permission, and what is left is swept by
+/// the bucket's lifecycle rule.
 pub async fn abort_open_uploads(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> Result<usize, StorageError> {
-    let open = crate::list::list_open_uploads(client, bucket, prefix).await?;
+    let open = match crate::list::list_open_uploads(client, bucket, prefix).await {
+        Ok(open) => open,
+        Err(e @ StorageError::AccessDenied { .. }) => {
+            tracing::warn!(%bucket, %prefix, error = %e, "cannot list the uploads a killed attempt may have left; grant s3:ListBucketMultipartUploads on the bucket");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
     for upload in &open {
         abort(client, bucket, &upload.key, &upload.upload_id).await?;
     }

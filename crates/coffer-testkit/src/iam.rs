@@ -217,7 +217,9 @@ pub async fn admin_in_account(
 
 /// The permission policy `coffer storage policy` prints, plus what the emulator needs beyond
 /// AWS: it checks ListObjectsV2 as the action `s3:ListObjectsV2` where AWS checks `s3:ListBucket`,
-/// and DeleteObjects as `s3:DeleteObjects` on the bucket where AWS checks `s3:DeleteObject` per key.
+/// DeleteObjects as `s3:DeleteObjects` on the bucket where AWS checks `s3:DeleteObject` per key,
+/// and ListMultipartUploads as `s3:ListMultipartUploads` where AWS checks
+/// `s3:ListBucketMultipartUploads`.
 pub fn emulator_permission_policy(
     bucket: &str,
     prefix: &str,
@@ -235,7 +237,7 @@ pub fn emulator_permission_policy(
         statements.push(json!({
             "Sid": "EmulatorDeleteObjects",
             "Effect": "Allow",
-            "Action": ["s3:DeleteObjects"],
+            "Action": ["s3:DeleteObjects", "s3:ListMultipartUploads"],
             "Resource": format!("arn:aws:s3:::{bucket}")
         }));
     }
