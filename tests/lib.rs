@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use coffer_catalog::{BackupRecord, BackupState};
+use coffer_catalog::BackupRecord;
 use coffer_core::JobId;
 use coffer_proto::v1::{BackupKind, BackupRequested, JobEnvelope, job_envelope::Job};
 use coffer_queue::{Broker, DeadLetter, OutgoingJob, Publisher};
@@ -130,20 +130,7 @@ pub async fn wait_for_backup(
     job: JobId,
     timeout: Duration,
 ) -> anyhow::Result<BackupRecord> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(b) = env.catalog.backup_of_job(job).await? {
-            match b.state {
-                BackupState::Complete => return Ok(b),
-                BackupState::Failed => bail!("backup {} failed", b.backup_id),
-                BackupState::Running => {}
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("backup of job {job} not complete after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    env.wait_for_backup(job, timeout).await
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`.

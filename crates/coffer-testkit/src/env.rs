@@ -1,8 +1,10 @@
 //! [`TestEnv`]: one test's private database, queues, bucket and KMS key.
 
-use coffer_catalog::{Catalog, NewStorage, OrgRecord, Sse, StorageAccess, TenantRecord};
-use coffer_core::TenantId;
+use coffer_catalog::{
+    BackupRecord, BackupState, Catalog, NewStorage, OrgRecord, Sse, StorageAccess, TenantRecord,
+};
 use coffer_core::layout::BasePath;
+use coffer_core::{JobId, TenantId};
 use coffer_queue::{Broker, QueueConfig};
 use coffer_sfsim::SimHandle;
 use coffer_storage::provision::{self, KmsKey};
@@ -118,6 +120,43 @@ impl TestEnv {
         let broker = Broker::connect(&self.queue).await?;
         broker.declare_topology().await?;
         Ok(broker)
+    }
+
+    /// `program` (the `coffer` binary) with this test's database, broker, queue prefix and
+    /// endpoint in its environment, logging JSON.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        use secrecy::ExposeSecret as _;
+        let mut cmd = std::process::Command::new(program);
+        cmd.env("COFFER_DATABASE_URL", self.database_url.expose_secret())
+            .env("COFFER_AMQP_URL", &self.stack.amqp_url)
+            .env("COFFER_S3_ENDPOINT", &self.stack.s3_endpoint)
+            .env("AWS_REGION", &self.stack.region)
+            .env("COFFER_QUEUE_PREFIX", &self.queue.prefix)
+            .env("COFFER_LOG_FORMAT", "json")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Waits until the backup of `job` is complete; fails if it fails or `timeout` passes.
+    pub async fn wait_for_backup(
+        &self,
+        job: JobId,
+        timeout: Duration,
+    ) -> anyhow::Result<BackupRecord> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(b) = self.catalog.backup_of_job(job).await? {
+                match b.state {
+                    BackupState::Complete => return Ok(b),
+                    BackupState::Failed => anyhow::bail!("backup {} failed", b.backup_id),
+                    BackupState::Running => {}
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("backup of job {job} not complete after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Drops the database and the test's queues and exchanges. The bucket stays, for a look

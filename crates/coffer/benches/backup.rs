@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use coffer_catalog::{BackupRecord, BackupState};
+use coffer_catalog::BackupRecord;
 use coffer_core::JobId;
 use coffer_salesforce::{OrgConnection, SalesforceClient};
 use coffer_sfsim::schema::BENCHMARK_OBJECT;
@@ -114,15 +114,7 @@ async fn start_org(records: usize, accounts: usize) -> anyhow::Result<SimHandle>
 
 /// `coffer` with the run's database, broker, queue prefix and endpoint.
 fn coffer(env: &TestEnv) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
-    cmd.env("COFFER_DATABASE_URL", env.database_url.expose_secret())
-        .env("COFFER_AMQP_URL", &env.stack.amqp_url)
-        .env("COFFER_S3_ENDPOINT", &env.stack.s3_endpoint)
-        .env("AWS_REGION", &env.stack.region)
-        .env("COFFER_QUEUE_PREFIX", &env.queue.prefix)
-        .env("COFFER_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG");
-    cmd
+    env.command(env!("CARGO_BIN_EXE_coffer"))
 }
 
 async fn backup_run(records: usize, accounts: usize) -> anyhow::Result<Run> {
@@ -154,7 +146,7 @@ async fn backup_run(records: usize, accounts: usize) -> anyhow::Result<Run> {
         .as_str()
         .context("job id")?
         .parse()?;
-    let backup = wait_complete(&env, job).await?;
+    let backup = env.wait_for_backup(job, Duration::from_secs(3_600)).await?;
     let elapsed = started.elapsed();
     let worker_peaks_kib = workers.iter().map(|w| peak_rss_kib(w.id())).collect();
     for worker in &mut workers {
@@ -170,23 +162,6 @@ async fn backup_run(records: usize, accounts: usize) -> anyhow::Result<Run> {
         elapsed,
         worker_peaks_kib,
     })
-}
-
-async fn wait_complete(env: &TestEnv, job: JobId) -> anyhow::Result<BackupRecord> {
-    let deadline = Instant::now() + Duration::from_secs(3_600);
-    loop {
-        if let Some(b) = env.catalog.backup_of_job(job).await? {
-            match b.state {
-                BackupState::Complete => return Ok(b),
-                BackupState::Failed => bail!("backup {} failed", b.backup_id),
-                BackupState::Running => {}
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("backup of job {job} not complete after an hour");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// `VmHWM` of process `pid` in KiB (Linux): its peak resident set size so far.

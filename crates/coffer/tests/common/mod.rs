@@ -9,19 +9,10 @@ use anyhow::bail;
 use coffer_catalog::{BackupRecord, BackupState};
 use coffer_core::JobId;
 use coffer_testkit::TestEnv;
-use secrecy::ExposeSecret;
 
 /// `coffer` with the test's database, broker, queue prefix and endpoint, logging JSON.
 pub fn coffer(env: &TestEnv) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
-    cmd.env("COFFER_DATABASE_URL", env.database_url.expose_secret())
-        .env("COFFER_AMQP_URL", &env.stack.amqp_url)
-        .env("COFFER_S3_ENDPOINT", &env.stack.s3_endpoint)
-        .env("AWS_REGION", &env.stack.region)
-        .env("COFFER_QUEUE_PREFIX", &env.queue.prefix)
-        .env("COFFER_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG");
-    cmd
+    env.command(env!("CARGO_BIN_EXE_coffer"))
 }
 
 /// Runs `cmd`, which must succeed, and parses its stdout as JSON.
