@@ -88,8 +88,10 @@ impl fmt::Display for BasePath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// gzip (RFC 1952): `.csv.gz`, readable by every tool a customer has.
+    /// gzip (RFC 1952): `.csv.gz`, readable by every tool a customer has; the default.
     Gzip,
+    /// Zstandard (RFC 8878): `.csv.zst`, smaller and several times faster to write and read.
+    Zstd,
 }
 
 impl Compression {
@@ -97,6 +99,42 @@ impl Compression {
     pub fn extension(self) -> &'static str {
         match self {
             Compression::Gzip => "csv.gz",
+            Compression::Zstd => "csv.zst",
+        }
+    }
+
+    /// The `Content-Type` of a part.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/gzip",
+            Compression::Zstd => "application/zstd",
+        }
+    }
+
+    /// The compression of the records part at `key`, from its extension.
+    pub fn of_key(key: &str) -> Option<Compression> {
+        [Compression::Gzip, Compression::Zstd]
+            .into_iter()
+            .find(|c| key.ends_with(&format!(".{}", c.extension())))
+    }
+
+    /// The name used in settings and the manifest (`gzip`, `zstd`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(format!("unknown compression {other:?} (gzip or zstd)")),
         }
     }
 }
@@ -340,6 +378,16 @@ mod tests {
             p.manifest_key(&b),
             "coffer/prod/acme/00D000000000001AAA/backups/0190f5b4-6b8e-7c3a-9d2e-1f0a2b3c4d5e/manifest.json"
         );
+        let zstd = p.records_part_key(&b, &s, 2, Compression::Zstd);
+        assert!(zstd.ends_with("/records/Account/part-00002.csv.zst"));
+        assert_eq!(Compression::of_key(&zstd), Some(Compression::Zstd));
+        assert_eq!(
+            Compression::of_key(&p.records_part_key(&b, &s, 2, Compression::Gzip)),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(Compression::of_key(&p.manifest_key(&b)), None);
+        assert_eq!("zstd".parse(), Ok(Compression::Zstd));
+        assert!("lz4".parse::<Compression>().is_err());
     }
 
     #[test]

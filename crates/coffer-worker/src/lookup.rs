@@ -8,6 +8,7 @@
 //! row as field/value pairs.
 
 use coffer_catalog::{Catalog, RecordVersion};
+use coffer_core::layout::Compression;
 use coffer_core::{OrgId, TenantId};
 use coffer_storage::reader::{ExpectedObject, VerifiedReader};
 use time::OffsetDateTime;
@@ -59,21 +60,31 @@ pub async fn record_as_of(
     };
     let bucket = target_of(&place).bucket;
     let mut reader = VerifiedReader::open(&client, &bucket, &object.key, expected).await?;
-    let mut gz = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
+    let mut body = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
     while let Some(chunk) = reader.next_chunk().await? {
-        gz.extend_from_slice(&chunk);
+        body.extend_from_slice(&chunk);
     }
-    let row = version.row;
-    let fields = tokio::task::spawn_blocking(move || nth_row(&gz, row))
+    let (row, compression) = (version.row, Compression::of_key(&object.key));
+    let fields = tokio::task::spawn_blocking(move || nth_row(&body, compression, row))
         .await
         .map_err(|e| WorkerError::Task(e.to_string()))??;
     Ok(Some(RecordAsOf { version, fields }))
 }
 
-/// Row `row` (from 1) of a gzip CSV part, zipped with its header.
-fn nth_row(gz: &[u8], row: u32) -> Result<Vec<(String, String)>, WorkerError> {
+/// Row `row` (from 1) of a compressed CSV part, zipped with its header.
+fn nth_row(
+    body: &[u8],
+    compression: Option<Compression>,
+    row: u32,
+) -> Result<Vec<(String, String)>, WorkerError> {
     let bad = |detail: String| WorkerError::Task(format!("reading the part: {detail}"));
-    let mut csv = csv::Reader::from_reader(flate2::read::GzDecoder::new(gz));
+    let decoded: Box<dyn std::io::Read> = match compression {
+        Some(Compression::Zstd) => {
+            Box::new(zstd::stream::read::Decoder::new(body).map_err(|e| bad(e.to_string()))?)
+        }
+        _ => Box::new(flate2::read::GzDecoder::new(body)),
+    };
+    let mut csv = csv::Reader::from_reader(decoded);
     let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
     let index = usize::try_from(row.saturating_sub(1)).unwrap_or(usize::MAX);
     let record = csv

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use coffer_core::layout::Compression;
 use coffer_core::sealed::EnvelopeKey;
 use coffer_salesforce::IncrementalOptions;
 
@@ -20,8 +21,12 @@ pub struct WorkerSettings {
     pub upload_part_size: usize,
     /// Upload parts in flight per object.
     pub upload_concurrency: usize,
+    /// How records parts are compressed (gzip by default, or zstd).
+    pub compression: Compression,
     /// gzip level (1 fastest, 9 smallest).
     pub gzip_level: u32,
+    /// zstd level (1 fastest, 19 smallest in practice).
+    pub zstd_level: i32,
     /// Rows per Bulk API 2.0 results page (`maxRecords`).
     pub salesforce_page_size: usize,
     /// The vendor's name, the start of every external id (`{vendor}-org-{org_id}`).
@@ -48,7 +53,9 @@ impl WorkerSettings {
             max_part_bytes: 128 * 1024 * 1024,
             upload_part_size: 8 * 1024 * 1024,
             upload_concurrency: 2,
+            compression: Compression::Gzip,
             gzip_level: 3,
+            zstd_level: 3,
             salesforce_page_size: 50_000,
             vendor: "coffer".to_owned(),
             task_lease: Duration::from_secs(60),

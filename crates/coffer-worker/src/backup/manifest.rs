@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use coffer_catalog::{BackupFile, NewObject};
 use coffer_core::IdError;
-use coffer_core::layout::OrgPrefix;
+use coffer_core::layout::{Compression, OrgPrefix};
 use coffer_salesforce::SObjectDescribe;
 use serde::Serialize;
 
@@ -64,7 +64,7 @@ pub struct ManifestObject<'a> {
     pub size: u64,
     /// SHA-256 of the object's bytes, hex.
     pub sha256: &'a str,
-    /// `csv` compressed with `gzip`, one header row.
+    /// `csv+gzip` or `csv+zstd`: CSV with one header row, compressed.
     pub format: &'static str,
 }
 
@@ -78,7 +78,10 @@ impl<'a> ManifestObject<'a> {
             rows: object.rows,
             size: object.size,
             sha256: &object.sha256,
-            format: "csv+gzip",
+            format: match Compression::of_key(&object.key) {
+                Some(Compression::Zstd) => "csv+zstd",
+                _ => "csv+gzip",
+            },
         }
     }
 }

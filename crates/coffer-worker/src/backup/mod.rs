@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use coffer_catalog::{
     BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, PlannedTask, TenantRecord,
 };
-use coffer_core::layout::OrgPrefix;
+use coffer_core::layout::{Compression, OrgPrefix};
 use coffer_core::{BackupId, JobId, OrgId, SObjectName, TenantId};
 use coffer_proto::v1::{BackupKind, BackupRequested};
 use coffer_salesforce::{ClientOptions, OrgConnection, SObjectDescribe, SalesforceClient};
@@ -425,10 +425,14 @@ pub(crate) fn part_plan(
         upload: UploadOptions {
             part_size: ctx.settings.effective_upload_part_size(),
             max_in_flight: ctx.settings.upload_concurrency,
-            content_type: "application/gzip".to_owned(),
+            content_type: ctx.settings.compression.content_type().to_owned(),
             ..UploadOptions::default()
         },
-        gzip_level: ctx.settings.gzip_level,
+        compression: ctx.settings.compression,
+        level: match ctx.settings.compression {
+            Compression::Gzip => ctx.settings.gzip_level as i32,
+            Compression::Zstd => ctx.settings.zstd_level,
+        },
     })
 }
 

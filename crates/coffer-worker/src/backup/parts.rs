@@ -1,8 +1,8 @@
-//! Records parts: CSV rows -> gzip -> multipart upload, one bounded object per part.
+//! Records parts: CSV rows -> gzip (or zstd) -> multipart upload, one bounded object per part.
 //!
 //! [`PartSink`] takes the rows of one sObject page by page. It writes them into the current
 //! part's CSV (header first), compresses on a blocking thread so the async runtime never stalls
-//! on gzip, streams the compressed bytes into the part's multipart upload, and closes the part
+//! on compression, streams the compressed bytes into the part's multipart upload, and closes the part
 //! once `max_part_bytes` of CSV went in. The next row opens the next part
 //! (`part-00002.csv.gz`, ...). Every closed part becomes a [`NewObject`] for the catalog.
 //! With a [`RowIndex`], every row written is also indexed (part, row, links) and the index
@@ -38,8 +38,10 @@ pub struct PartPlan {
     pub max_part_bytes: usize,
     /// Multipart options.
     pub upload: UploadOptions,
-    /// gzip level.
-    pub gzip_level: u32,
+    /// gzip or zstd.
+    pub compression: Compression,
+    /// Compression level (gzip 1-9, zstd 1-22).
+    pub level: i32,
 }
 
 /// Where the gzip encoder puts compressed bytes until they are handed to the upload.
@@ -70,10 +72,52 @@ impl Write for Compressed {
     }
 }
 
+/// A part's compressor, writing into its [`Compressed`] buffer.
+enum Encoder {
+    Gzip(GzEncoder<Compressed>),
+    Zstd(zstd::stream::write::Encoder<'static, Compressed>),
+}
+
+impl Encoder {
+    fn new(compression: Compression, level: i32, out: Compressed) -> std::io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => {
+                let level = flate2::Compression::new(level.clamp(1, 9) as u32);
+                Encoder::Gzip(GzEncoder::new(out, level))
+            }
+            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(out, level)?),
+        })
+    }
+
+    /// Ends the stream (its trailer lands in the buffer).
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.finish().map(drop),
+            Encoder::Zstd(e) => e.finish().map(drop),
+        }
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
 /// The part being written.
 struct OpenPart {
     number: u32,
-    csv: csv::Writer<GzEncoder<Compressed>>,
+    csv: csv::Writer<Encoder>,
     compressed: Compressed,
     upload: MultipartWriter,
     csv_bytes: usize,
@@ -189,7 +233,7 @@ impl PartSink {
             &self.plan.backup_id,
             &self.plan.sobject,
             number,
-            Compression::Gzip,
+            self.plan.compression,
         );
         let upload = MultipartWriter::create(
             &self.plan.client,
@@ -199,11 +243,9 @@ impl PartSink {
         )
         .await?;
         let compressed = Compressed::default();
-        let gzip = GzEncoder::new(
-            compressed.clone(),
-            flate2::Compression::new(self.plan.gzip_level),
-        );
-        let mut csv = csv::Writer::from_writer(gzip);
+        let encoder = Encoder::new(self.plan.compression, self.plan.level, compressed.clone())
+            .map_err(|e| self.bad(e))?;
+        let mut csv = csv::Writer::from_writer(encoder);
         csv.write_record(&self.header).map_err(|e| self.bad(e))?;
         Ok(OpenPart {
             number,
@@ -224,7 +266,7 @@ impl PartSink {
             rows,
             ..
         } = part;
-        tokio::task::spawn_blocking(move || finish_gzip(csv))
+        tokio::task::spawn_blocking(move || finish_compression(csv))
             .await
             .map_err(|e| WorkerError::Task(e.to_string()))??;
         upload.write(&compressed.take()).await?;
@@ -302,12 +344,13 @@ async fn drain_compressed(part: &mut OpenPart) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Flushes the CSV writer and finishes the gzip stream (the trailer lands in the buffer).
-fn finish_gzip(csv: csv::Writer<GzEncoder<Compressed>>) -> Result<(), WorkerError> {
-    let gzip = csv
+/// Flushes the CSV writer and finishes the compressed stream (the trailer lands in the buffer).
+fn finish_compression(csv: csv::Writer<Encoder>) -> Result<(), WorkerError> {
+    let encoder = csv
         .into_inner()
         .map_err(|e| WorkerError::Task(format!("csv flush: {e}")))?;
-    gzip.finish()
-        .map_err(|e| WorkerError::Task(format!("gzip finish: {e}")))?;
+    encoder
+        .finish()
+        .map_err(|e| WorkerError::Task(format!("compression finish: {e}")))?;
     Ok(())
 }

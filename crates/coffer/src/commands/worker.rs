@@ -25,6 +25,10 @@ pub struct WorkerArgs {
     /// Uncompressed CSV bytes after which a records part is closed and the next one starts.
     #[arg(long, env = "COFFER_MAX_PART_BYTES", default_value_t = 128 * 1024 * 1024)]
     max_part_bytes: usize,
+    /// How records parts are compressed: gzip (`.csv.gz`, readable by every tool) or zstd
+    /// (`.csv.zst`, smaller and faster). Backups already written keep theirs.
+    #[arg(long, env = "COFFER_COMPRESSION", default_value = "gzip")]
+    compression: coffer_core::layout::Compression,
 }
 
 /// Runs the consumer until SIGTERM or Ctrl-C; in-flight jobs get the drain timeout to finish,
@@ -41,6 +45,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         envelope_key: args.services.envelope_key()?,
         task_lease: args.task_lease,
         max_part_bytes: args.max_part_bytes,
+        compression: args.compression,
         ..WorkerSettings::new(args.services.s3())
     };
     let lease = settings.task_lease;
