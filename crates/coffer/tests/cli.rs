@@ -10,7 +10,7 @@ use anyhow::Context;
 use coffer_core::JobId;
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
 
-use common::{coffer, run_json, wait_for_backup, wait_for_exit};
+use common::{Reaped, coffer, run_json, wait_for_backup, wait_for_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> anyhow::Result<()> {
@@ -20,11 +20,13 @@ async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> 
     env.connect_org("acme", &sim).await?;
     env.broker().await?; // declare the topology so the enqueue below has somewhere to go
     let log_path = std::env::temp_dir().join(format!("coffer-worker-{}.log", env.id));
-    let mut worker = coffer(&env)
-        .arg("worker")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()?;
+    let mut worker = Reaped(
+        coffer(&env)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path)?)
+            .spawn()?,
+    );
 
     let mut enqueue = coffer(&env);
     enqueue.args(["enqueue", "backup", "--tenant", "acme", "--json"]);

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,12 +20,12 @@ use coffer_testkit::{TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{coffer, run_json, wait_for_exit};
+use common::{Reaped, coffer, run_json, wait_for_exit};
 
 const KILLS: usize = 5;
 
 /// Starts a worker process with a short task lease and small parts, logging to its own file.
-fn spawn_worker(env: &TestEnv, n: usize) -> anyhow::Result<(Child, std::path::PathBuf)> {
+fn spawn_worker(env: &TestEnv, n: usize) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
     let log = std::env::temp_dir().join(format!("coffer-kill-{}-{n}.log", env.id));
     let child = coffer(env)
         .arg("worker")
@@ -34,7 +34,7 @@ fn spawn_worker(env: &TestEnv, n: usize) -> anyhow::Result<(Child, std::path::Pa
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
-    Ok((child, log))
+    Ok((Reaped(child), log))
 }
 
 async fn backup_state(env: &TestEnv, job: JobId) -> anyhow::Result<Option<BackupRecord>> {

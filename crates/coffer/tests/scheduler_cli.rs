@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,7 +17,7 @@ use lapin::options::BasicGetOptions;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use common::{coffer, run_json, wait_for_exit};
+use common::{Reaped, coffer, run_json, wait_for_exit};
 
 const ORG_1: &str = "00D000000000001AAA";
 const ORG_2: &str = "00D000000000002AAA";
@@ -108,14 +108,14 @@ async fn schedule_set_refuses_bad_expressions_and_zones_and_list_shows_utc_and_l
     env.cleanup().await
 }
 
-fn spawn_scheduler(env: &TestEnv, name: &str) -> anyhow::Result<(Child, std::path::PathBuf)> {
+fn spawn_scheduler(env: &TestEnv, name: &str) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
     let log = std::env::temp_dir().join(format!("coffer-scheduler-{}-{name}.log", env.id));
     let child = coffer(env)
         .args(["scheduler", "--tick", "200ms"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
-    Ok((child, log))
+    Ok((Reaped(child), log))
 }
 
 fn read(path: &std::path::Path) -> String {

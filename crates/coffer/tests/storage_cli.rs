@@ -17,7 +17,7 @@ use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
 use secrecy::ExposeSecret;
 use sqlx::Row;
 
-use common::{coffer, wait_for_backup, wait_for_exit};
+use common::{Reaped, coffer, wait_for_backup, wait_for_exit};
 
 /// Every output of every command of the test, for the final search.
 #[derive(Default)]
@@ -122,11 +122,13 @@ async fn a_tenant_moves_to_its_own_bucket_with_access_keys_and_the_secret_is_nev
 
     // A worker process backs the org up into the customer's bucket with the customer's keys.
     let log_path = dir.join("worker.log");
-    let mut worker = cli()
-        .arg("worker")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .spawn()?;
+    let mut worker = Reaped(
+        cli()
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path)?)
+            .spawn()?,
+    );
     let mut enqueue = cli();
     enqueue.args(["enqueue", "backup", "--tenant", "acme", "--json"]);
     let enqueued: serde_json::Value = serde_json::from_str(&transcript.ok(enqueue)?)?;
