@@ -294,46 +294,19 @@ async fn extract_task(
     let org = org_of(&ctx.catalog, backup).await?;
     let sf = connect(&org, &ctx.settings).await?;
     let plan = part_plan(ctx, &client, &target, &prefix, backup, &describe)?;
-    let written = match since {
-        Some(since) => {
-            let (header, _) = extract::changes_query(&describe)?;
-            let sink = indexed_sink(ctx, backup, &describe, plan, header);
-            let stored = StoredVersions {
-                catalog: &ctx.catalog,
-                tenant_id: &backup.tenant_id,
-                org_id: &backup.org_id,
-            };
-            let options = &ctx.settings.incremental;
-            extract::extract_changes(&sf, &describe, since, options, stored, sink).await?
-        }
-        None => match extract::full_query(&describe) {
-            Some((header, soql)) => {
-                let sink = indexed_sink(ctx, backup, &describe, plan, header.clone());
-                extract::extract_sobject(&sf, &describe, &header, &soql, sink).await?
-            }
-            None => Written {
-                parts: Vec::new(),
-                cursor: None,
-            },
-        },
-    };
+    let written = read_records(ctx, backup, &sf, &describe, plan, since).await?;
     let mut records = 0;
     for part in &written.parts {
         ctx.catalog.record_object(backup.backup_id, part).await?;
         records += part.rows;
     }
     if let Some(source) = FileSource::of(sobject.as_str()) {
-        let files = FilesContext {
-            catalog: &ctx.catalog,
-            sf: &sf,
-            client: &client,
-            target: &target,
-            prefix: &prefix,
-            backup,
-            settings: &ctx.settings.files,
+        let place = BackupPlace {
+            client,
+            target,
+            prefix,
         };
-        let summary = backup_files(&files, source, ctx.settings.file_policy).await?;
-        tracing::info!(backup_id = %backup.backup_id, %sobject, files = summary.files, downloaded = summary.downloaded, stored = summary.stored, unchanged = summary.unchanged, "file bodies backed up");
+        back_up_bodies(ctx, backup, &sf, &place, source).await?;
     }
     let cursor_json = written
         .cursor
@@ -347,6 +320,60 @@ async fn extract_task(
         records,
         cursor_json,
     })
+}
+
+/// Reads the object into indexed parts: every record, or the changes after `since`.
+async fn read_records(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+    sf: &coffer_salesforce::SalesforceClient,
+    describe: &SObjectDescribe,
+    plan: PartPlan,
+    since: Option<Cursor>,
+) -> Result<Written, WorkerError> {
+    if let Some(since) = since {
+        let (header, _) = extract::changes_query(describe)?;
+        let sink = indexed_sink(ctx, backup, describe, plan, header);
+        let stored = StoredVersions {
+            catalog: &ctx.catalog,
+            tenant_id: &backup.tenant_id,
+            org_id: &backup.org_id,
+        };
+        let options = &ctx.settings.incremental;
+        return extract::extract_changes(sf, describe, since, options, stored, sink).await;
+    }
+    match extract::full_query(describe) {
+        Some((header, soql)) => {
+            let sink = indexed_sink(ctx, backup, describe, plan, header.clone());
+            extract::extract_sobject(sf, describe, &header, &soql, sink).await
+        }
+        None => Ok(Written {
+            parts: Vec::new(),
+            cursor: None,
+        }),
+    }
+}
+
+/// Backs up the file bodies the object's records carry (ContentVersion, Attachment, Document).
+async fn back_up_bodies(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+    sf: &coffer_salesforce::SalesforceClient,
+    place: &BackupPlace,
+    source: FileSource,
+) -> Result<(), WorkerError> {
+    let files = FilesContext {
+        catalog: &ctx.catalog,
+        sf,
+        client: &place.client,
+        target: &place.target,
+        prefix: &place.prefix,
+        backup,
+        settings: &ctx.settings.files,
+    };
+    let summary = backup_files(&files, source, ctx.settings.file_policy).await?;
+    tracing::info!(backup_id = %backup.backup_id, sobject = source.as_str(), files = summary.files, downloaded = summary.downloaded, stored = summary.stored, unchanged = summary.unchanged, "file bodies backed up");
+    Ok(())
 }
 
 /// A part sink with header `header` that indexes every row it writes.
