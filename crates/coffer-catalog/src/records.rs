@@ -69,6 +69,10 @@ pub struct RecordVersion {
     pub row: u32,
     /// The part's key in the backup's bucket.
     pub object_key: String,
+    /// The part's size, as recorded when it was written.
+    pub object_size: u64,
+    /// The part's SHA-256 (hex), as recorded when it was written.
+    pub object_sha256: String,
     /// Its `SystemModstamp`.
     pub system_modstamp: Option<OffsetDateTime>,
     /// It was deleted (in the Recycle Bin) when the backup read it.
@@ -235,7 +239,7 @@ impl Catalog {
     ) -> Result<Option<RecordVersion>, CatalogError> {
         let row = sqlx::query(
             "SELECT r.backup_id, b.completed_at, r.record_id, r.sobject, r.part, r.row_no, r.system_modstamp, r.deleted, \
-             o.object_key FROM backup_records r \
+             o.object_key, o.size_bytes, o.sha256 FROM backup_records r \
              JOIN backups b ON b.backup_id = r.backup_id \
              JOIN backup_objects o ON o.backup_id = r.backup_id AND o.kind = 'records' \
                AND o.sobject = r.sobject AND o.part = r.part \
@@ -258,6 +262,8 @@ impl Catalog {
                 part: indexed.part,
                 row: indexed.row,
                 object_key: row.try_get("object_key")?,
+                object_size: row.try_get("size_bytes")?,
+                object_sha256: row.try_get("sha256")?,
                 system_modstamp: indexed.system_modstamp,
                 deleted: indexed.deleted,
             })

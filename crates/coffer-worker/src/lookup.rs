@@ -44,27 +44,21 @@ pub async fn record_as_of(
         .backup(version.backup_id)
         .await?
         .ok_or_else(|| WorkerError::Task(format!("backup {} vanished", version.backup_id)))?;
-    let object = catalog
-        .backup_objects(backup.backup_id)
-        .await?
-        .into_iter()
-        .find(|o| o.key == version.object_key)
-        .ok_or_else(|| WorkerError::Task(format!("no object row for {}", version.object_key)))?;
     let place = catalog.storage(backup.storage_id).await?;
     let client = storage
         .client_for(&place, org_id, &format!("lookup-{}", backup.backup_id))
         .await?;
     let expected = ExpectedObject {
-        size: object.size,
-        sha256_hex: object.sha256,
+        size: version.object_size,
+        sha256_hex: version.object_sha256.clone(),
     };
     let bucket = target_of(&place).bucket;
-    let mut reader = VerifiedReader::open(&client, &bucket, &object.key, expected).await?;
-    let mut body = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
+    let mut reader = VerifiedReader::open(&client, &bucket, &version.object_key, expected).await?;
+    let mut body = Vec::with_capacity(usize::try_from(version.object_size).unwrap_or(0));
     while let Some(chunk) = reader.next_chunk().await? {
         body.extend_from_slice(&chunk);
     }
-    let (row, compression) = (version.row, Compression::of_key(&object.key));
+    let (row, compression) = (version.row, Compression::of_key(&version.object_key));
     let fields = tokio::task::spawn_blocking(move || nth_row(&body, compression, row))
         .await
         .map_err(|e| WorkerError::Task(e.to_string()))??;

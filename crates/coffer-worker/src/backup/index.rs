@@ -10,7 +10,6 @@
 //! [`IndexWriter`] writes the rows in batches on a task of its own, so the extraction never
 //! waits for MySQL unless the writer falls two batches behind.
 
-use coffer_catalog::records::INDEX_BATCH_ROWS;
 use coffer_catalog::{Catalog, IndexedRecord, RecordLink};
 use coffer_core::BackupId;
 use coffer_salesforce::split::parse_datetime;
@@ -216,6 +215,3 @@ impl IndexWriter {
         }
     }
 }
-
-/// The batch size the sink hands to the writer.
-pub const BATCH: usize = INDEX_BATCH_ROWS;

@@ -19,8 +19,9 @@ use coffer_storage::{BucketTarget, MultipartWriter, S3Client};
 use csv::StringRecord;
 use flate2::write::GzEncoder;
 
-use super::index::{BATCH, IndexWriter, RowIndex};
+use super::index::{IndexWriter, RowIndex};
 use crate::error::WorkerError;
+use coffer_catalog::records::INDEX_BATCH_ROWS;
 
 /// Where and how parts of one sObject are written.
 pub struct PartPlan {
@@ -176,7 +177,7 @@ impl PartSink {
                 encode_rows(part, rows, self.plan.max_part_bytes, self.index.take()).await?;
             rows = rest;
             self.index = index;
-            self.send_index(BATCH).await?;
+            self.send_index(INDEX_BATCH_ROWS).await?;
             drain_compressed(&mut part).await?;
             if full {
                 self.close_part(part).await?;

@@ -285,15 +285,12 @@ async fn extract_task(
         .transpose()
         .map_err(|e| WorkerError::Task(format!("cursor of task {}: {e}", task.task_no)))?;
     let sobject = SObjectName::new(task.sobject.clone()).map_err(super::invalid)?;
-    let BackupPlace {
-        client,
-        target,
-        prefix,
-    } = BackupPlace::of(ctx, backup).await?;
-    clear_earlier_attempt(&ctx.catalog, &client, &target, &prefix, backup, &sobject).await?;
+    let place = BackupPlace::of(ctx, backup).await?;
+    let (client, target, prefix) = (&place.client, &place.target, &place.prefix);
+    clear_earlier_attempt(&ctx.catalog, client, target, prefix, backup, &sobject).await?;
     let org = org_of(&ctx.catalog, backup).await?;
     let sf = connect(&org, &ctx.settings).await?;
-    let plan = part_plan(ctx, &client, &target, &prefix, backup, &describe)?;
+    let plan = part_plan(ctx, client, target, prefix, backup, &describe)?;
     let written = read_records(ctx, backup, &sf, &describe, plan, since).await?;
     let mut records = 0;
     for part in &written.parts {
@@ -301,11 +298,6 @@ async fn extract_task(
         records += part.rows;
     }
     if let Some(source) = FileSource::of(sobject.as_str()) {
-        let place = BackupPlace {
-            client,
-            target,
-            prefix,
-        };
         back_up_bodies(ctx, backup, &sf, &place, source).await?;
     }
     let cursor_json = written
