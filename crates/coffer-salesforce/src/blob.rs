@@ -3,29 +3,52 @@
 //! chunk by chunk, never held whole. The MD5 is computed on the way; when an expected checksum
 //! (`ContentVersion.Checksum`) is given, a mismatch ends the stream with
 //! [`SalesforceError::ChecksumMismatch`] instead of a clean end.
+//!
+//! A transfer cut mid-body resumes where it stopped instead of failing the file: the body is
+//! asked for again with `Range: bytes=N-`. A `206 Partial Content` starting at N continues the
+//! stream; a server that ignores the range (`200`, the whole body again) is read from the start
+//! with the first N bytes dropped, so the caller sees one unbroken body either way and the MD5
+//! covers every byte exactly once. After [`MAX_RESUMES`] cuts the error is handed on.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use coffer_core::SObjectName;
-use futures::Stream;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::{FutureExt, Stream};
 use md5::{Digest, Md5};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_RANGE, RANGE};
 
 use crate::{SalesforceClient, SalesforceError};
 
+/// How many times one download resumes after a cut before the error is handed on.
+pub const MAX_RESUMES: u32 = 3;
+
 /// The body of one blob, as a stream of chunks. Yields `Err` once and then ends if the transfer
-/// breaks or the checksum does not match.
+/// breaks more than [`MAX_RESUMES`] times or the checksum does not match.
 pub struct BlobStream {
-    chunks: BoxStream<'static, reqwest::Result<Bytes>>,
+    client: SalesforceClient,
+    url: String,
+    state: State,
     md5: Md5,
     bytes: u64,
+    /// Bytes still to drop from the front of a body re-sent whole by a server that ignored
+    /// the range.
+    skip: u64,
+    resumes: u32,
     expected_md5: Option<String>,
     what: String,
-    ended: bool,
     /// `{object} {id} {field}`.
     blob: String,
+}
+
+enum State {
+    Reading(BoxStream<'static, reqwest::Result<Bytes>>),
+    Resuming(BoxFuture<'static, Result<reqwest::Response, SalesforceError>>),
+    Ended,
 }
 
 impl std::fmt::Debug for BlobStream {
@@ -33,6 +56,7 @@ impl std::fmt::Debug for BlobStream {
         f.debug_struct("BlobStream")
             .field("blob", &self.what)
             .field("bytes", &self.bytes)
+            .field("resumes", &self.resumes)
             .finish_non_exhaustive()
     }
 }
@@ -41,6 +65,11 @@ impl BlobStream {
     /// Bytes received so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// How many times the transfer was cut and resumed.
+    pub fn resumes(&self) -> u32 {
+        self.resumes
     }
 
     /// The MD5 (lowercase hex) of the bytes received so far; the blob's MD5 once the stream has
@@ -64,46 +93,121 @@ impl BlobStream {
             _ => Ok(()),
         }
     }
+
+    /// Asks for the rest of the body, from byte [`BlobStream::bytes`] on.
+    fn resume(&mut self) {
+        let (client, url, what, from) = (
+            self.client.clone(),
+            self.url.clone(),
+            self.what.clone(),
+            self.bytes,
+        );
+        self.state = State::Resuming(
+            async move { client.request_blob(&what, &url, Some(from)).await }.boxed(),
+        );
+    }
+
+    /// Takes a resumed answer: a `206` must start where the stream stopped; a `200` is the
+    /// whole body again, whose first bytes are dropped.
+    fn continue_with(&mut self, resp: reqwest::Response) -> Result<(), SalesforceError> {
+        self.skip = match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let start = range_start(&resp);
+                if start != Some(self.bytes) {
+                    return Err(SalesforceError::UnexpectedResponse {
+                        operation: self.what.clone(),
+                        detail: format!(
+                            "asked for the body from byte {}, got Content-Range {:?}",
+                            self.bytes,
+                            resp.headers().get(CONTENT_RANGE)
+                        ),
+                    });
+                }
+                0
+            }
+            _ => self.bytes,
+        };
+        self.state = State::Reading(Box::pin(resp.bytes_stream()));
+        Ok(())
+    }
+
+    /// Hashes and counts a chunk, after dropping what a whole-body resend repeats.
+    fn take(&mut self, mut chunk: Bytes) -> Option<Bytes> {
+        if self.skip > 0 {
+            let dropped = self.skip.min(chunk.len() as u64);
+            self.skip -= dropped;
+            chunk = chunk.slice(dropped as usize..);
+        }
+        if chunk.is_empty() {
+            return None;
+        }
+        self.md5.update(&chunk);
+        self.bytes += chunk.len() as u64;
+        Some(chunk)
+    }
+
+    fn fail(&mut self, e: SalesforceError) -> Poll<Option<Result<Bytes, SalesforceError>>> {
+        self.state = State::Ended;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// The first byte position of a `Content-Range: bytes START-END/TOTAL` header.
+fn range_start(resp: &reqwest::Response) -> Option<u64> {
+    let value = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let (start, _) = value.strip_prefix("bytes ")?.split_once('-')?;
+    start.trim().parse().ok()
 }
 
 impl Stream for BlobStream {
     type Item = Result<Bytes, SalesforceError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
+        loop {
+            let this = &mut *self;
+            match &mut this.state {
+                State::Ended => return Poll::Ready(None),
+                State::Resuming(pending) => match pending.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return this.fail(e),
+                    Poll::Ready(Ok(resp)) => {
+                        if let Err(e) = this.continue_with(resp) {
+                            return this.fail(e);
+                        }
+                    }
+                },
+                State::Reading(chunks) => match chunks.as_mut().poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        if let Some(chunk) = this.take(chunk) {
+                            return Poll::Ready(Some(Ok(chunk)));
+                        }
+                    }
+                    Poll::Ready(Some(Err(source))) if this.resumes < MAX_RESUMES => {
+                        this.resumes += 1;
+                        tracing::warn!(blob = %this.blob, bytes = this.bytes, resume = this.resumes, error = %source, "salesforce blob transfer cut; resuming from the last byte received");
+                        this.resume();
+                    }
+                    Poll::Ready(Some(Err(source))) => {
+                        let operation = this.what.clone();
+                        return this.fail(SalesforceError::Transport { operation, source });
+                    }
+                    Poll::Ready(None) => {
+                        this.state = State::Ended;
+                        let verified = this.verify();
+                        tracing::debug!(blob = %this.blob, bytes = this.bytes, resumes = this.resumes, ok = verified.is_ok(), "downloaded salesforce blob");
+                        return Poll::Ready(verified.err().map(Err));
+                    }
+                },
+            }
         }
-        let next = match self.chunks.as_mut().poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(next) => next,
-        };
-        Poll::Ready(match next {
-            Some(Ok(chunk)) => {
-                self.md5.update(&chunk);
-                self.bytes += chunk.len() as u64;
-                Some(Ok(chunk))
-            }
-            Some(Err(source)) => {
-                self.ended = true;
-                Some(Err(SalesforceError::Transport {
-                    operation: self.what.clone(),
-                    source,
-                }))
-            }
-            None => {
-                self.ended = true;
-                let verified = self.verify();
-                tracing::debug!(blob = %self.what, bytes = self.bytes, ok = verified.is_ok(), "downloaded salesforce blob");
-                verified.err().map(Err)
-            }
-        })
     }
 }
 
 impl SalesforceClient {
-    /// Starts downloading blob `field` of record `id` of `sobject` (one API call). Pass the
-    /// record's `ContentVersion.Checksum` as `expected_md5` to have the stream end in
-    /// [`SalesforceError::ChecksumMismatch`] when the bytes do not match it.
+    /// Starts downloading blob `field` of record `id` of `sobject` (one API call, and one more
+    /// per resumed cut). Pass the record's `ContentVersion.Checksum` as `expected_md5` to have
+    /// the stream end in [`SalesforceError::ChecksumMismatch`] when the bytes do not match it.
     pub async fn download_blob(
         &self,
         sobject: &SObjectName,
@@ -116,22 +220,37 @@ impl SalesforceClient {
             self.api_version(),
             &format!("sobjects/{sobject}/{id}/{field}"),
         );
-        let resp = self
-            .with_retries(&what, || {
-                self.send(&what, |http| {
-                    http.get(&url)
-                        .header(reqwest::header::ACCEPT, "application/octet-stream")
-                })
-            })
-            .await?;
+        let resp = self.request_blob(&what, &url, None).await?;
         Ok(BlobStream {
-            chunks: Box::pin(resp.bytes_stream()),
+            client: self.clone(),
+            url,
+            state: State::Reading(Box::pin(resp.bytes_stream())),
             md5: Md5::new(),
             bytes: 0,
+            skip: 0,
+            resumes: 0,
             expected_md5: expected_md5.map(str::to_owned),
             what,
-            ended: false,
             blob: format!("{sobject} {id} {field}"),
         })
+    }
+
+    /// `GET` of a blob URL, from byte `from` on when given, with the usual retries.
+    async fn request_blob(
+        &self,
+        what: &str,
+        url: &str,
+        from: Option<u64>,
+    ) -> Result<reqwest::Response, SalesforceError> {
+        self.with_retries(what, || {
+            self.send(what, |http| {
+                let request = http.get(url).header(ACCEPT, "application/octet-stream");
+                match from {
+                    Some(from) => request.header(RANGE, format!("bytes={from}-")),
+                    None => request,
+                }
+            })
+        })
+        .await
     }
 }

@@ -409,3 +409,62 @@ async fn blobs_stream_with_their_md5_checked() {
     assert_eq!(err.code(), Some("NOT_FOUND"));
     sim.shutdown().await;
 }
+
+/// Reads a blob to its end; returns the body and the stream's last error, if any.
+async fn read_blob(
+    client: &SalesforceClient,
+    sobject: &str,
+    id: &str,
+    field: &str,
+    md5: Option<&str>,
+) -> (Vec<u8>, Option<SalesforceError>, u32) {
+    let name = SObjectName::new(sobject).unwrap();
+    let mut stream = client.download_blob(&name, id, field, md5).await.unwrap();
+    let mut body = Vec::new();
+    let mut failed = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(e) => failed = Some(e),
+        }
+    }
+    if failed.is_none() {
+        assert_eq!(stream.md5_hex(), hex::encode(Md5::digest(&body)));
+    }
+    (body, failed, stream.resumes())
+}
+
+#[tokio::test]
+async fn a_cut_blob_transfer_resumes_from_the_last_byte_received() {
+    let sim = sim(3).await;
+    let client = client(&sim, 100).await;
+    let (header, rows) = sim.table("ContentVersion").unwrap();
+    let id = rows[0][header.iter().position(|h| h == "Id").unwrap()].clone();
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    sim.set_blob("ContentVersion", &id, "VersionData", &body).unwrap();
+    let md5 = hex::encode(Md5::digest(&body));
+
+    for honour_ranges in [true, false] {
+        sim.honour_blob_ranges(honour_ranges);
+        let before = sim.blob_downloads();
+        sim.cut_next_blobs(2);
+        let (got, failed, resumes) =
+            read_blob(&client, "ContentVersion", &id, "VersionData", Some(&md5)).await;
+        assert!(failed.is_none(), "ranges {honour_ranges}: {failed:?}");
+        assert_eq!(got.len(), body.len(), "ranges {honour_ranges}");
+        assert!(got == body, "ranges {honour_ranges}: the resumed body differs");
+        assert_eq!(resumes, 2, "ranges {honour_ranges}");
+        assert_eq!(sim.blob_downloads() - before, 3, "one request and two resumes");
+    }
+
+    // More cuts than the client resumes: the error reaches the caller, classified retryable.
+    sim.honour_blob_ranges(true);
+    sim.cut_next_blobs(coffer_salesforce::blob::MAX_RESUMES + 1);
+    let (got, failed, _) =
+        read_blob(&client, "ContentVersion", &id, "VersionData", Some(&md5)).await;
+    let err = failed.expect("the last cut is handed on");
+    assert!(matches!(err, SalesforceError::Transport { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert!(got.len() < body.len());
+    sim.shutdown().await;
+}

@@ -50,6 +50,11 @@ pub struct Faults {
     /// The next N blob bodies are served with their first byte changed (a corrupted transfer,
     /// or a stored checksum that no longer matches).
     pub corrupt_blobs: AtomicU32,
+    /// The next N blob bodies send half of what was asked for, then drop the connection.
+    pub cut_blobs: AtomicU32,
+    /// Whether blob GETs honour `Range: bytes=N-` (`206 Partial Content`); when off they answer
+    /// `200` with the whole body, as a server that ignores ranges does.
+    pub blob_ranges: AtomicBool,
     /// Blob bodies written by tests (`SimHandle::set_blob`), by (object, 18-character id, field);
     /// they replace the generated bodies.
     pub written_blobs: Mutex<HashMap<(String, String, String), Vec<u8>>>,
@@ -69,6 +74,8 @@ impl Default for Faults {
             query_timeout_above: Mutex::default(),
             blob_downloads: AtomicU64::new(0),
             corrupt_blobs: AtomicU32::new(0),
+            cut_blobs: AtomicU32::new(0),
+            blob_ranges: AtomicBool::new(true),
             written_blobs: Mutex::default(),
         }
     }

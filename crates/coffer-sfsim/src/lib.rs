@@ -526,6 +526,18 @@ impl SimHandle {
         self.sim.faults.corrupt_blobs.store(n, Ordering::Relaxed);
     }
 
+    /// Serves the next `n` blob bodies half-way, then drops the connection (a cut transfer the
+    /// client must resume).
+    pub fn cut_next_blobs(&self, n: u32) {
+        self.sim.faults.cut_blobs.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether blob GETs honour `Range` (the default) or answer every request with the whole
+    /// body, as a server that ignores ranges does.
+    pub fn honour_blob_ranges(&self, honour: bool) {
+        self.sim.faults.blob_ranges.store(honour, Ordering::Relaxed);
+    }
+
     /// Invalidates every access token issued so far, as a session timeout or revocation would:
     /// the next API call with an old token gets `401 INVALID_SESSION_ID`.
     pub fn expire_tokens(&self) {

@@ -312,22 +312,51 @@ async fn blob(
     if let Err(e) = authorize(&sim, &headers, &version) {
         return e.into_response();
     }
-    match crate::blob_of(&sim, &name, &id, &field) {
-        Some(mut body) => {
-            sim.faults.blob_downloads.fetch_add(1, Ordering::Relaxed);
-            if crate::faults::take_one(&sim.faults.corrupt_blobs)
-                && let Some(first) = body.first_mut()
-            {
-                *first ^= 0xff;
-            }
-            (
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                Bytes::from(body),
-            )
-                .into_response()
-        }
-        None => not_found(),
+    let Some(mut body) = crate::blob_of(&sim, &name, &id, &field) else {
+        return not_found();
+    };
+    sim.faults.blob_downloads.fetch_add(1, Ordering::Relaxed);
+    if crate::faults::take_one(&sim.faults.corrupt_blobs)
+        && let Some(first) = body.first_mut()
+    {
+        *first ^= 0xff;
     }
+    let total = body.len();
+    let from = requested_start(&headers).filter(|_| sim.faults.blob_ranges.load(Ordering::Relaxed));
+    let (status, body, range) = match from {
+        Some(from) if from >= total && total > 0 => {
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+            )
+                .into_response();
+        }
+        Some(from) => (
+            StatusCode::PARTIAL_CONTENT,
+            body.split_off(from),
+            Some(format!("bytes {from}-{}/{total}", total.saturating_sub(1))),
+        ),
+        None => (StatusCode::OK, body, None),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(range) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert(header::CONTENT_RANGE, range);
+    }
+    if crate::faults::take_one(&sim.faults.cut_blobs) {
+        tracing::debug!(sobject = %name, id = %id, "sfsim cut a blob body mid-transfer");
+        return (status, headers, crate::faults::cut_body(body)).into_response();
+    }
+    (status, headers, Bytes::from(body)).into_response()
+}
+
+/// The N of a `Range: bytes=N-` request header (the only form a resuming client sends).
+fn requested_start(headers: &HeaderMap) -> Option<usize> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    let (start, end) = value.strip_prefix("bytes=")?.split_once('-')?;
+    end.trim().is_empty().then_some(())?;
+    start.trim().parse().ok()
 }
 
 async fn create_job(
