@@ -23,6 +23,7 @@ pub mod backups;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod pauses;
 pub mod records;
 pub mod schedules;
 pub mod tasks;
@@ -38,6 +39,7 @@ pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord
 pub use error::CatalogError;
 pub use files::{BackupFile, FileObject, NewFileObject};
 pub use jobs::JobState;
+pub use pauses::OrgPause;
 pub use records::{IndexedRecord, RecordLink, RecordVersion};
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,

@@ -261,6 +261,27 @@ impl Catalog {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Gives up `owner`'s lease on a task it could not finish (it failed, or its org was
+    /// paused), so the next delivery takes the task at once instead of waiting for the lease to
+    /// run out; `false` if `owner` no longer held it.
+    pub async fn release_task_lease(
+        &self,
+        backup_id: BackupId,
+        task_no: u32,
+        owner: &str,
+    ) -> Result<bool, CatalogError> {
+        let released = sqlx::query(
+            "UPDATE backup_tasks SET state = 'pending', lease_owner = NULL, lease_until = NULL \
+             WHERE backup_id = ? AND task_no = ? AND state = 'running' AND lease_owner = ?",
+        )
+        .bind(backup_id.to_string())
+        .bind(task_no)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(released.rows_affected() == 1)
+    }
+
     /// Marks the task done with its totals and the cursor it reached (JSON), if `owner` still
     /// holds it; `false` otherwise (the lease was lost and another worker redoes the task).
     pub async fn complete_task(
@@ -290,7 +311,8 @@ impl Catalog {
 
 impl Catalog {
     /// Open tasks of running backups without a live lease and untouched for `idle`, at most
-    /// `limit`; each is touched, so the next call within `idle` does not return it again.
+    /// `limit`; each is touched, so the next call within `idle` does not return it again. Tasks
+    /// of a paused org are not stranded: their messages wait in the parked queue.
     pub async fn stranded_tasks(
         &self,
         idle: Duration,
@@ -302,6 +324,8 @@ impl Catalog {
              WHERE b.state = 'running' AND t.state <> 'done' \
              AND (t.lease_until IS NULL OR t.lease_until < CURRENT_TIMESTAMP(6)) \
              AND t.updated_at < CURRENT_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
+             AND NOT EXISTS (SELECT 1 FROM org_pauses p WHERE p.tenant_id = b.tenant_id \
+               AND p.org_id = b.org_id AND p.paused_until > CURRENT_TIMESTAMP(6)) \
              ORDER BY t.updated_at LIMIT ?",
         )
         .bind(micros(idle))

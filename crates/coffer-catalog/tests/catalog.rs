@@ -385,3 +385,77 @@ async fn a_task_has_one_live_holder_and_an_expired_lease_is_taken_over() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_paused_org_stays_paused_until_its_time_and_its_tasks_are_not_stranded() {
+    use std::time::Duration;
+    let db = fresh_catalog().await;
+    let c = &db.catalog;
+    let tenant = TenantId::new("acme").unwrap();
+    let t = c.put_tenant(&tenant, "Acme", &storage("b")).await.unwrap();
+    let org = coffer_catalog::OrgRecord {
+        tenant_id: tenant.clone(),
+        org_id: OrgId::new("00D000000000001AAA").unwrap(),
+        login_url: "https://acme.my.salesforce.com".to_owned(),
+        client_id: "cid".to_owned(),
+        client_secret: SecretString::from("s".to_owned()),
+        api_version: "62.0".to_owned(),
+    };
+    c.put_org(&org).await.unwrap();
+    let org = org.org_id;
+    assert_eq!(c.org_pause(&tenant, &org).await.unwrap(), None);
+
+    let b = c
+        .begin_backup(
+            JobId::generate(),
+            &tenant,
+            &org,
+            t.storage.storage_id,
+            "full",
+        )
+        .await
+        .unwrap();
+    c.plan_tasks(b.backup_id, &[("Account".to_owned(), "{}".to_owned())])
+        .await
+        .unwrap();
+
+    let long = c
+        .pause_org(&tenant, &org, Duration::from_secs(3600), "limit exceeded")
+        .await
+        .unwrap();
+    assert_eq!(long.reason, "limit exceeded");
+    // A shorter pause does not shorten the one in force.
+    let again = c
+        .pause_org(&tenant, &org, Duration::from_secs(1), "budget")
+        .await
+        .unwrap();
+    assert_eq!(again, long);
+    assert_eq!(c.org_pause(&tenant, &org).await.unwrap(), Some(long));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        c.stranded_tasks(Duration::from_millis(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a paused org's task is republished"
+    );
+
+    assert!(c.resume_org(&tenant, &org).await.unwrap());
+    assert_eq!(c.org_pause(&tenant, &org).await.unwrap(), None);
+    assert!(!c.resume_org(&tenant, &org).await.unwrap());
+    assert_eq!(
+        c.stranded_tasks(Duration::from_millis(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A pause ends on its own.
+    c.pause_org(&tenant, &org, Duration::from_millis(200), "budget")
+        .await
+        .unwrap();
+    assert!(c.org_pause(&tenant, &org).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.org_pause(&tenant, &org).await.unwrap(), None);
+}

@@ -31,6 +31,10 @@ pub struct QueueConfig {
     /// `x-delivery-limit` on the jobs quorum queue: a message that keeps crashing workers is
     /// dead-lettered by the broker after this many redeliveries.
     pub delivery_limit: u32,
+    /// How long a deferred job ([`crate::Outcome::Defer`], e.g. for an org paused on its API
+    /// limits) waits in the parked queue before it is delivered again. A deferral is not a
+    /// failed attempt: it never brings the job closer to the dead-letter queue.
+    pub park_delay: Duration,
     /// How long a graceful shutdown waits for in-flight handlers before abandoning them
     /// (abandoned deliveries are never acked; the broker requeues them).
     pub drain_timeout: Duration,
@@ -38,7 +42,8 @@ pub struct QueueConfig {
 
 impl QueueConfig {
     /// Production defaults for the given broker URL: prefix `coffer`, one job at a time, retries
-    /// after 5 s, 30 s, 2 min and 10 min, 5 attempts, delivery limit 10, 30 s drain.
+    /// after 5 s, 30 s, 2 min and 10 min, 5 attempts, delivery limit 10, deferred jobs parked for 15 min,
+    /// 30 s drain.
     pub fn new(amqp_url: SecretString) -> Self {
         Self {
             amqp_url,
@@ -52,6 +57,7 @@ impl QueueConfig {
             ],
             max_attempts: 5,
             delivery_limit: 10,
+            park_delay: Duration::from_secs(15 * 60),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -75,6 +81,9 @@ impl QueueConfig {
             return Err(config_error(
                 "each retry delay must be between 1 ms and ~49 days",
             ));
+        }
+        if self.park_delay.is_zero() || self.park_delay.as_millis() > u128::from(u32::MAX) {
+            return Err(config_error("park_delay must be between 1 ms and ~49 days"));
         }
         if self.max_attempts == 0 {
             return Err(config_error("max_attempts must be at least 1"));

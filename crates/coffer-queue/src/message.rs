@@ -78,6 +78,13 @@ pub enum Outcome {
         /// Why; kept in the dead letter if the job is finally given up.
         reason: String,
     },
+    /// Not now, and not because the job failed (its org is paused on its API limits): the job
+    /// waits [`crate::QueueConfig::park_delay`] in the parked queue and comes back with its
+    /// attempt count unchanged.
+    Defer {
+        /// Why; logged.
+        reason: String,
+    },
     /// Give up now: the job goes to the dead-letter queue.
     Reject {
         /// Why (truncated to 1 KiB in the header).

@@ -1,5 +1,5 @@
-//! Settling a delivery once its handler returned: ack, retry through a delay queue, or
-//! dead-letter. The rule is the same everywhere: the original is acked only after the broker
+//! Settling a delivery once its handler returned: ack, retry through a delay queue, park
+//! (defer without counting an attempt), or dead-letter. The rule is the same everywhere: the original is acked only after the broker
 //! confirmed the copy that replaces it; if the copy cannot be published the original is nacked
 //! with requeue, so a message is never lost (at worst it is delivered again).
 
@@ -65,6 +65,7 @@ impl Settler {
         match result {
             Ok(Outcome::Done) => ack(&rec).await,
             Ok(Outcome::Retry { reason }) => self.retry(rec, &reason).await,
+            Ok(Outcome::Defer { reason }) => self.park(rec, &reason).await,
             Ok(Outcome::Reject { reason, class }) => self.dead_letter(rec, &reason, class).await,
             Err(e) if e.is_panic() => {
                 let reason = format!("handler panicked: {}", panic_message(e));
@@ -99,6 +100,24 @@ impl Settler {
                 ack(&rec).await;
             }
             Err(e) => requeue(&rec, &format!("retry publish failed: {e}")).await,
+        }
+    }
+
+    /// Publishes a copy to the parked queue with the same attempt count, then acks.
+    async fn park(&self, rec: Received, reason: &str) {
+        let queue = self.topology.parked_queue();
+        let target = Target {
+            exchange: "",
+            routing_key: &queue.name,
+            mandatory: true,
+        };
+        let props = copy_properties(&rec.properties, FieldTable::default());
+        match self.publisher.publish(target, &rec.data, props).await {
+            Ok(()) => {
+                tracing::info!(attempt = rec.attempt, delay = ?queue.delay, reason = %reason, "job deferred");
+                ack(&rec).await;
+            }
+            Err(e) => requeue(&rec, &format!("park publish failed: {e}")).await,
         }
     }
 

@@ -4,12 +4,14 @@
 //! {p}.jobs (direct) --{p}.jobs--> {p}.jobs (quorum, x-delivery-limit, DLX {p}.dlx)
 //! {p}.dlx (fanout) --> {p}.jobs.dlq (quorum)
 //! "" (default) --{p}.jobs.retry.{ms}ms--> {p}.jobs.retry.{ms}ms (classic, TTL, DLX {p}.jobs)
+//! "" (default) --{p}.jobs.parked--> {p}.jobs.parked (classic, TTL park_delay, DLX {p}.jobs)
 //! {p}.events (topic)
 //! ```
 //!
 //! A retried job is published to the retry queue of its delay; when its TTL expires the broker
 //! dead-letters it to the jobs exchange with the jobs routing key, which puts it back in the jobs
-//! queue. Declaring is idempotent; declaring over an existing queue with other arguments fails
+//! queue. A deferred job (not a failure: its attempt count is unchanged) waits the same way in
+//! the parked queue. Declaring is idempotent; declaring over an existing queue with other arguments fails
 //! with `PRECONDITION_FAILED`, reported as [`crate::QueueError::TopologyMismatch`].
 
 use std::time::Duration;
@@ -42,6 +44,7 @@ pub struct Topology {
     dead_letter_queue: String,
     events_exchange: String,
     retry_queues: Vec<RetryQueue>,
+    parked: RetryQueue,
     delivery_limit: u32,
 }
 
@@ -63,6 +66,10 @@ impl Topology {
                     delay,
                 })
                 .collect(),
+            parked: RetryQueue {
+                name: format!("{p}.jobs.parked"),
+                delay: cfg.park_delay,
+            },
             delivery_limit: cfg.delivery_limit,
         }
     }
@@ -107,6 +114,11 @@ impl Topology {
         &self.retry_queues
     }
 
+    /// The queue deferred jobs wait in before they are delivered again.
+    pub fn parked_queue(&self) -> &RetryQueue {
+        &self.parked
+    }
+
     /// The delay queue for a job whose attempt number `attempt` (0-based) just failed.
     pub fn retry_queue_for_attempt(&self, attempt: u32) -> Option<&RetryQueue> {
         let last = self.retry_queues.len().checked_sub(1)?;
@@ -116,7 +128,11 @@ impl Topology {
 
     /// Every queue name, deduplicated (two equal delays share a queue).
     pub fn queue_names(&self) -> Vec<&str> {
-        let mut names = vec![self.jobs_queue(), self.dead_letter_queue()];
+        let mut names = vec![
+            self.jobs_queue(),
+            self.dead_letter_queue(),
+            &self.parked.name,
+        ];
         for q in &self.retry_queues {
             if !names.contains(&q.name.as_str()) {
                 names.push(&q.name);
@@ -155,7 +171,7 @@ impl Topology {
             "",
         )
         .await?;
-        for q in &self.retry_queues {
+        for q in self.retry_queues.iter().chain([&self.parked]) {
             declare_queue(channel, &q.name, self.retry_queue_args(q.delay)).await?;
         }
         Ok(())

@@ -141,6 +141,48 @@ async fn retried_job_comes_back_after_the_delay_then_is_dead_lettered() {
 }
 
 #[tokio::test]
+async fn deferred_job_waits_in_the_parked_queue_without_using_up_attempts() {
+    let mut cfg = test_config();
+    cfg.park_delay = Duration::from_millis(300);
+    // More deferrals than max_attempts (3): a deferral is not a failure.
+    let mut h = Harness::start(
+        cfg,
+        script(|_| async {
+            Outcome::Defer {
+                reason: "org paused".into(),
+            }
+        }),
+    )
+    .await;
+    h.publish("paused").await;
+    let mut last = Instant::now();
+    for round in 0..5 {
+        let d = h.next().await;
+        assert_eq!(d.message_id.as_deref(), Some("paused"));
+        assert_eq!(
+            d.attempt, 0,
+            "round {round}: a deferral counted as an attempt"
+        );
+        if round > 0 {
+            let waited = last.elapsed();
+            assert!(
+                waited >= Duration::from_millis(280),
+                "deferred for only {waited:?}"
+            );
+        }
+        last = Instant::now();
+    }
+    assert!(h.broker.get_dead_letter().await.unwrap().is_none());
+    let parked = h.broker.topology().parked_queue().name.clone();
+    h.stop_consumer().await;
+    // The job is parked or back in the jobs queue: never lost.
+    let depth = h.broker.queue_depth(&parked).await.unwrap()
+        + h.broker.queue_depth(&h.jobs_queue()).await.unwrap();
+    assert_eq!(depth, 1);
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn retry_then_success_is_acked() {
     let mut h = Harness::start(
         test_config(),

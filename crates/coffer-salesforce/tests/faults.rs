@@ -441,7 +441,8 @@ async fn a_cut_blob_transfer_resumes_from_the_last_byte_received() {
     let (header, rows) = sim.table("ContentVersion").unwrap();
     let id = rows[0][header.iter().position(|h| h == "Id").unwrap()].clone();
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    sim.set_blob("ContentVersion", &id, "VersionData", &body).unwrap();
+    sim.set_blob("ContentVersion", &id, "VersionData", &body)
+        .unwrap();
     let md5 = hex::encode(Md5::digest(&body));
 
     for honour_ranges in [true, false] {
@@ -452,9 +453,16 @@ async fn a_cut_blob_transfer_resumes_from_the_last_byte_received() {
             read_blob(&client, "ContentVersion", &id, "VersionData", Some(&md5)).await;
         assert!(failed.is_none(), "ranges {honour_ranges}: {failed:?}");
         assert_eq!(got.len(), body.len(), "ranges {honour_ranges}");
-        assert!(got == body, "ranges {honour_ranges}: the resumed body differs");
+        assert!(
+            got == body,
+            "ranges {honour_ranges}: the resumed body differs"
+        );
         assert_eq!(resumes, 2, "ranges {honour_ranges}");
-        assert_eq!(sim.blob_downloads() - before, 3, "one request and two resumes");
+        assert_eq!(
+            sim.blob_downloads() - before,
+            3,
+            "one request and two resumes"
+        );
     }
 
     // More cuts than the client resumes: the error reaches the caller, classified retryable.

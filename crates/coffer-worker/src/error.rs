@@ -62,6 +62,21 @@ pub enum WorkerError {
     /// An internal task (compression) failed or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The org's Salesforce API allowance is used up (by Salesforce's count, or past the share
+    /// the vendor allows Coffer): its work waits, without calling Salesforce, until `until`.
+    #[error(
+        "org {org} of tenant {tenant} is paused until {until} ({reason}); its work resumes then, or earlier with `coffer tenant resume-org`"
+    )]
+    OrgPaused {
+        /// The tenant.
+        tenant: String,
+        /// The org.
+        org: String,
+        /// When work resumes (RFC 3339, UTC).
+        until: String,
+        /// The Salesforce error that paused it.
+        reason: String,
+    },
     /// A file body did not match the checksum Salesforce gives for it
     /// (`ContentVersion.Checksum`): a corrupted transfer, or a damaged file in the org.
     #[error(
@@ -96,6 +111,14 @@ pub enum WorkerError {
     },
 }
 
+impl WorkerError {
+    /// Whether the failure means the org's API allowance is used up: the org is paused rather
+    /// than the job retried.
+    pub fn pauses_org(&self) -> bool {
+        matches!(self, WorkerError::Salesforce(e) if e.pauses_org())
+    }
+}
+
 impl Classify for WorkerError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -103,6 +126,7 @@ impl Classify for WorkerError {
             WorkerError::Storage(e) => e.class(),
             WorkerError::Catalog(e) => e.class(),
             WorkerError::Task(_)
+            | WorkerError::OrgPaused { .. }
             | WorkerError::FileChecksum { .. }
             | WorkerError::FileSize { .. } => ErrorClass::Retryable,
             WorkerError::Decode(_)

@@ -6,6 +6,8 @@
 //! |-------------------------------------------------|------------------------------|
 //! | effects durable (or the job was already done)   | ack                          |
 //! | retryable failure (network, 5xx, throttling)    | retry after a growing delay  |
+//! | the org's API allowance is used up, or the org  | pause the org; defer the job |
+//! | is paused                                       | (parked, no attempt counted) |
 //! | permanent failure (malformed, unknown tenant,   | dead-letter with the reason  |
 //! | access denied, unknown KMS key, ...)            |                              |
 //!
@@ -19,7 +21,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use coffer_catalog::{Catalog, JobState};
+use coffer_catalog::{Catalog, JobState, OrgPause};
 use coffer_core::{Classify, ErrorClass, JobId};
 use coffer_proto::v1::job_envelope::Job;
 use coffer_proto::v1::{self, BackupRequested, ExtractTaskRequested, job_event};
@@ -119,6 +121,7 @@ impl Worker {
                 tracing::info!("job already completed, acknowledging the duplicate");
                 return Ok(());
             }
+            self.unless_paused(&job).await?;
             self.emit(&job, started_event(&self.name, attempt)).await;
             let publish = match &self.events {
                 Some(publisher) => TaskPublisher::Queue(publisher),
@@ -126,10 +129,7 @@ impl Worker {
             };
             match plan_backup(&self.ctx, &job, &publish).await {
                 Ok(progress) => self.progressed(&job, &progress).await,
-                Err(e) => {
-                    self.record_failure(&job, &e, delivery).await?;
-                    Err(e)
-                }
+                Err(e) => Err(self.failed(&job, e, delivery).await),
             }
         }
         .instrument(span)
@@ -145,12 +145,10 @@ impl Worker {
         let job = BackupJob::of(job_id, &msg.tenant_id, &msg.org_id)?;
         let span = tracing::info_span!("task", %job_id, tenant = %job.tenant_id, org = %job.org_id, backup_id = %msg.backup_id, task_no = msg.task_no, attempt = delivery.attempt);
         async {
+            self.unless_paused(&job).await?;
             match run_task(&self.ctx, msg).await {
                 Ok(progress) => self.progressed(&job, &progress).await,
-                Err(e) => {
-                    self.record_failure(&job, &e, delivery).await?;
-                    Err(e)
-                }
+                Err(e) => Err(self.failed(&job, e, delivery).await),
             }
         }
         .instrument(span)
@@ -174,6 +172,58 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Fails with [`WorkerError::OrgPaused`] while the job's org is paused, before anything
+    /// calls Salesforce.
+    async fn unless_paused(&self, job: &BackupJob) -> Result<(), WorkerError> {
+        match self
+            .ctx
+            .catalog
+            .org_pause(&job.tenant_id, &job.org_id)
+            .await?
+        {
+            Some(pause) => Err(paused(job, pause)),
+            None => Ok(()),
+        }
+    }
+
+    /// Deals with a failed attempt: an exhausted API allowance pauses the org (the job waits,
+    /// it has not failed); anything else is recorded as a failure. Returns the error that
+    /// decides the delivery's outcome.
+    async fn failed(&self, job: &BackupJob, e: WorkerError, delivery: &JobDelivery) -> WorkerError {
+        let handled = if e.pauses_org() {
+            self.pause(job, &e).await
+        } else {
+            self.record_failure(job, &e, delivery).await.map(|()| e)
+        };
+        handled.unwrap_or_else(|catalog_error| catalog_error)
+    }
+
+    /// Pauses the job's org for [`WorkerSettings::org_pause`] because of `cause`, and tells
+    /// who watches the job.
+    async fn pause(
+        &self,
+        job: &BackupJob,
+        cause: &WorkerError,
+    ) -> Result<WorkerError, WorkerError> {
+        let catalog = &self.ctx.catalog;
+        let reason = cause.to_string();
+        let pause = catalog
+            .pause_org(
+                &job.tenant_id,
+                &job.org_id,
+                self.ctx.settings.org_pause,
+                &reason,
+            )
+            .await?;
+        tracing::warn!(until = %rfc3339(pause.until), reason = %reason, "salesforce api allowance used up; pausing the org's work");
+        let error = paused(job, pause);
+        catalog
+            .finish_job(job.job_id, JobState::Running, Some(&error.to_string()))
+            .await?;
+        self.emit(job, paused_event(&error)).await;
+        Ok(error)
     }
 
     /// Records a failed attempt. A permanent failure, or a retryable one on the last attempt
@@ -245,6 +295,10 @@ impl JobHandler for Worker {
 /// The queue outcome of a failed job.
 pub fn outcome_of(error: &WorkerError, delivery: &JobDelivery) -> Outcome {
     let reason = error.to_string();
+    if let WorkerError::OrgPaused { .. } = error {
+        tracing::info!(reason = %reason, message_id = ?delivery.message_id, "org paused; deferring the job");
+        return Outcome::Defer { reason };
+    }
     match error.class() {
         ErrorClass::Retryable => {
             tracing::warn!(error = %reason, message_id = ?delivery.message_id, attempt = delivery.attempt, "job failed, will retry");
@@ -294,6 +348,29 @@ fn progress_event(counts: &coffer_catalog::TaskCounts) -> job_event::Event {
         records: counts.records,
         bytes: 0,
     })
+}
+
+fn paused_event(paused: &WorkerError) -> job_event::Event {
+    job_event::Event::Progress(v1::JobProgress {
+        step: paused.to_string(),
+        records: 0,
+        bytes: 0,
+    })
+}
+
+/// The error a delivery of `job` ends with while its org is paused.
+fn paused(job: &BackupJob, pause: OrgPause) -> WorkerError {
+    WorkerError::OrgPaused {
+        tenant: job.tenant_id.to_string(),
+        org: job.org_id.to_string(),
+        until: rfc3339(pause.until),
+        reason: pause.reason,
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 fn completed_event(progress: &Progress) -> job_event::Event {

@@ -40,6 +40,12 @@ pub struct WorkerSettings {
     pub file_policy: FilePolicy,
     /// Overlap window (late commits) and splitting of incremental reads.
     pub incremental: IncrementalOptions,
+    /// Share of each org's daily API allocation the worker may use (`None`: all of it); past
+    /// it the org is paused.
+    pub max_api_share: Option<f64>,
+    /// How long an org whose API allowance is used up is paused before its work is tried again
+    /// (the allocation is a rolling 24-hour window, so calls free up gradually).
+    pub org_pause: Duration,
     /// Opens customers' sealed storage secrets; without it, storages with access keys fail
     /// with a message that says so.
     pub envelope_key: Option<EnvelopeKey>,
@@ -62,6 +68,8 @@ impl WorkerSettings {
             files: FileSettings::default(),
             file_policy: FilePolicy::default(),
             incremental: IncrementalOptions::default(),
+            max_api_share: Some(0.8),
+            org_pause: Duration::from_secs(3600),
             envelope_key: None,
         }
     }

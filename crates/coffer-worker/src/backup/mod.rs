@@ -371,6 +371,7 @@ pub(crate) async fn connect(
     };
     let options = ClientOptions {
         max_records: settings.salesforce_page_size,
+        max_api_share: settings.max_api_share,
         ..ClientOptions::default()
     };
     Ok(SalesforceClient::connect_with(conn, options).await?)

@@ -11,7 +11,8 @@
 //! - if the lease runs out unrenewed, its worker died: this delivery takes the task over.
 //!
 //! A worker that loses its lease (it stalled past the lease and another took over) stops and
-//! acks; the new holder finishes. Whoever completes the last task finalises the backup; a
+//! acks; the new holder finishes. A task that fails hands its lease back, so its retry (or the
+//! delivery deferred while its org is paused) takes it at once. Whoever completes the last task finalises the backup; a
 //! delivery of a task already done finalises it too if it is still open, so a crash between
 //! the last task and the manifest is repaired by the redelivery. [`republish_stranded`] (run
 //! periodically by every worker) publishes again tasks whose messages are gone: a duplicate
@@ -227,7 +228,13 @@ async fn extract_under_lease(
     let work = Box::pin(extract_task(ctx, backup, task));
     let heartbeat = keep_lease(ctx, backup.backup_id, task.task_no, owner);
     let output = tokio::select! {
-        done = work => done?,
+        done = work => match done {
+            Ok(output) => output,
+            Err(e) => {
+                release_lease(ctx, backup.backup_id, task.task_no, owner).await;
+                return Err(e);
+            }
+        },
         lost = heartbeat => return lost.map(|()| false),
     };
     Ok(ctx
@@ -240,6 +247,18 @@ async fn extract_under_lease(
             output.cursor_json.as_deref(),
         )
         .await?)
+}
+
+/// Hands the lease of a failed task back, so its retry need not wait for it to run out. Best
+/// effort: if the catalog cannot be reached, the lease simply expires.
+async fn release_lease(ctx: &BackupContext, backup_id: BackupId, task_no: u32, owner: &str) {
+    if let Err(e) = ctx
+        .catalog
+        .release_task_lease(backup_id, task_no, owner)
+        .await
+    {
+        tracing::warn!(%backup_id, task_no, error = %e, "could not release the task lease; it will expire");
+    }
 }
 
 /// Renews the lease every third of its length; returns when it is lost.

@@ -100,7 +100,7 @@ pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
     shutdown.cancel();
 }
 
-/// `500ms`, `10s`, `2m` (or a bare number of seconds).
+/// `500ms`, `10s`, `2m`, `1h` (or a bare number of seconds).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -109,12 +109,13 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 1m)"))?;
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 1m, 1h)"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s or m)")),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m or h)")),
     };
     if d.is_zero() {
         return Err("a duration must be longer than zero".to_owned());

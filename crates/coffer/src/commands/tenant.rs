@@ -1,4 +1,5 @@
-//! `coffer tenant`: create tenants (with their storage) and connect their orgs.
+//! `coffer tenant`: create tenants (with their storage), connect their orgs, and resume an org
+//! paused on its API limits.
 
 use anyhow::Context;
 use coffer_catalog::{NewStorage, OrgRecord, Sse, StorageAccess};
@@ -17,6 +18,23 @@ pub enum TenantCommand {
     Create(CreateArgs),
     /// Connect a Salesforce org to a tenant (OAuth client credentials).
     ConnectOrg(ConnectOrgArgs),
+    /// End an org's pause now (it was paused when its Salesforce API allowance ran out; run
+    /// this once the customer raised the allocation). Its deferred jobs run on their next
+    /// delivery.
+    ResumeOrg(OrgArgs),
+}
+
+/// Options naming one org of a tenant.
+#[derive(Debug, clap::Args)]
+pub struct OrgArgs {
+    #[command(flatten)]
+    services: Services,
+    /// The tenant.
+    #[arg(long)]
+    tenant: TenantId,
+    /// Salesforce org id (00D...).
+    #[arg(long)]
+    org: OrgId,
 }
 
 /// `tenant create` options.
@@ -72,6 +90,7 @@ pub async fn run(cmd: TenantCommand) -> anyhow::Result<()> {
     match cmd {
         TenantCommand::Create(args) => create(args).await,
         TenantCommand::ConnectOrg(args) => connect_org(args).await,
+        TenantCommand::ResumeOrg(args) => resume_org(args).await,
     }
 }
 
@@ -122,5 +141,21 @@ async fn connect_org(args: ConnectOrgArgs) -> anyhow::Result<()> {
         "org {} connected to tenant {}",
         org.org_id, org.tenant_id
     ));
+    Ok(())
+}
+
+async fn resume_org(args: OrgArgs) -> anyhow::Result<()> {
+    let catalog = connect::catalog(&args.services).await?;
+    if catalog.resume_org(&args.tenant, &args.org).await? {
+        say(format!(
+            "org {} of tenant {} resumed",
+            args.org, args.tenant
+        ));
+    } else {
+        say(format!(
+            "org {} of tenant {} was not paused",
+            args.org, args.tenant
+        ));
+    }
     Ok(())
 }

@@ -29,6 +29,23 @@ pub struct WorkerArgs {
     /// (`.csv.zst`, smaller and faster). Backups already written keep theirs.
     #[arg(long, env = "COFFER_COMPRESSION", default_value = "gzip")]
     compression: coffer_core::layout::Compression,
+    /// Share of each org's daily Salesforce API allocation Coffer may use (0 < share <= 1);
+    /// past it the org is paused, leaving the rest to the customer's own integrations.
+    #[arg(long, env = "COFFER_API_SHARE", default_value_t = 0.8, value_parser = parse_share)]
+    api_share: f64,
+    /// How long an org whose API allowance is used up is paused before its work is tried again.
+    #[arg(long, env = "COFFER_ORG_PAUSE", default_value = "1h", value_parser = super::parse_duration)]
+    org_pause: Duration,
+    /// How long a job of a paused org waits in the parked queue before it is looked at again.
+    #[arg(long, env = "COFFER_PARK_DELAY", default_value = "15m", value_parser = super::parse_duration)]
+    park_delay: Duration,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        _ => Err(format!("{s:?} is not a share between 0 (exclusive) and 1")),
+    }
 }
 
 /// Runs the consumer until SIGTERM or Ctrl-C; in-flight jobs get the drain timeout to finish,
@@ -37,6 +54,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let catalog = connect::catalog(&args.services).await?;
     let queue = coffer_queue::QueueConfig {
         prefetch: args.concurrency,
+        park_delay: args.park_delay,
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
@@ -46,6 +64,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         task_lease: args.task_lease,
         max_part_bytes: args.max_part_bytes,
         compression: args.compression,
+        max_api_share: Some(args.api_share),
+        org_pause: args.org_pause,
         ..WorkerSettings::new(args.services.s3())
     };
     let lease = settings.task_lease;
