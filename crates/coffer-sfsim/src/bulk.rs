@@ -63,8 +63,9 @@ impl JobState {
     }
 }
 
-/// One query job and its (already computed) result set.
-#[derive(Debug)]
+/// One query job and its (already computed) result set. Cheap to clone: the result set is
+/// shared.
+#[derive(Debug, Clone)]
 pub struct Job {
     /// 18-character job id (`750...`).
     pub id: String,

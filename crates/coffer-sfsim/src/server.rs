@@ -376,9 +376,22 @@ async fn create_job(
         Ok(req) => req,
         Err(e) => return sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &e.to_string()),
     };
-    let planned = match bulk::plan_at(&sim.org, &sim.store.snapshot(), &req) {
-        Ok(p) => p,
-        Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+    // A filtered query scans the object once: off the async runtime.
+    let planner = sim.clone();
+    let planned = match tokio::task::spawn_blocking(move || {
+        bulk::plan_at(&planner.org, &planner.store.snapshot(), &req)
+    })
+    .await
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+        Err(e) => {
+            return sf_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN_EXCEPTION",
+                &e.to_string(),
+            );
+        }
     };
     if sim.faults.is_bulk_unsupported(planned.object) {
         return sf_error(
@@ -442,21 +455,31 @@ async fn results(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let page = {
-        let jobs = lock(&sim.jobs);
-        let Some(job) = jobs.get(&id) else {
-            return not_found();
-        };
-        match page_of(&sim, job, &version, &params) {
-            Ok(page) => page,
-            Err(e) => return e.into_response(),
+    // Only the lookup holds the jobs lock; the page is rendered and compressed off the async
+    // runtime, so concurrent readers of other jobs (or of other pages) are not held up.
+    let Some(job) = lock(&sim.jobs).get(&id).cloned() else {
+        return not_found();
+    };
+    let renderer = sim.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        page_of(&renderer, &job, &version, &params).map(|page| page_response(page, &headers))
+    })
+    .await;
+    let (response_headers, body) = match rendered {
+        Ok(Ok(rendered)) => rendered,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => {
+            return sf_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN_EXCEPTION",
+                &e.to_string(),
+            );
         }
     };
     let delay = sim.faults.page_delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (response_headers, body) = page_response(page, &headers);
     if take_one(&sim.faults.cut_pages) {
         tracing::debug!(bulk_job_id = %id, "sfsim cut a results page mid-body");
         return (StatusCode::OK, response_headers, faults::cut_body(body)).into_response();
