@@ -35,6 +35,12 @@ pub struct QueueConfig {
     /// limits) waits in the parked queue before it is delivered again. A deferral is not a
     /// failed attempt: it never brings the job closer to the dead-letter queue.
     pub park_delay: Duration,
+    /// How long a delivery is held unacked while its handler runs. RabbitMQ closes the channel
+    /// of a consumer that holds a delivery past its `consumer_timeout` (30 min by default), which
+    /// would abort every job on it; a handler still running after `max_hold` has its delivery
+    /// handed over instead: a copy goes to the parked queue and the original is acked, so the
+    /// job keeps a message in the broker while the handler finishes.
+    pub max_hold: Duration,
     /// How long a graceful shutdown waits for in-flight handlers before abandoning them
     /// (abandoned deliveries are never acked; the broker requeues them).
     pub drain_timeout: Duration,
@@ -43,7 +49,7 @@ pub struct QueueConfig {
 impl QueueConfig {
     /// Production defaults for the given broker URL: prefix `coffer`, one job at a time, retries
     /// after 5 s, 30 s, 2 min and 10 min, 5 attempts, delivery limit 10, deferred jobs parked for 15 min,
-    /// 30 s drain.
+    /// deliveries held 25 min at most, 30 s drain.
     pub fn new(amqp_url: SecretString) -> Self {
         Self {
             amqp_url,
@@ -58,6 +64,7 @@ impl QueueConfig {
             max_attempts: 5,
             delivery_limit: 10,
             park_delay: Duration::from_secs(15 * 60),
+            max_hold: Duration::from_secs(25 * 60),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -84,6 +91,9 @@ impl QueueConfig {
         }
         if self.park_delay.is_zero() || self.park_delay.as_millis() > u128::from(u32::MAX) {
             return Err(config_error("park_delay must be between 1 ms and ~49 days"));
+        }
+        if self.max_hold.is_zero() {
+            return Err(config_error("max_hold must be positive"));
         }
         if self.max_attempts == 0 {
             return Err(config_error("max_attempts must be at least 1"));

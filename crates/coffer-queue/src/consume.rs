@@ -3,7 +3,9 @@
 //! A session is one connection, the declared topology, one consume channel with
 //! `basic.qos(prefetch)` and manual acks, and one confirm-mode publisher channel for retry and
 //! dead-letter copies. Up to `prefetch` handlers run at once in a [`JoinSet`]; each delivery is
-//! settled on its own channel after its handler returns (see [`crate::settle`]).
+//! settled on its own channel after its handler returns (see [`crate::settle`]). A handler still
+//! running after `max_hold` has its delivery handed over (a parked copy, then an ack), so no
+//! delivery is held past the broker's consumer timeout.
 //!
 //! When the connection or channel is lost, in-flight handlers are aborted (their deliveries are
 //! already requeued by the broker and may be running elsewhere), and the supervisor reconnects with
@@ -86,6 +88,7 @@ struct Session {
     channel: Channel,
     consumer: Consumer,
     settler: Arc<Settler>,
+    max_hold: Duration,
 }
 
 impl Session {
@@ -123,6 +126,7 @@ impl Session {
             channel,
             consumer,
             settler,
+            max_hold: cfg.max_hold,
         })
     }
 
@@ -192,12 +196,20 @@ impl Session {
             attempt = job.attempt,
             redelivered = job.redelivered,
         );
-        let received = Received::new(delivery, job.attempt);
+        let mut received = Received::new(delivery, job.attempt);
         let handler = handler.clone();
         let settler = self.settler.clone();
+        let max_hold = self.max_hold;
         let work = async move {
             let run = tokio::spawn(async move { handler.handle(job).await }.in_current_span());
-            let result = AbortOnDropHandle::new(run).await;
+            let mut run = AbortOnDropHandle::new(run);
+            let result = tokio::select! {
+                result = &mut run => result,
+                () = tokio::time::sleep(max_hold) => {
+                    settler.hand_over(&mut received).await;
+                    run.await
+                }
+            };
             settler.settle(received, result).await;
         };
         tasks.spawn(work.instrument(span));

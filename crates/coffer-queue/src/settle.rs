@@ -1,5 +1,7 @@
 //! Settling a delivery once its handler returned: ack, retry through a delay queue, park
-//! (defer without counting an attempt), or dead-letter. The rule is the same everywhere: the original is acked only after the broker
+//! (defer without counting an attempt), or dead-letter; and handing over the delivery of a
+//! handler that runs past [`crate::QueueConfig::max_hold`] (a parked copy, then an early ack;
+//! its settlement then publishes copies only). The rule is the same everywhere: the original is acked only after the broker
 //! confirmed the copy that replaces it; if the copy cannot be published the original is nacked
 //! with requeue, so a message is never lost (at worst it is delivered again).
 
@@ -25,6 +27,8 @@ pub(crate) struct Received {
     data: Vec<u8>,
     properties: BasicProperties,
     attempt: u32,
+    /// Acked early by [`Settler::hand_over`]; settling then only publishes copies.
+    handed_over: bool,
 }
 
 impl Received {
@@ -34,6 +38,7 @@ impl Received {
             data: d.data,
             properties: d.properties,
             attempt,
+            handed_over: false,
         }
     }
 }
@@ -72,7 +77,9 @@ impl Settler {
                 tracing::error!(attempt = rec.attempt, reason = %reason, "job handler panicked");
                 self.retry(rec, &reason).await;
             }
-            Err(_) => tracing::debug!("job handler cancelled, leaving the delivery unacked"),
+            Err(_) => tracing::debug!(
+                "job handler cancelled, leaving the delivery unacked (or to its parked copy)"
+            ),
         }
     }
 
@@ -100,6 +107,33 @@ impl Settler {
                 ack(&rec).await;
             }
             Err(e) => requeue(&rec, &format!("retry publish failed: {e}")).await,
+        }
+    }
+
+    /// Acks a delivery whose handler is still running, before the broker's consumer timeout
+    /// closes the channel, after parking a copy with the same attempt count: if this worker dies
+    /// before the handler ends, the copy brings the job back. If the copy cannot be published
+    /// the delivery stays held.
+    pub(crate) async fn hand_over(&self, rec: &mut Received) {
+        let queue = self.topology.parked_queue();
+        let target = Target {
+            exchange: "",
+            routing_key: &queue.name,
+            mandatory: true,
+        };
+        let props = copy_properties(&rec.properties, FieldTable::default());
+        match self.publisher.publish(target, &rec.data, props).await {
+            Ok(()) => {
+                tracing::info!(
+                    attempt = rec.attempt,
+                    "job still running; delivery handed over to a parked copy before the consumer timeout"
+                );
+                ack(rec).await;
+                rec.handed_over = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not park a copy of a long-running job; holding its delivery");
+            }
         }
     }
 
@@ -155,11 +189,21 @@ impl Settler {
     }
 }
 
+/// Acks the delivery, unless it was handed over (acked already).
 async fn ack(rec: &Received) {
+    if rec.handed_over {
+        return;
+    }
     report("basic.ack", rec.acker.ack(BasicAckOptions::default()).await);
 }
 
+/// Puts the delivery back in the queue; a handed-over delivery cannot be, and its parked copy
+/// brings the job back instead.
 async fn requeue(rec: &Received, why: &str) {
+    if rec.handed_over {
+        tracing::warn!(attempt = rec.attempt, error = %why, "job not settled; its parked copy brings it back");
+        return;
+    }
     tracing::warn!(attempt = rec.attempt, error = %why, "requeueing job");
     let options = BasicNackOptions {
         multiple: false,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use coffer_core::{Classify, ErrorClass};
 use coffer_queue::{Broker, Outcome, OutgoingJob, QueueError, run_consumer};
-use common::{Harness, script, test_config, wait_dead_letter, wait_depth};
+use common::{Harness, consumer_tags, script, test_config, wait_dead_letter, wait_depth};
 
 #[tokio::test]
 async fn published_jobs_are_consumed_and_acked() {
@@ -179,6 +179,71 @@ async fn deferred_job_waits_in_the_parked_queue_without_using_up_attempts() {
     let depth = h.broker.queue_depth(&parked).await.unwrap()
         + h.broker.queue_depth(&h.jobs_queue()).await.unwrap();
     assert_eq!(depth, 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_delivery_held_past_max_hold_is_handed_over_to_a_parked_copy() {
+    let mut cfg = test_config();
+    cfg.max_hold = Duration::from_millis(300);
+    cfg.park_delay = Duration::from_millis(1500);
+    cfg.drain_timeout = Duration::from_millis(100);
+    // The handler outlives max_hold; then this worker stops before it ends.
+    let mut h = Harness::start(
+        cfg,
+        script(|_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Outcome::Done
+        }),
+    )
+    .await;
+    h.publish("long").await;
+    assert_eq!(h.next().await.message_id.as_deref(), Some("long"));
+    let parked = h.broker.topology().parked_queue().name.clone();
+    wait_depth(&h.broker, &parked, 1).await;
+    h.stop_consumer().await;
+    // The original was acked at the hand-over (a held delivery would be back in the jobs queue
+    // now that its consumer is gone) ...
+    assert_eq!(h.broker.queue_depth(&h.jobs_queue()).await.unwrap(), 0);
+    // ... and the parked copy brings the job back, its attempt count unchanged.
+    wait_depth(&h.broker, &h.jobs_queue(), 1).await;
+    assert_eq!(h.broker.queue_depth(&parked).await.unwrap(), 0);
+    assert!(h.broker.get_dead_letter().await.unwrap().is_none());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_handed_over_delivery_is_settled_by_copies_only() {
+    let mut cfg = test_config();
+    cfg.max_hold = Duration::from_millis(200);
+    cfg.park_delay = Duration::from_secs(60);
+    let mut h = Harness::start(
+        cfg,
+        script(|d| async move {
+            if d.message_id.as_deref() == Some("slow") {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                Outcome::Reject {
+                    reason: "bad".into(),
+                    class: coffer_core::ErrorClass::Permanent,
+                }
+            } else {
+                Outcome::Done
+            }
+        }),
+    )
+    .await;
+    let session = consumer_tags(&h.jobs_queue()).await;
+    assert_eq!(session.len(), 1);
+    h.publish("slow").await;
+    assert_eq!(h.next().await.message_id.as_deref(), Some("slow"));
+    let letter = wait_dead_letter(&h.broker).await;
+    assert_eq!(letter.message_id.as_deref(), Some("slow"));
+    // Settling the handed-over delivery did not ack it twice (which the broker answers by
+    // closing the channel): the same consumer session takes the next job.
+    h.publish("next").await;
+    assert_eq!(h.next().await.message_id.as_deref(), Some("next"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(consumer_tags(&h.jobs_queue()).await, session);
     h.finish().await;
 }
 

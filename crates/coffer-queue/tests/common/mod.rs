@@ -169,6 +169,26 @@ pub async fn wait_depth(broker: &Broker, queue: &str, depth: u32) {
     }
 }
 
+/// The consumer tags on `queue` (each consumer session has its own, so a tag that changed means
+/// the session was lost and reopened).
+pub async fn consumer_tags(queue: &str) -> Vec<String> {
+    let queue = queue.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "-s", "list_consumers", "queue_name", "consumer_tag"])
+            .output()
+            .expect("run rabbitmqctl list_consumers");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(q, _)| *q == queue)
+            .map(|(_, tag)| tag.trim().to_owned())
+            .collect()
+    })
+    .await
+    .expect("rabbitmqctl task")
+}
+
 /// Force-closes the connections whose `connection_name` client property is `name`.
 pub async fn close_connections_named(name: &str) -> usize {
     let name = name.to_owned();

@@ -39,6 +39,10 @@ pub struct WorkerArgs {
     /// How long a job of a paused org waits in the parked queue before it is looked at again.
     #[arg(long, env = "COFFER_PARK_DELAY", default_value = "15m", value_parser = super::parse_duration)]
     park_delay: Duration,
+    /// How long a job's delivery is held unacked; a job still running then hands its delivery
+    /// over to a parked copy. Keep it below RabbitMQ's `consumer_timeout` (30 min by default).
+    #[arg(long, env = "COFFER_MAX_HOLD", default_value = "25m", value_parser = super::parse_duration)]
+    max_hold: Duration,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -55,6 +59,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let queue = coffer_queue::QueueConfig {
         prefetch: args.concurrency,
         park_delay: args.park_delay,
+        max_hold: args.max_hold,
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
