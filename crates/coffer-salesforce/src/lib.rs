@@ -48,6 +48,7 @@ pub mod incremental;
 pub mod ingest;
 pub mod limits;
 mod rest;
+pub mod slices;
 pub mod soap;
 pub mod split;
 
@@ -63,4 +64,5 @@ pub use ingest::{
     IngestSpec, IngestSuccess, IngestUpload, IngestValue,
 };
 pub use limits::{Limit, OrgLimits};
+pub use slices::IdRange;
 pub use split::{ModstampRange, RangePage, RangeQuery, RangeReader};

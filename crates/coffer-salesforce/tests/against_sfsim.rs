@@ -320,3 +320,49 @@ async fn debug_output_never_contains_the_token_or_the_secret() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_object_read_in_id_slices_is_read_whole_and_once() {
+    use coffer_salesforce::QueryOperation;
+    use coffer_salesforce::slices::{id_slices, slice_count};
+    let sim = sim(50, 1000).await;
+    let client = client(&sim, 1000).await;
+    let counts = client
+        .record_counts(&["Account", "Contact", "NoSuchObject"])
+        .await
+        .unwrap();
+    let (_, contacts) = sim.table("Contact").unwrap();
+    assert_eq!(counts.get("Contact").copied(), Some(contacts.len() as u64));
+    assert_eq!(counts.get("Account").copied(), Some(50));
+    assert!(!counts.contains_key("NoSuchObject"));
+
+    let mut ids: Vec<String> = contacts.iter().map(|r| r[0].clone()).collect();
+    ids.sort();
+    let (lowest, highest) = client
+        .id_bounds("Contact", QueryOperation::Query)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&lowest, &highest), (&ids[0], &ids[ids.len() - 1]));
+
+    let slices = slice_count(contacts.len() as u64, 40, 16);
+    let ranges = id_slices(&lowest, &highest, slices);
+    assert!(ranges.len() > 2, "{ranges:?}");
+    let mut read = Vec::new();
+    for range in &ranges {
+        let soql = range.restrict("SELECT Id FROM Contact");
+        let mut results = client.bulk_query(&soql).await.unwrap();
+        let mut in_slice = 0;
+        while let Some(page) = results.next_page().await.unwrap() {
+            in_slice += page.records.len();
+            read.extend(page.records.iter().map(|r| r[0].to_owned()));
+        }
+        assert!(in_slice > 0, "empty slice {range:?}");
+    }
+    read.sort();
+    assert_eq!(
+        read, ids,
+        "the slices together are the object, each record once"
+    );
+    sim.shutdown().await;
+}

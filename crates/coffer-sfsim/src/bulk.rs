@@ -171,6 +171,8 @@ pub struct ResultSet {
     len: usize,
     /// For a filtered set: view position of match `k * CHECKPOINT_EVERY`.
     checkpoints: Option<Vec<usize>>,
+    /// For `ORDER BY Id DESC`: the view positions of the result rows, in result order.
+    picked: Option<Vec<usize>>,
 }
 
 impl ResultSet {
@@ -185,6 +187,7 @@ impl ResultSet {
         filters: Vec<Filter>,
         limit: Option<usize>,
         include_deleted: bool,
+        descending: bool,
     ) -> Self {
         let view = View::new(org, overlay, object, include_deleted);
         let total = view.len();
@@ -195,11 +198,30 @@ impl ResultSet {
             filters,
             len: total.min(limit),
             checkpoints: None,
+            picked: None,
         };
-        if !set.filters.is_empty() {
+        if descending {
+            set.scan_backwards(total, limit);
+        } else if !set.filters.is_empty() {
             set.scan(total, limit);
         }
         set
+    }
+
+    /// `ORDER BY Id DESC`: the view is in id order, so the result is its matches read from the
+    /// end (cheap with a small LIMIT, which is how it is used).
+    fn scan_backwards(&mut self, total: usize, limit: usize) {
+        let mut picked = Vec::new();
+        for index in (0..total).rev() {
+            if picked.len() == limit {
+                break;
+            }
+            if self.accepts(&self.row(index)) {
+                picked.push(index);
+            }
+        }
+        self.len = picked.len();
+        self.picked = Some(picked);
     }
 
     fn row(&self, position: usize) -> Row {
@@ -262,6 +284,12 @@ impl ResultSet {
                 self.columns.iter().map(|c| row[*c].as_deref()).collect();
             each(&cells)
         };
+        if let Some(picked) = &self.picked {
+            for index in picked.iter().take(end).skip(start) {
+                emit(&self.row(*index))?;
+            }
+            return Ok(());
+        }
         let Some(checkpoints) = &self.checkpoints else {
             for index in start..end {
                 emit(&self.row(index))?;
@@ -360,6 +388,7 @@ pub fn plan_at(org: &Org, overlay: &Overlay, req: &CreateJob) -> Result<Planned,
         filters,
         query.limit,
         include_deleted,
+        query.descending,
     );
     let columns = fields.iter().map(|f| f.name.to_owned()).collect();
     Ok(Planned {

@@ -246,3 +246,30 @@ pub async fn limits(
     }))
     .into_response()
 }
+
+/// `GET /limits/recordCount?sObjects=A,B`: the number of live records of each object asked for
+/// (every object when none is named); unknown names are left out, as Salesforce does.
+pub async fn record_count(
+    State(sim): State<Arc<Sim>>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = authorize(&sim, &headers, &version) {
+        return e.into_response();
+    }
+    let snapshot = sim.store.snapshot();
+    let names: Vec<String> = match params.get("sObjects").filter(|s| !s.trim().is_empty()) {
+        Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => sim.org.objects.iter().map(|o| o.name.to_owned()).collect(),
+    };
+    let counts: Vec<Value> = names
+        .iter()
+        .filter_map(|name| sim.org.object(name))
+        .map(|def| {
+            let count = crate::store::View::new(&sim.org, &snapshot, def, false).len();
+            json!({ "count": count, "name": def.name })
+        })
+        .collect();
+    axum::Json(json!({ "sObjects": counts })).into_response()
+}

@@ -105,6 +105,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route(&format!("{data}/limits"), get(rest::limits))
         .route(&format!("{data}/limits/"), get(rest::limits))
+        .route(
+            &format!("{data}/limits/recordCount"),
+            get(rest::record_count),
+        )
         .merge(crate::ingest::routes(data))
         .merge(crate::collections::routes(data))
         .merge(crate::soap::routes())

@@ -1,8 +1,11 @@
-//! A small SOQL subset: `SELECT f1, f2 FROM Obj [WHERE cond [AND cond]...] [LIMIT n]`, where a
-//! condition compares one field to a literal with `=`, `!=`, `<>`, `<`, `<=`, `>` or `>=`.
+//! A small SOQL subset: `SELECT f1, f2 FROM Obj [WHERE cond [AND cond]...] [ORDER BY Id [ASC|DESC]]
+//! [LIMIT n]`, where a condition compares one field to a literal with `=`, `!=`, `<>`, `<`, `<=`,
+//! `>` or `>=`. Only `Id` can be ordered on: the simulator keeps every object's rows in id order
+//! (ids are handed out in ascending order), which is what slicing an object by id needs.
 //!
-//! Anything else (OR, parentheses, functions, relationship paths, ORDER BY, subqueries) is rejected
-//! with `MALFORMED_QUERY` naming the unsupported construct, rather than silently mis-answered.
+//! Anything else (OR, parentheses, functions, relationship paths, ORDER BY another field,
+//! subqueries) is rejected with `MALFORMED_QUERY` naming the unsupported construct, rather than
+//! silently mis-answered.
 
 use std::cmp::Ordering;
 
@@ -80,6 +83,8 @@ pub struct Query {
     pub fields: Vec<String>,
     /// ANDed conditions.
     pub conditions: Vec<Condition>,
+    /// `ORDER BY Id DESC` (descending); `ORDER BY Id [ASC]` is the natural order.
+    pub descending: bool,
     /// LIMIT, if any.
     pub limit: Option<usize>,
 }
@@ -231,6 +236,11 @@ pub fn parse(soql: &str) -> Result<Query, QueryError> {
             conditions.push(condition(&mut p)?);
         }
     }
+    let descending = if p.keyword("ORDER") {
+        order_by(&mut p)?
+    } else {
+        false
+    };
     let limit = if p.keyword("LIMIT") {
         Some(limit(&mut p)?)
     } else {
@@ -241,6 +251,7 @@ pub fn parse(soql: &str) -> Result<Query, QueryError> {
             object,
             fields,
             conditions,
+            descending,
             limit,
         }),
         Some(Tok::Word(w))
@@ -292,6 +303,20 @@ fn condition(p: &mut Parser) -> Result<Condition, QueryError> {
     Ok(Condition { field, op, value })
 }
 
+/// `BY Id [ASC|DESC]` after `ORDER`; whether it is descending.
+fn order_by(p: &mut Parser) -> Result<bool, QueryError> {
+    p.expect_keyword("BY")?;
+    let field = p.word("a field after ORDER BY")?;
+    if !field.eq_ignore_ascii_case("Id") {
+        return Err(unsupported("ORDER BY fields other than Id"));
+    }
+    if p.keyword("DESC") {
+        return Ok(true);
+    }
+    let _ = p.keyword("ASC");
+    Ok(false)
+}
+
 fn limit(p: &mut Parser) -> Result<usize, QueryError> {
     match p.next() {
         Some(Tok::Word(w)) => w
@@ -313,6 +338,9 @@ pub struct Filter {
 enum Typed {
     Null,
     Text(String),
+    /// A 15-character id compared with an id or reference field: Salesforce accepts both id
+    /// forms, so the stored 18-character id is compared on its first 15 characters.
+    Id15(String),
     Bool(bool),
     Number(f64),
     DateTime(OffsetDateTime),
@@ -363,6 +391,7 @@ fn typed_literal(field: &FieldDef, lit: &Literal) -> Result<Typed, QueryError> {
     };
     match (field.ftype, lit) {
         (_, Literal::Null) => Ok(Typed::Null),
+        ("id" | "reference", Literal::Str(s)) if s.len() == 15 => Ok(Typed::Id15(s.clone())),
         ("boolean", Literal::Bool(b)) => Ok(Typed::Bool(*b)),
         ("datetime", Literal::Bare(s)) => {
             parse_datetime(s).map(Typed::DateTime).ok_or_else(mismatch)
@@ -430,6 +459,7 @@ impl Filter {
             (Typed::Null, None) => Some(Ordering::Equal),
             (Typed::Null, Some(_)) | (_, None) => None,
             (Typed::Text(t), Some(v)) => Some(v.cmp(t.as_str())),
+            (Typed::Id15(t), Some(v)) => Some(v.get(..15).unwrap_or(v).cmp(t.as_str())),
             (Typed::Bool(b), Some(v)) => Some((v == "true").cmp(b)),
             (Typed::Number(n), Some(v)) => v.parse::<f64>().ok().and_then(|x| x.partial_cmp(n)),
             (Typed::DateTime(d), Some(v)) => parse_datetime(v).map(|x| x.cmp(d)),
@@ -467,7 +497,7 @@ mod tests {
         for bad in [
             "SELECT COUNT() FROM Account",
             "SELECT Id FROM Account WHERE Name = 'a' OR Name = 'b'",
-            "SELECT Id FROM Account ORDER BY Name",
+            "SELECT Id FROM Account ORDER BY Name DESC",
             "SELECT Id Account",
             "SELECT Id, FROM Account",
         ] {
