@@ -326,3 +326,86 @@ async fn an_incremental_backup_holds_exactly_the_changed_and_deleted_rows() -> a
     sim.shutdown().await;
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_is_read_in_id_slices_by_several_workers_and_continued_incrementally()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(30, 3, 25).await?;
+    env.create_tenant("acme", "coffer").await?;
+    env.connect_org("acme", &sim).await?;
+    let settings = || coffer_worker::WorkerSettings {
+        slice_rows: 40,
+        ..small_part_settings(&env)
+    };
+    let workers = [
+        start_worker(&env, settings()).await?,
+        start_worker(&env, settings()).await?,
+    ];
+    let broker = env.broker().await?;
+
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
+    let full = wait_for_backup(&env, job, WAIT).await?;
+    let before = org_rows(&sim);
+
+    // Contact (90 records) became three slices of its ids; Account (30) stayed one task.
+    let tasks = env.catalog.tasks(full.backup_id).await?;
+    let contact_slices: Vec<_> = tasks.iter().filter(|t| t.sobject == "Contact").collect();
+    assert!(contact_slices.len() >= 3, "{contact_slices:?}");
+    assert!(contact_slices.iter().any(|t| t.slice.id_from.is_none()));
+    assert!(contact_slices.iter().any(|t| t.slice.id_to.is_none()));
+    assert_eq!(tasks.iter().filter(|t| t.sobject == "Account").count(), 1);
+
+    // The slices together hold every record once (backup_rows fails on a record seen twice),
+    // equal to the org's, and their parts never share a number.
+    let held = backup_rows(&env, &full).await?;
+    for (name, (header, rows)) in &before {
+        let (held_header, held_rows) = held
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in the backup"));
+        assert_eq!(held_header, header, "{name} columns");
+        assert_eq!(held_rows, rows, "{name} rows");
+    }
+    let parts: Vec<u32> = env
+        .catalog
+        .backup_objects(full.backup_id)
+        .await?
+        .iter()
+        .filter(|o| o.sobject.as_deref() == Some("Contact"))
+        .filter_map(|o| o.part)
+        .collect();
+    assert!(parts.iter().any(|p| *p > 10_000), "{parts:?}");
+    let indexed = env
+        .catalog
+        .indexed_records(full.backup_id, Some("Contact"))
+        .await?;
+    assert_eq!(indexed.len(), before["Contact"].1.len());
+
+    // An incremental continues from the earliest cursor of the slices: a change to a contact
+    // in the first slice and one in the last are both in it, and nothing else.
+    sim.set_clock(time::OffsetDateTime::now_utc() - time::Duration::seconds(10));
+    let contact_ids: Vec<&String> = before["Contact"].1.keys().collect();
+    let (first, last) = (contact_ids[0], contact_ids[contact_ids.len() - 1]);
+    sim.update("Contact", first, &[("LastName", Some("First slice"))])?;
+    sim.update("Contact", last, &[("LastName", Some("Last slice"))])?;
+    let job = request_backup_of_kind(&broker, "acme", TEST_ORG_ID, BackupKind::Incremental).await?;
+    let incremental = wait_for_backup(&env, job, WAIT).await?;
+    for worker in workers {
+        worker.stop().await;
+    }
+    assert_eq!(incremental.base_backup_id, Some(full.backup_id));
+    let held = backup_rows(&env, &incremental).await?;
+    let changed: BTreeSet<String> = held
+        .get("Contact")
+        .map(|(_, rows)| rows.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(changed, BTreeSet::from([first.clone(), last.clone()]));
+    let others: usize = held
+        .iter()
+        .filter(|(name, _)| name.as_str() != "Contact")
+        .map(|(_, (_, rows))| rows.len())
+        .sum();
+    assert_eq!(others, 0, "the incremental holds unchanged records");
+    sim.shutdown().await;
+    env.cleanup().await
+}

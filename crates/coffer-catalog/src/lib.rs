@@ -44,7 +44,7 @@ pub use records::{IndexedRecord, RecordLink, RecordVersion};
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,
 };
-pub use tasks::{PlannedTask, StrandedTask, TaskCounts, TaskLease, TaskRecord};
+pub use tasks::{PlannedTask, StrandedTask, TaskCounts, TaskLease, TaskRecord, TaskSlice};
 pub use tenants::{
     NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,
     TenantRecord, secret_context,

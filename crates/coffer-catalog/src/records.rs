@@ -16,6 +16,7 @@
 //! older backup of the chain.
 
 use std::collections::HashSet;
+use std::ops::RangeInclusive;
 
 use coffer_core::{BackupId, OrgId, TenantId};
 use sqlx::mysql::MySqlRow;
@@ -127,24 +128,36 @@ impl Catalog {
         Ok(())
     }
 
-    /// Removes what the backup indexed for `sobject` (before a retried task writes it again).
+    /// Removes what the backup indexed for `sobject` in parts `parts` (one task's slice),
+    /// with the links of those records, before a retried task writes them again.
     pub async fn delete_record_index(
         &self,
         backup_id: BackupId,
         sobject: &str,
+        parts: RangeInclusive<u32>,
     ) -> Result<(), CatalogError> {
         let backup = backup_id.to_string();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM backup_records WHERE backup_id = ? AND sobject = ?")
-            .bind(&backup)
-            .bind(sobject)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM backup_links WHERE backup_id = ? AND sobject = ?")
-            .bind(&backup)
-            .bind(sobject)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE l FROM backup_links l JOIN backup_records r \
+             ON r.backup_id = l.backup_id AND r.record_id = l.child_id \
+             WHERE l.backup_id = ? AND l.sobject = ? AND r.part BETWEEN ? AND ?",
+        )
+        .bind(&backup)
+        .bind(sobject)
+        .bind(parts.start())
+        .bind(parts.end())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM backup_records WHERE backup_id = ? AND sobject = ? AND part BETWEEN ? AND ?",
+        )
+        .bind(&backup)
+        .bind(sobject)
+        .bind(parts.start())
+        .bind(parts.end())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

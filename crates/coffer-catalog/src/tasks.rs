@@ -31,6 +31,8 @@ pub struct TaskRecord {
     pub task_no: u32,
     /// The sObject it extracts.
     pub sobject: String,
+    /// Which slice of the object's records (0 when the object is read by one task).
+    pub slice: TaskSlice,
     /// The describe it extracts with (JSON).
     pub describe_json: String,
     /// Whether it is done.
@@ -43,11 +45,40 @@ pub struct TaskRecord {
     pub cursor_json: Option<String>,
 }
 
+/// The part of an object's records a task reads: slice `no` over ids `[id_from, id_to)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskSlice {
+    /// 0 for an object read by one task; 0, 1, ... for the slices of a very large one.
+    pub no: u32,
+    /// First record id (15 characters); `None`: from the lowest.
+    pub id_from: Option<String>,
+    /// First record id after the slice (15 characters); `None`: to the highest.
+    pub id_to: Option<String>,
+}
+
+impl TaskSlice {
+    /// Parts a slice may number (its parts are `no * PARTS + 1 ..= no * PARTS + PARTS - 1`).
+    pub const PARTS: u32 = 10_000;
+
+    /// The part numbers this slice writes.
+    pub fn parts(&self) -> std::ops::RangeInclusive<u32> {
+        let base = self.no.saturating_mul(Self::PARTS);
+        base + 1..=base + Self::PARTS - 1
+    }
+
+    /// Whether the task reads every record of its object.
+    pub fn is_whole(&self) -> bool {
+        self.id_from.is_none() && self.id_to.is_none()
+    }
+}
+
 /// A task of a plan, before it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedTask {
     /// The sObject it extracts.
     pub sobject: String,
+    /// The slice of its records (the default: all of them, one task).
+    pub slice: TaskSlice,
     /// The describe it extracts with (JSON).
     pub describe_json: String,
     /// Incremental: the cursor to read changes after (JSON); `None` reads every record.
@@ -116,6 +147,7 @@ impl Catalog {
             .iter()
             .map(|(sobject, describe_json)| PlannedTask {
                 sobject: sobject.clone(),
+                slice: TaskSlice::default(),
                 describe_json: describe_json.clone(),
                 since_json: None,
             })
@@ -140,12 +172,15 @@ impl Catalog {
         if existing == 0 {
             for (i, task) in tasks.iter().enumerate() {
                 sqlx::query(
-                    "INSERT INTO backup_tasks (backup_id, task_no, sobject, describe_json, since_json) \
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO backup_tasks (backup_id, task_no, sobject, slice_no, id_from, id_to, describe_json, since_json) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(backup_id.to_string())
                 .bind(i as u32 + 1)
                 .bind(&task.sobject)
+                .bind(task.slice.no)
+                .bind(task.slice.id_from.as_deref())
+                .bind(task.slice.id_to.as_deref())
                 .bind(&task.describe_json)
                 .bind(task.since_json.as_deref())
                 .execute(&mut *tx)
@@ -159,7 +194,7 @@ impl Catalog {
     /// The tasks of a backup, by number.
     pub async fn tasks(&self, backup_id: BackupId) -> Result<Vec<TaskRecord>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT backup_id, task_no, sobject, describe_json, state, attempts, since_json, cursor_json FROM backup_tasks \
+            "SELECT backup_id, task_no, sobject, slice_no, id_from, id_to, describe_json, state, attempts, since_json, cursor_json FROM backup_tasks \
              WHERE backup_id = ? ORDER BY task_no",
         )
         .bind(backup_id.to_string())
@@ -212,7 +247,7 @@ impl Catalog {
         .execute(&self.pool)
         .await?;
         let row = sqlx::query(
-            "SELECT backup_id, task_no, sobject, describe_json, state, attempts, since_json, cursor_json, lease_owner, \
+            "SELECT backup_id, task_no, sobject, slice_no, id_from, id_to, describe_json, state, attempts, since_json, cursor_json, lease_owner, \
              GREATEST(TIMESTAMPDIFF(MICROSECOND, CURRENT_TIMESTAMP(6), lease_until), 0) AS remaining \
              FROM backup_tasks WHERE backup_id = ? AND task_no = ?",
         )
@@ -366,6 +401,11 @@ fn task_from_row(row: &MySqlRow) -> Result<TaskRecord, CatalogError> {
         backup_id: backup_id.parse()?,
         task_no: row.try_get("task_no")?,
         sobject: row.try_get("sobject")?,
+        slice: TaskSlice {
+            no: row.try_get("slice_no")?,
+            id_from: row.try_get("id_from")?,
+            id_to: row.try_get("id_to")?,
+        },
         describe_json: row.try_get("describe_json")?,
         done: state == "done",
         attempts: row.try_get("attempts")?,

@@ -139,7 +139,7 @@ async fn the_index_holds_every_record_once_and_a_retry_starts_clean() {
     c.index_records(backup.backup_id, "Contact", &contact, &[])
         .await
         .unwrap();
-    c.delete_record_index(backup.backup_id, "Account")
+    c.delete_record_index(backup.backup_id, "Account", 1..=9_999)
         .await
         .unwrap();
     let left = c.indexed_records(backup.backup_id, None).await.unwrap();

@@ -253,6 +253,14 @@ impl OrgPrefix {
         )
     }
 
+    /// The part number of a records part key made by [`OrgPrefix::records_part_key`]
+    /// (`.../part-00012.csv.gz` -> 12); `None` for any other key.
+    pub fn part_of_key(key: &str) -> Option<u32> {
+        let name = key.rsplit('/').next()?;
+        let digits = name.strip_prefix("part-")?.split('.').next()?;
+        digits.parse().ok()
+    }
+
     /// `.../files/`: the content-addressed file bodies of the org, shared by all its backups.
     pub fn files_prefix(&self) -> String {
         format!("{}/files/", self.prefix)
@@ -435,6 +443,11 @@ mod tests {
             p.records_part_key(&b, &s, 12, Compression::Gzip)
                 .ends_with("part-00012.csv.gz")
         );
+        assert_eq!(
+            OrgPrefix::part_of_key(&p.records_part_key(&b, &s, 120_003, Compression::Zstd)),
+            Some(120_003)
+        );
+        assert_eq!(OrgPrefix::part_of_key(&p.manifest_key(&b)), None);
     }
 
     #[test]

@@ -162,6 +162,19 @@ pub struct Planned {
 /// Matches between two checkpoints of a filtered result set.
 const CHECKPOINT_EVERY: usize = 4096;
 
+/// Which rows of an object a query selects, and in which order.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// ANDed conditions.
+    pub filters: Vec<Filter>,
+    /// LIMIT, if any.
+    pub limit: Option<usize>,
+    /// Recycle Bin rows too (`queryAll`).
+    pub include_deleted: bool,
+    /// `ORDER BY Id DESC`.
+    pub descending: bool,
+}
+
 /// The rows a query job returns, generated on demand.
 #[derive(Debug)]
 pub struct ResultSet {
@@ -176,19 +189,21 @@ pub struct ResultSet {
 }
 
 impl ResultSet {
-    /// Plans the rows of `object` as of `overlay` (Recycle Bin ones too if `include_deleted`)
-    /// matching every filter, at most `limit` of them, projected onto the field positions
-    /// `columns`. A filtered set is scanned once here.
+    /// Plans the rows of `object` as of `overlay` that `selection` selects, projected onto the
+    /// field positions `columns`. A filtered or descending set is scanned once here.
     pub fn new(
         org: &Org,
         overlay: &Overlay,
         object: &ObjectDef,
         columns: Vec<usize>,
-        filters: Vec<Filter>,
-        limit: Option<usize>,
-        include_deleted: bool,
-        descending: bool,
+        selection: Selection,
     ) -> Self {
+        let Selection {
+            filters,
+            limit,
+            include_deleted,
+            descending,
+        } = selection;
         let view = View::new(org, overlay, object, include_deleted);
         let total = view.len();
         let limit = limit.unwrap_or(usize::MAX);
@@ -380,16 +395,13 @@ pub fn plan_at(org: &Org, overlay: &Overlay, req: &CreateJob) -> Result<Planned,
         .filter_map(|f| object.index_of(f.name))
         .collect();
     let include_deleted = operation == "queryAll";
-    let rows = ResultSet::new(
-        org,
-        overlay,
-        object,
-        positions,
+    let selection = Selection {
         filters,
-        query.limit,
+        limit: query.limit,
         include_deleted,
-        query.descending,
-    );
+        descending: query.descending,
+    };
+    let rows = ResultSet::new(org, overlay, object, positions, selection);
     let columns = fields.iter().map(|f| f.name.to_owned()).collect();
     Ok(Planned {
         operation,

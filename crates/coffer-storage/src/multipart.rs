@@ -416,6 +416,17 @@ pub async fn abort_open_uploads(
     bucket: &str,
     prefix: &str,
 ) -> Result<usize, StorageError> {
+    abort_open_uploads_of(client, bucket, prefix, |_| true).await
+}
+
+/// [`abort_open_uploads`] for the uploads under `prefix` whose key `of` accepts (one slice's
+/// parts, while other slices of the object may be uploading).
+pub async fn abort_open_uploads_of(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    of: impl Fn(&str) -> bool,
+) -> Result<usize, StorageError> {
     let open = match crate::list::list_open_uploads(client, bucket, prefix).await {
         Ok(open) => open,
         Err(e @ StorageError::AccessDenied { .. }) => {
@@ -424,6 +435,7 @@ pub async fn abort_open_uploads(
         }
         Err(e) => return Err(e),
     };
+    let open: Vec<_> = open.into_iter().filter(|u| of(&u.key)).collect();
     for upload in &open {
         abort(client, bucket, &upload.key, &upload.upload_id).await?;
     }

@@ -38,6 +38,11 @@ pub struct WorkerSettings {
     pub files: FileSettings,
     /// Every ContentVersion, or only the latest of each file.
     pub file_policy: FilePolicy,
+    /// An object with more records than this is read by several tasks side by side, each over
+    /// a slice of its record ids.
+    pub slice_rows: u64,
+    /// Slices of one object at most.
+    pub max_slices: u32,
     /// Overlap window (late commits) and splitting of incremental reads.
     pub incremental: IncrementalOptions,
     /// Share of each org's daily API allocation the worker may use (`None`: all of it); past
@@ -67,6 +72,8 @@ impl WorkerSettings {
             task_lease: Duration::from_secs(60),
             files: FileSettings::default(),
             file_policy: FilePolicy::default(),
+            slice_rows: 5_000_000,
+            max_slices: 32,
             incremental: IncrementalOptions::default(),
             max_api_share: Some(0.8),
             org_pause: Duration::from_secs(3600),

@@ -33,12 +33,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use coffer_catalog::{
-    BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, PlannedTask, TenantRecord,
+    BackupRecord, BackupState, Catalog, NewObject, ObjectKind, OrgRecord, PlannedTask, TaskSlice,
+    TenantRecord,
 };
 use coffer_core::layout::{Compression, OrgPrefix};
 use coffer_core::{BackupId, JobId, OrgId, SObjectName, TenantId};
 use coffer_proto::v1::{BackupKind, BackupRequested};
-use coffer_salesforce::{ClientOptions, OrgConnection, SObjectDescribe, SalesforceClient};
+use coffer_salesforce::slices::{id_slices, slice_count};
+use coffer_salesforce::{
+    ClientOptions, Cursor, OrgConnection, QueryOperation, SObjectDescribe, SalesforceClient,
+};
 use coffer_storage::multipart::UploadOptions;
 use coffer_storage::{BucketTarget, MultipartWriter, S3Client};
 
@@ -207,8 +211,9 @@ async fn begin(
 
 /// Describes the org and records the plan: one task per object, with the describe it reads
 /// with and, in an incremental, the cursor its base reached for that object (an object the
-/// base did not hold, or without `SystemModstamp`, is read whole). Only the first attempt to
-/// plan gets here; a redelivery reuses the recorded plan.
+/// base did not hold, or without `SystemModstamp`, is read whole); an object read whole with
+/// more than [`WorkerSettings::slice_rows`] records becomes one task per slice of its ids. Only
+/// the first attempt to plan gets here; a redelivery reuses the recorded plan.
 async fn record_plan(
     ctx: &BackupContext,
     job: &BackupJob,
@@ -218,23 +223,83 @@ async fn record_plan(
     let sf = connect(org, &ctx.settings).await?;
     let describes = choose_objects(&sf, &job.sobjects).await?;
     let cursors = base_cursors(&ctx.catalog, backup).await?;
-    let plan = describes
+    let since = |d: &SObjectDescribe| {
+        cursors
+            .get(&d.name)
+            .filter(|_| coffer_salesforce::incremental::supports_incremental(d))
+            .cloned()
+    };
+    let whole: Vec<&str> = describes
         .iter()
-        .map(|d| {
-            Ok(PlannedTask {
+        .filter(|d| since(d).is_none())
+        .map(|d| d.name.as_str())
+        .collect();
+    let slices = plan_slices(&sf, &ctx.settings, &whole).await?;
+    let mut plan = Vec::with_capacity(describes.len());
+    for d in &describes {
+        let describe_json = serde_json::to_string(d).map_err(task_error)?;
+        let since_json = since(d);
+        let object_slices = match since_json {
+            Some(_) => vec![TaskSlice::default()],
+            None => slices.get(&d.name).cloned().unwrap_or_default(),
+        };
+        for slice in object_slices {
+            plan.push(PlannedTask {
                 sobject: d.name.clone(),
-                describe_json: serde_json::to_string(d).map_err(task_error)?,
-                since_json: cursors
-                    .get(&d.name)
-                    .filter(|_| coffer_salesforce::incremental::supports_incremental(d))
-                    .cloned(),
-            })
-        })
-        .collect::<Result<Vec<_>, WorkerError>>()?;
+                slice,
+                describe_json: describe_json.clone(),
+                since_json: since_json.clone(),
+            });
+        }
+    }
     Ok(ctx.catalog.record_plan(backup.backup_id, &plan).await?)
 }
 
-/// The cursor (JSON) each object of the backup's base reached; empty for a full backup.
+/// The slices of each object read whole: one (every id) for most, several id ranges for an
+/// object with more than [`WorkerSettings::slice_rows`] records. If Salesforce will not count
+/// records, every object is one task.
+async fn plan_slices(
+    sf: &SalesforceClient,
+    settings: &WorkerSettings,
+    objects: &[&str],
+) -> Result<BTreeMap<String, Vec<TaskSlice>>, WorkerError> {
+    let whole = || vec![TaskSlice::default()];
+    let mut slices: BTreeMap<String, Vec<TaskSlice>> =
+        objects.iter().map(|o| ((*o).to_owned(), whole())).collect();
+    let counts = match sf.record_counts(objects).await {
+        Ok(counts) => counts,
+        Err(e) if e.pauses_org() => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count records; every object is read by one task");
+            return Ok(slices);
+        }
+    };
+    for (object, count) in counts {
+        let wanted = slice_count(count, settings.slice_rows, settings.max_slices);
+        if wanted < 2 {
+            continue;
+        }
+        let Some((lowest, highest)) = sf.id_bounds(&object, QueryOperation::Query).await? else {
+            continue;
+        };
+        let ranges = id_slices(&lowest, &highest, wanted);
+        tracing::info!(sobject = %object, records = count, slices = ranges.len(), "object read in id slices");
+        let object_slices = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(no, range)| TaskSlice {
+                no: no as u32,
+                id_from: range.from,
+                id_to: range.to,
+            })
+            .collect();
+        slices.insert(object, object_slices);
+    }
+    Ok(slices)
+}
+
+/// The cursor (JSON) each object of the backup's base reached; empty for a full backup. An
+/// object the base read in slices continues from the earliest cursor of its slices.
 async fn base_cursors(
     catalog: &Catalog,
     backup: &BackupRecord,
@@ -242,12 +307,22 @@ async fn base_cursors(
     let Some(base) = backup.base_backup_id else {
         return Ok(BTreeMap::new());
     };
-    Ok(catalog
-        .tasks(base)
-        .await?
+    let mut earliest: BTreeMap<String, Cursor> = BTreeMap::new();
+    for task in catalog.tasks(base).await? {
+        let Some(json) = task.cursor_json else {
+            continue;
+        };
+        let cursor: Cursor = serde_json::from_str(&json)
+            .map_err(|e| WorkerError::Task(format!("cursor of base task {}: {e}", task.task_no)))?;
+        earliest
+            .entry(task.sobject)
+            .and_modify(|c| *c = c.clone().min(cursor.clone()))
+            .or_insert(cursor);
+    }
+    earliest
         .into_iter()
-        .filter_map(|t| t.cursor_json.map(|c| (t.sobject, c)))
-        .collect())
+        .map(|(sobject, cursor)| Ok((sobject, serde_json::to_string(&cursor).map_err(task_error)?)))
+        .collect()
 }
 
 /// Writes the manifest and marks the backup complete; safe to run again, and by two workers
@@ -267,6 +342,7 @@ pub async fn finalize_backup(
         .tasks(backup.backup_id)
         .await?
         .iter()
+        .filter(|t| t.slice.no == 0)
         .map(|t| serde_json::from_str(&t.describe_json).map_err(task_error))
         .collect::<Result<Vec<SObjectDescribe>, _>>()?;
     let manifest_key = prefix.manifest_key(&backup.backup_id);
@@ -410,18 +486,18 @@ pub async fn choose_objects(
 
 pub(crate) fn part_plan(
     ctx: &BackupContext,
-    client: &S3Client,
-    target: &BucketTarget,
-    prefix: &OrgPrefix,
+    place: &BackupPlace,
     backup: &BackupRecord,
     describe: &SObjectDescribe,
+    slice: &TaskSlice,
 ) -> Result<PartPlan, WorkerError> {
     Ok(PartPlan {
-        client: client.clone(),
-        target: target.clone(),
-        prefix: prefix.clone(),
+        client: place.client.clone(),
+        target: place.target.clone(),
+        prefix: place.prefix.clone(),
         backup_id: backup.backup_id,
         sobject: SObjectName::new(describe.name.clone()).map_err(invalid)?,
+        parts: slice.parts(),
         max_part_bytes: ctx.settings.max_part_bytes,
         upload: UploadOptions {
             part_size: ctx.settings.effective_upload_part_size(),
@@ -515,25 +591,33 @@ async fn write_manifest(
     })
 }
 
-/// Deletes what interrupted attempts left of one object of this backup: its index rows, the
-/// multipart uploads a killed process never completed nor aborted, and its parts, from the
-/// bucket first (listed, so a part completed just before a crash is found even without its
-/// catalog row), then from the catalog. A first attempt finds nothing and costs two list calls.
-pub async fn clear_earlier_attempt(
+/// Deletes what interrupted attempts left of one task (an object, or one slice of it) of this
+/// backup: its index rows, the multipart uploads a killed process never completed nor
+/// aborted, and its parts, from the bucket first (listed, so a part completed just before a
+/// crash is found even without its catalog row), then from the catalog. Only the slice's part
+/// numbers are touched: other slices of the object may be running. A first attempt finds
+/// nothing and costs two list calls.
+pub(crate) async fn clear_earlier_attempt(
     catalog: &Catalog,
-    client: &S3Client,
-    target: &BucketTarget,
-    prefix: &OrgPrefix,
+    place: &BackupPlace,
     backup: &BackupRecord,
     sobject: &SObjectName,
+    slice: &TaskSlice,
 ) -> Result<(), WorkerError> {
+    let parts = slice.parts();
+    let in_slice = |key: &str| OrgPrefix::part_of_key(key).is_some_and(|n| parts.contains(&n));
     catalog
-        .delete_record_index(backup.backup_id, sobject.as_str())
+        .delete_record_index(backup.backup_id, sobject.as_str(), parts.clone())
         .await?;
-    let records_prefix = prefix.records_prefix(&backup.backup_id, sobject);
-    coffer_storage::multipart::abort_open_uploads(client, &target.bucket, &records_prefix).await?;
-    let mut left: Vec<String> =
-        coffer_storage::list::list_keys(client, &target.bucket, &records_prefix).await?;
+    let (client, bucket) = (&place.client, &place.target.bucket);
+    let records_prefix = place.prefix.records_prefix(&backup.backup_id, sobject);
+    coffer_storage::multipart::abort_open_uploads_of(client, bucket, &records_prefix, in_slice)
+        .await?;
+    let mut left: Vec<String> = coffer_storage::list::list_keys(client, bucket, &records_prefix)
+        .await?
+        .into_iter()
+        .filter(|k| in_slice(k))
+        .collect();
     let listed: HashSet<String> = left.iter().cloned().collect();
     left.extend(
         catalog
@@ -541,14 +625,15 @@ pub async fn clear_earlier_attempt(
             .await?
             .into_iter()
             .filter(|o| o.sobject.as_deref() == Some(sobject.as_str()))
+            .filter(|o| o.part.is_some_and(|n| parts.contains(&n)))
             .map(|o| o.key)
             .filter(|k| !listed.contains(k)),
     );
     if left.is_empty() {
         return Ok(());
     }
-    tracing::info!(backup_id = %backup.backup_id, %sobject, count = left.len(), "removing objects of an earlier attempt");
-    coffer_storage::delete::delete_keys(client, &target.bucket, &left).await?;
+    tracing::info!(backup_id = %backup.backup_id, %sobject, slice = slice.no, count = left.len(), "removing objects of an earlier attempt");
+    coffer_storage::delete::delete_keys(client, bucket, &left).await?;
     catalog.delete_object_rows(backup.backup_id, &left).await?;
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct PartPlan {
     pub backup_id: BackupId,
     /// The object whose records these are.
     pub sobject: SObjectName,
+    /// The part numbers this sink may use (its task's slice).
+    pub parts: std::ops::RangeInclusive<u32>,
     /// Close a part after this many CSV bytes.
     pub max_part_bytes: usize,
     /// Multipart options.
@@ -149,10 +151,10 @@ impl PartSink {
     /// A sink whose parts all start with `header`.
     pub fn new(plan: PartPlan, header: StringRecord) -> Self {
         PartSink {
+            next_number: *plan.parts.start(),
             plan,
             header,
             open: None,
-            next_number: 1,
             closed: Vec::new(),
             index: None,
             index_writer: None,
@@ -229,6 +231,13 @@ impl PartSink {
 
     async fn open_part(&mut self) -> Result<OpenPart, WorkerError> {
         let number = self.next_number;
+        if !self.plan.parts.contains(&number) {
+            return Err(WorkerError::Task(format!(
+                "{}: the slice needs more than {} parts; raise max_part_bytes or slice the object finer",
+                self.plan.sobject,
+                self.plan.parts.clone().count()
+            )));
+        }
         self.next_number += 1;
         let key = self.plan.prefix.records_part_key(
             &self.plan.backup_id,

@@ -20,12 +20,12 @@
 
 use std::time::{Duration, Instant};
 
-use coffer_catalog::{BackupRecord, BackupState, TaskLease, TaskRecord};
+use coffer_catalog::{BackupRecord, BackupState, TaskLease, TaskRecord, TaskSlice};
 use coffer_core::{BackupId, SObjectName};
 use coffer_proto::v1::job_envelope::Job;
 use coffer_proto::v1::{ExtractTaskRequested, JobEnvelope};
 use coffer_queue::{OutgoingJob, Publisher};
-use coffer_salesforce::{Cursor, SObjectDescribe};
+use coffer_salesforce::{Cursor, IdRange, SObjectDescribe};
 use csv::StringRecord;
 
 use super::extract::StoredVersions;
@@ -305,18 +305,20 @@ async fn extract_task(
         .map_err(|e| WorkerError::Task(format!("cursor of task {}: {e}", task.task_no)))?;
     let sobject = SObjectName::new(task.sobject.clone()).map_err(super::invalid)?;
     let place = BackupPlace::of(ctx, backup).await?;
-    let (client, target, prefix) = (&place.client, &place.target, &place.prefix);
-    clear_earlier_attempt(&ctx.catalog, client, target, prefix, backup, &sobject).await?;
+    clear_earlier_attempt(&ctx.catalog, &place, backup, &sobject, &task.slice).await?;
     let org = org_of(&ctx.catalog, backup).await?;
     let sf = connect(&org, &ctx.settings).await?;
-    let plan = part_plan(ctx, client, target, prefix, backup, &describe)?;
-    let written = read_records(ctx, backup, &sf, &describe, plan, since).await?;
+    let plan = part_plan(ctx, &place, backup, &describe, &task.slice)?;
+    let written = read_records(ctx, backup, &sf, &describe, plan, since, &task.slice).await?;
     let mut records = 0;
     for part in &written.parts {
         ctx.catalog.record_object(backup.backup_id, part).await?;
         records += part.rows;
     }
-    if let Some(source) = FileSource::of(sobject.as_str()) {
+    // File bodies are read once per object, by its first slice.
+    if let Some(source) = FileSource::of(sobject.as_str())
+        && task.slice.no == 0
+    {
         back_up_bodies(ctx, backup, &sf, &place, source).await?;
     }
     let cursor_json = written
@@ -325,7 +327,7 @@ async fn extract_task(
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| WorkerError::Task(format!("cursor encoding: {e}")))?;
-    tracing::info!(backup_id = %backup.backup_id, %sobject, parts = written.parts.len(), records, incremental = task.since_json.is_some(), "task extracted");
+    tracing::info!(backup_id = %backup.backup_id, %sobject, slice = task.slice.no, parts = written.parts.len(), records, incremental = task.since_json.is_some(), "task extracted");
     Ok(TaskOutput {
         parts: written.parts.len() as u32,
         records,
@@ -333,7 +335,8 @@ async fn extract_task(
     })
 }
 
-/// Reads the object into indexed parts: every record, or the changes after `since`.
+/// Reads the object into indexed parts: every record (of the task's slice), or the changes
+/// after `since`.
 async fn read_records(
     ctx: &BackupContext,
     backup: &BackupRecord,
@@ -341,6 +344,7 @@ async fn read_records(
     describe: &SObjectDescribe,
     plan: PartPlan,
     since: Option<Cursor>,
+    slice: &TaskSlice,
 ) -> Result<Written, WorkerError> {
     if let Some(since) = since {
         let (header, _) = extract::changes_query(describe)?;
@@ -353,16 +357,33 @@ async fn read_records(
         let options = &ctx.settings.incremental;
         return extract::extract_changes(sf, describe, since, options, stored, sink).await;
     }
-    match extract::full_query(describe) {
-        Some((header, soql)) => {
-            let sink = indexed_sink(ctx, backup, describe, plan, header.clone());
-            extract::extract_sobject(sf, describe, &header, &soql, sink).await
-        }
-        None => Ok(Written {
+    let Some((header, soql)) = extract::full_query(describe) else {
+        return Ok(Written {
             parts: Vec::new(),
             cursor: None,
-        }),
+        });
+    };
+    if slice.is_whole() {
+        let sink = indexed_sink(ctx, backup, describe, plan, header.clone());
+        return extract::extract_sobject(sf, describe, &header, &soql, sink).await;
     }
+    // A slice's cursor is when its read began: a change it missed happened after its query
+    // job took its snapshot, so it is stamped later, whichever slice the record is in.
+    let began = sf.server_time().await?;
+    let range = IdRange {
+        from: slice.id_from.clone(),
+        to: slice.id_to.clone(),
+    };
+    let sink = indexed_sink(ctx, backup, describe, plan, header.clone());
+    let written =
+        extract::extract_sobject(sf, describe, &header, &range.restrict(&soql), sink).await?;
+    Ok(Written {
+        cursor: Some(Cursor {
+            system_modstamp: began,
+            id: String::new(),
+        }),
+        ..written
+    })
 }
 
 /// Backs up the file bodies the object's records carry (ContentVersion, Attachment, Document).

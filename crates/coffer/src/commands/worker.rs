@@ -43,6 +43,10 @@ pub struct WorkerArgs {
     /// over to a parked copy. Keep it below RabbitMQ's `consumer_timeout` (30 min by default).
     #[arg(long, env = "COFFER_MAX_HOLD", default_value = "25m", value_parser = super::parse_duration)]
     max_hold: Duration,
+    /// An object with more records than this is read by several tasks side by side, each over
+    /// a slice of its record ids.
+    #[arg(long, env = "COFFER_SLICE_ROWS", default_value_t = 5_000_000)]
+    slice_rows: u64,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -71,6 +75,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         compression: args.compression,
         max_api_share: Some(args.api_share),
         org_pause: args.org_pause,
+        slice_rows: args.slice_rows,
         ..WorkerSettings::new(args.services.s3())
     };
     let lease = settings.task_lease;
