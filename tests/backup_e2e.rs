@@ -652,3 +652,50 @@ async fn a_zstd_backup_writes_csv_zst_parts_that_decode_to_the_org() -> anyhow::
     sim.shutdown().await;
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_salesforce_times_out_on_is_read_in_halves_of_its_id_range() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(20, 3, 25).await?;
+    env.create_tenant("acme", "").await?;
+    env.connect_org("acme", &sim).await?;
+    // Salesforce gives up (QUERY_TIMEOUT) on any Bulk query over 15 rows.
+    sim.query_timeout_above(Some(15));
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    worker.stop().await;
+    sim.query_timeout_above(None);
+
+    // Every object's rows, each once, though Contact (60 rows) took several halvings.
+    let mut tables = TablesByObject::new();
+    for object in env.catalog.backup_objects(backup.backup_id).await? {
+        if object.kind != ObjectKind::Records {
+            continue;
+        }
+        let read = read_object(&env.s3_client, &env.bucket, &object.key).await?;
+        let (header, rows) = gunzip_csv(&read.body)?;
+        let entry = tables
+            .entry(object.sobject.clone().unwrap_or_default())
+            .or_insert_with(|| (header, Vec::new()));
+        entry.1.extend(rows);
+    }
+    for name in sim.sobjects() {
+        let (want_header, mut want) = sim.table(&name).expect("sim table");
+        let (header, mut got) = tables.remove(&name).expect("object in the backup");
+        assert_eq!(header, want_header, "{name} columns");
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "{name} row count");
+        assert!(got == want, "{name} rows differ from the org's");
+    }
+    assert!(
+        sim.jobs_created() > 2 * sim.sobjects().len() as u64,
+        "only {} query jobs: the reads were not split",
+        sim.jobs_created()
+    );
+    assert!(broker.get_dead_letter().await?.is_none());
+    sim.shutdown().await;
+    env.cleanup().await
+}

@@ -109,6 +109,24 @@ pub fn id_slices(lowest: &str, highest: &str, slices: u32) -> Vec<IdRange> {
     ranges
 }
 
+impl IdRange {
+    /// The two halves of the range at the id midway between `lowest` and `highest` (ids of
+    /// records in it), keeping the range's own ends; `None` when there is no id to cut at.
+    pub fn halves(&self, lowest: &str, highest: &str) -> Option<(IdRange, IdRange)> {
+        let mid = id_slices(lowest, highest, 2).first()?.to.clone()?;
+        Some((
+            IdRange {
+                from: self.from.clone(),
+                to: Some(mid.clone()),
+            },
+            IdRange {
+                from: Some(mid),
+                to: self.to.clone(),
+            },
+        ))
+    }
+}
+
 /// How many slices of about `rows_per_slice` records an object of `count` records needs, at
 /// most `max_slices`.
 pub fn slice_count(count: u64, rows_per_slice: u64, max_slices: u32) -> u32 {
@@ -157,18 +175,17 @@ impl SalesforceClient {
         Ok(counts)
     }
 
-    /// The lowest and highest id of `object` (two REST queries ordered by `Id`), or `None` when
-    /// it has no record.
+    /// The lowest and highest id of `object` within `range` (two REST queries ordered by
+    /// `Id`), or `None` when it has no record there.
     pub async fn id_bounds(
         &self,
         object: &str,
         operation: QueryOperation,
+        range: &IdRange,
     ) -> Result<Option<(String, String)>, SalesforceError> {
         let first = |order: &str| {
-            RestQuery::new(
-                &format!("SELECT Id FROM {object} ORDER BY Id {order} LIMIT 1"),
-                operation,
-            )
+            let select = range.restrict(&format!("SELECT Id FROM {object}"));
+            RestQuery::new(&format!("{select} ORDER BY Id {order} LIMIT 1"), operation)
         };
         let lowest = first("ASC").page(self, None).await?;
         let highest = first("DESC").page(self, None).await?;
@@ -238,6 +255,19 @@ mod tests {
         );
         assert_eq!(id_slices("001000000000001", "001000000000009", 1).len(), 1);
         assert_eq!(id_slices("001000000000001", "001000000000003", 10).len(), 3);
+    }
+
+    #[test]
+    fn halves_keep_the_outer_ends() {
+        let range = IdRange {
+            from: Some("001000000000000".into()),
+            to: None,
+        };
+        let (low, high) = range.halves("001000000000001", "00100000000000z").unwrap();
+        assert_eq!(low.from, range.from);
+        assert_eq!(high.to, None);
+        assert_eq!(low.to, high.from);
+        assert!(range.halves("001000000000001", "001000000000001").is_none());
     }
 
     #[test]

@@ -339,7 +339,7 @@ async fn an_object_read_in_id_slices_is_read_whole_and_once() {
     let mut ids: Vec<String> = contacts.iter().map(|r| r[0].clone()).collect();
     ids.sort();
     let (lowest, highest) = client
-        .id_bounds("Contact", QueryOperation::Query)
+        .id_bounds("Contact", QueryOperation::Query, &Default::default())
         .await
         .unwrap()
         .unwrap();

@@ -1,7 +1,8 @@
 //! Extracting one sObject: a Bulk API 2.0 query of every field the Bulk API can return, its CSV
 //! pages written as records parts.
 //!
-//! - [`extract_sobject`] reads every record (a full backup, or an object new since the base).
+//! - [`extract_sobject`] reads every record of an id range (a full backup, an object new since
+//!   the base, or one slice of a very large object), halving the range on `QUERY_TIMEOUT`.
 //! - [`extract_changes`] reads what changed after a cursor (an incremental backup): `queryAll`
 //!   over `SystemModstamp` ranges split on `QUERY_TIMEOUT`, deleted rows included, from the
 //!   cursor less an overlap window (late commits) to the server's clock. Rows of the overlap
@@ -12,7 +13,8 @@ use coffer_catalog::Catalog;
 use coffer_core::{OrgId, TenantId};
 use coffer_salesforce::incremental::{change_window, incremental_query};
 use coffer_salesforce::{
-    ChangePage, ChangeReader, Cursor, IncrementalOptions, SObjectDescribe, SalesforceClient,
+    ChangePage, ChangeReader, Cursor, IdRange, IncrementalOptions, QueryOperation, SObjectDescribe,
+    SalesforceClient, SalesforceError,
 };
 use csv::StringRecord;
 
@@ -34,21 +36,53 @@ pub fn full_query(describe: &SObjectDescribe) -> Option<(StringRecord, String)> 
     Some((StringRecord::from(fields), soql))
 }
 
-/// Reads every record of the object into `sink` (whose header is [`full_query`]'s).
+/// Reads every record of the object in `range` into `sink` (whose header is [`full_query`]'s).
+/// A Bulk job Salesforce gives up on (`QUERY_TIMEOUT`, before any page) is replaced by reads of
+/// the two halves of its id range, lower half first; ids never change, so no record moves
+/// between halves while they are read.
 pub async fn extract_sobject(
     sf: &SalesforceClient,
     describe: &SObjectDescribe,
     header: &StringRecord,
     soql: &str,
+    range: IdRange,
     mut sink: PartSink,
 ) -> Result<Written, WorkerError> {
-    let mut results = sf.bulk_query(soql).await?;
-    tracing::info!(sobject = %describe.name, bulk_job_id = %results.job_id(), "extracting records");
-    while let Some(page) = results.next_page().await? {
-        same_columns(describe, &page.headers, header)?;
-        sink.write_rows(page.records).await?;
+    let mut pending = vec![range];
+    while let Some(range) = pending.pop() {
+        let mut results = match sf.bulk_query(&range.restrict(soql)).await {
+            Ok(results) => results,
+            Err(e) if e.needs_split() => {
+                let (low, high) = halves(sf, describe, &range, e).await?;
+                tracing::info!(sobject = %describe.name, from = ?low.from, mid = ?low.to, to = ?high.to, "query timed out; reading its id range in halves");
+                pending.extend([high, low]);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(sobject = %describe.name, bulk_job_id = %results.job_id(), "extracting records");
+        while let Some(page) = results.next_page().await? {
+            same_columns(describe, &page.headers, header)?;
+            sink.write_rows(page.records).await?;
+        }
     }
     sink.finish().await
+}
+
+/// The halves of `range` for a read that timed out with `timeout`; the timeout itself when the
+/// range holds a single record (nothing left to cut).
+async fn halves(
+    sf: &SalesforceClient,
+    describe: &SObjectDescribe,
+    range: &IdRange,
+    timeout: SalesforceError,
+) -> Result<(IdRange, IdRange), WorkerError> {
+    let bounds = sf
+        .id_bounds(&describe.name, QueryOperation::Query, range)
+        .await?;
+    bounds
+        .and_then(|(lowest, highest)| range.halves(&lowest, &highest))
+        .ok_or_else(|| timeout.into())
 }
 
 /// The columns and query of an incremental read of `describe`.

@@ -41,7 +41,8 @@ use coffer_core::{BackupId, JobId, OrgId, SObjectName, TenantId};
 use coffer_proto::v1::{BackupKind, BackupRequested};
 use coffer_salesforce::slices::{id_slices, slice_count};
 use coffer_salesforce::{
-    ClientOptions, Cursor, OrgConnection, QueryOperation, SObjectDescribe, SalesforceClient,
+    ClientOptions, Cursor, IdRange, OrgConnection, QueryOperation, SObjectDescribe,
+    SalesforceClient,
 };
 use coffer_storage::multipart::UploadOptions;
 use coffer_storage::{BucketTarget, MultipartWriter, S3Client};
@@ -279,7 +280,10 @@ async fn plan_slices(
         if wanted < 2 {
             continue;
         }
-        let Some((lowest, highest)) = sf.id_bounds(&object, QueryOperation::Query).await? else {
+        let Some((lowest, highest)) = sf
+            .id_bounds(&object, QueryOperation::Query, &IdRange::default())
+            .await?
+        else {
             continue;
         };
         let ranges = id_slices(&lowest, &highest, wanted);

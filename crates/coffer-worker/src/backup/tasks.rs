@@ -363,20 +363,18 @@ async fn read_records(
             cursor: None,
         });
     };
-    if slice.is_whole() {
-        let sink = indexed_sink(ctx, backup, describe, plan, header.clone());
-        return extract::extract_sobject(sf, describe, &header, &soql, sink).await;
-    }
-    // A slice's cursor is when its read began: a change it missed happened after its query
-    // job took its snapshot, so it is stamped later, whichever slice the record is in.
-    let began = sf.server_time().await?;
     let range = IdRange {
         from: slice.id_from.clone(),
         to: slice.id_to.clone(),
     };
     let sink = indexed_sink(ctx, backup, describe, plan, header.clone());
-    let written =
-        extract::extract_sobject(sf, describe, &header, &range.restrict(&soql), sink).await?;
+    if slice.is_whole() {
+        return extract::extract_sobject(sf, describe, &header, &soql, range, sink).await;
+    }
+    // A slice's cursor is when its read began: a change it missed happened after its query
+    // job took its snapshot, so it is stamped later, whichever slice the record is in.
+    let began = sf.server_time().await?;
+    let written = extract::extract_sobject(sf, describe, &header, &soql, range, sink).await?;
     Ok(Written {
         cursor: Some(Cursor {
             system_modstamp: began,
