@@ -333,7 +333,12 @@ mod tests {
         let t = topology(&[200, 200]);
         assert_eq!(
             t.queue_names(),
-            vec!["t1.jobs", "t1.jobs.dlq", "t1.jobs.retry.200ms"]
+            vec![
+                "t1.jobs",
+                "t1.jobs.dlq",
+                "t1.jobs.parked",
+                "t1.jobs.retry.200ms"
+            ]
         );
     }
 }
