@@ -603,14 +603,7 @@ async fn a_zstd_backup_writes_csv_zst_parts_that_decode_to_the_org() -> anyhow::
             .or_insert_with(|| (header, Vec::new()));
         entry.1.extend(rows);
     }
-    for name in sim.sobjects() {
-        let (want_header, mut want) = sim.table(&name).expect("sim table");
-        let (header, mut got) = tables.remove(&name).expect("object in the backup");
-        assert_eq!(header, want_header, "{name} columns");
-        want.sort();
-        got.sort();
-        assert!(got == want, "{name} rows differ from the org's");
-    }
+    assert_tables_equal_org(&sim, tables);
 
     // The manifest says how parts are compressed; a record reads back through the index.
     let manifest_key = objects
@@ -681,15 +674,7 @@ async fn a_read_salesforce_times_out_on_is_read_in_halves_of_its_id_range() -> a
             .or_insert_with(|| (header, Vec::new()));
         entry.1.extend(rows);
     }
-    for name in sim.sobjects() {
-        let (want_header, mut want) = sim.table(&name).expect("sim table");
-        let (header, mut got) = tables.remove(&name).expect("object in the backup");
-        assert_eq!(header, want_header, "{name} columns");
-        want.sort();
-        got.sort();
-        assert_eq!(got.len(), want.len(), "{name} row count");
-        assert!(got == want, "{name} rows differ from the org's");
-    }
+    assert_tables_equal_org(&sim, tables);
     assert!(
         sim.jobs_created() > 2 * sim.sobjects().len() as u64,
         "only {} query jobs: the reads were not split",

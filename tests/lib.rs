@@ -220,3 +220,24 @@ pub fn gunzip_csv(body: &[u8]) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)
 
 /// Rows of each sObject gathered from records parts, in part order.
 pub type TablesByObject = BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>;
+
+/// Checks that `tables` (rows read back from a backup's parts, by object) hold exactly the
+/// simulator's rows of every object, each once, in the org's columns.
+pub fn assert_tables_equal_org(sim: &coffer_sfsim::SimHandle, mut tables: TablesByObject) {
+    for name in sim.sobjects() {
+        let (want_header, mut want) = sim.table(&name).expect("sim table");
+        let (header, mut got) = tables
+            .remove(&name)
+            .unwrap_or_else(|| panic!("no records of {name} in the backup"));
+        assert_eq!(header, want_header, "{name} columns");
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "{name} row count");
+        assert!(got == want, "{name} rows differ from the org's");
+    }
+    assert!(
+        tables.is_empty(),
+        "objects the org does not have: {:?}",
+        tables.keys()
+    );
+}

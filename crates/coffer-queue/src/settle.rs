@@ -115,14 +115,7 @@ impl Settler {
     /// before the handler ends, the copy brings the job back. If the copy cannot be published
     /// the delivery stays held.
     pub(crate) async fn hand_over(&self, rec: &mut Received) {
-        let queue = self.topology.parked_queue();
-        let target = Target {
-            exchange: "",
-            routing_key: &queue.name,
-            mandatory: true,
-        };
-        let props = copy_properties(&rec.properties, FieldTable::default());
-        match self.publisher.publish(target, &rec.data, props).await {
+        match self.publish_parked(rec).await {
             Ok(()) => {
                 tracing::info!(
                     attempt = rec.attempt,
@@ -137,18 +130,23 @@ impl Settler {
         }
     }
 
-    /// Publishes a copy to the parked queue with the same attempt count, then acks.
-    async fn park(&self, rec: Received, reason: &str) {
-        let queue = self.topology.parked_queue();
+    /// Publishes a copy of the delivery, attempt count unchanged, to the parked queue.
+    async fn publish_parked(&self, rec: &Received) -> Result<(), QueueError> {
         let target = Target {
             exchange: "",
-            routing_key: &queue.name,
+            routing_key: &self.topology.parked_queue().name,
             mandatory: true,
         };
         let props = copy_properties(&rec.properties, FieldTable::default());
-        match self.publisher.publish(target, &rec.data, props).await {
+        self.publisher.publish(target, &rec.data, props).await
+    }
+
+    /// Publishes a copy to the parked queue with the same attempt count, then acks.
+    async fn park(&self, rec: Received, reason: &str) {
+        match self.publish_parked(&rec).await {
             Ok(()) => {
-                tracing::info!(attempt = rec.attempt, delay = ?queue.delay, reason = %reason, "job deferred");
+                let delay = self.topology.parked_queue().delay;
+                tracing::info!(attempt = rec.attempt, ?delay, reason = %reason, "job deferred");
                 ack(&rec).await;
             }
             Err(e) => requeue(&rec, &format!("park publish failed: {e}")).await,
