@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod layout;
 pub mod policy;
+pub mod restore;
 pub mod sealed;
 pub mod secret;
 
