@@ -241,3 +241,42 @@ pub fn assert_tables_equal_org(sim: &coffer_sfsim::SimHandle, mut tables: Tables
         tables.keys()
     );
 }
+
+/// Publishes `restore` as a RestoreRequested with a new job id; returns the job id.
+pub async fn request_restore(
+    broker: &Broker,
+    restore: coffer_proto::v1::RestoreRequested,
+) -> anyhow::Result<JobId> {
+    let job = JobId::generate();
+    let envelope = JobEnvelope {
+        schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
+        job_id: job.to_string(),
+        requested_at_unix_ms: 0,
+        requested_by: "test".to_owned(),
+        traceparent: String::new(),
+        job: Some(Job::RestoreRequested(restore)),
+    };
+    publish(&broker.publisher().await?, &envelope).await?;
+    Ok(job)
+}
+
+/// Waits until the restore of `job` is complete (or planned, for a plan-only restore); fails
+/// the test if it fails or times out.
+pub async fn wait_for_restore(
+    env: &TestEnv,
+    job: JobId,
+    timeout: Duration,
+) -> anyhow::Result<coffer_catalog::RestoreRecord> {
+    use coffer_catalog::RestoreState;
+    eventually("the restore to finish", timeout, || async {
+        let Some(restore) = env.catalog.restore_of_job(job).await? else {
+            return Ok(None);
+        };
+        match restore.state {
+            RestoreState::Complete | RestoreState::Planned => Ok(Some(restore)),
+            RestoreState::Failed => bail!("restore failed: {:?}", restore.error),
+            _ => Ok(None),
+        }
+    })
+    .await
+}

@@ -11,10 +11,13 @@
 //! - jobs ([`jobs`]): one row per job message, with attempts and outcome;
 //! - the tasks a backup is planned into, and their leases ([`tasks`]);
 //! - the record index and the links between records, and the state of a record as of a time
-//!   ([`records`]).
+//!   ([`records`]);
+//! - restores ([`restores`]): one row per restore job, its plan, and each record it writes with
+//!   the id it got in the target org.
 //!
 //! Every write that must be idempotent under redelivery is keyed so that a second attempt finds
-//! the first one's row: a backup by its job id, an object by (backup, key).
+//! the first one's row: a backup by its job id, an object by (backup, key), a restore by its job
+//! id.
 //!
 //! Queries are checked at run time (`sqlx::query`), not at compile time, so building Coffer never
 //! needs a database. Migrations are embedded and run by [`Catalog::migrate`].
@@ -25,6 +28,7 @@ pub mod files;
 pub mod jobs;
 pub mod pauses;
 pub mod records;
+pub mod restores;
 pub mod schedules;
 pub mod tasks;
 pub mod tenants;
@@ -41,6 +45,10 @@ pub use files::{BackupFile, FileObject, NewFileObject};
 pub use jobs::JobState;
 pub use pauses::OrgPause;
 pub use records::{IndexedRecord, RecordLink, RecordVersion};
+pub use restores::{
+    ChainRecord, NewRestore, PlannedRecord, RecordState, RestoreAction, RestoreCount, RestoreMode,
+    RestoreRecord, RestoreRow, RestoreState,
+};
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,
 };

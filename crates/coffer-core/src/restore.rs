@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 /// A lookup field of an object and what it may point at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupField {
@@ -34,7 +36,7 @@ pub struct ObjectLookups {
 }
 
 /// One lookup: `sobject.field`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FieldRef {
     /// The object.
     pub sobject: String,
@@ -43,7 +45,8 @@ pub struct FieldRef {
 }
 
 impl FieldRef {
-    fn new(sobject: &str, field: &str) -> Self {
+    /// `sobject.field`.
+    pub fn new(sobject: &str, field: &str) -> Self {
         FieldRef {
             sobject: sobject.to_owned(),
             field: field.to_owned(),
@@ -58,7 +61,7 @@ impl std::fmt::Display for FieldRef {
 }
 
 /// A lookup the restore cannot honour, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocked {
     /// The lookup.
     pub lookup: FieldRef,
@@ -67,7 +70,7 @@ pub struct Blocked {
 }
 
 /// The order in which a restore writes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOrder {
     /// Objects, parents first.
     pub objects: Vec<String>,

@@ -288,13 +288,10 @@ impl SalesforceClient {
     }
 
     /// Results read through REST `query`/`queryAll` for an object Bulk refused.
-    fn rest_fallback(
-        &self,
-        soql: &str,
-        operation: QueryOperation,
-        refusal: &SalesforceError,
-    ) -> BulkQueryResults {
-        tracing::info!(reason = %refusal, "bulk api refused the object; reading it through rest query");
+    /// Reads `soql` through REST `query`/`queryAll` (paged by `nextRecordsUrl`), handed out like
+    /// Bulk results pages: for small, selective queries (a few ids), where a Bulk job would cost
+    /// more than it reads.
+    pub fn rest_query(&self, soql: &str, operation: QueryOperation) -> BulkQueryResults {
         BulkQueryResults {
             client: self.clone(),
             job_id: String::new(),
@@ -304,6 +301,16 @@ impl SalesforceClient {
             pages: 0,
             rest: Some(RestQuery::new(soql, operation)),
         }
+    }
+
+    fn rest_fallback(
+        &self,
+        soql: &str,
+        operation: QueryOperation,
+        refusal: &SalesforceError,
+    ) -> BulkQueryResults {
+        tracing::info!(reason = %refusal, "bulk api refused the object; reading it through rest query");
+        self.rest_query(soql, operation)
     }
 
     /// Resumes downloading the results of completed job `job_id` (created with `api_version`)

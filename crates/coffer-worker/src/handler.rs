@@ -11,6 +11,9 @@
 //! | permanent failure (malformed, unknown tenant,   | dead-letter with the reason  |
 //! | access denied, unknown KMS key, ...)            |                              |
 //!
+//! A `RestoreRequested` runs [`crate::restore::run_restore`] in its delivery (plan, then
+//! write unless plan-only); its failures are handled like a backup's.
+//!
 //! A `BackupRequested` plans the backup and publishes its extract tasks on the same queue;
 //! `ExtractTaskRequested` deliveries run them (see [`crate::backup`]). The backup's job row is
 //! completed when the backup is finalised, by whichever delivery does it; a task that fails for
@@ -21,10 +24,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use coffer_catalog::{Catalog, JobState, OrgPause};
+use coffer_catalog::{Catalog, JobState, OrgPause, RestoreState};
 use coffer_core::{Classify, ErrorClass, JobId};
 use coffer_proto::v1::job_envelope::Job;
-use coffer_proto::v1::{self, BackupRequested, ExtractTaskRequested, job_event};
+use coffer_proto::v1::{self, BackupRequested, ExtractTaskRequested, RestoreRequested, job_event};
 use coffer_queue::{JobDelivery, JobHandler, Outcome, Publisher};
 use tracing::Instrument;
 
@@ -32,6 +35,7 @@ use crate::backup::{
     BackupContext, BackupJob, Progress, TaskPublisher, plan_backup, republish_stranded, run_task,
 };
 use crate::error::WorkerError;
+use crate::restore::{RestoreJob, run_restore};
 use crate::settings::WorkerSettings;
 use crate::storage::StorageClients;
 
@@ -90,7 +94,7 @@ impl Worker {
         match envelope.job {
             Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
             Some(Job::ExtractTaskRequested(msg)) => self.handle_task(job_id, &msg, delivery).await,
-            Some(Job::RestoreRequested(_)) => Err(WorkerError::Unsupported("restore")),
+            Some(Job::RestoreRequested(msg)) => self.handle_restore(job_id, &msg, delivery).await,
             Some(Job::RetentionSweepRequested(_)) => {
                 Err(WorkerError::Unsupported("retention sweep"))
             }
@@ -149,6 +153,49 @@ impl Worker {
             match run_task(&self.ctx, msg).await {
                 Ok(progress) => self.progressed(&job, &progress).await,
                 Err(e) => Err(self.failed(&job, e, delivery).await),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn handle_restore(
+        &self,
+        job_id: JobId,
+        msg: &RestoreRequested,
+        delivery: &JobDelivery,
+    ) -> Result<(), WorkerError> {
+        let job = RestoreJob::from_message(job_id, msg)?;
+        let ids = BackupJob::of(job_id, job.tenant_id.as_str(), job.target_org_id.as_str())?;
+        let span = tracing::info_span!("restore", %job_id, tenant = %job.tenant_id, org = %job.org_id, target_org = %job.target_org_id, attempt = delivery.attempt);
+        async {
+            let catalog = &self.ctx.catalog;
+            let row = catalog
+                .start_job_attempt(
+                    job_id,
+                    "restore",
+                    job.tenant_id.as_str(),
+                    Some(job.org_id.as_str()),
+                )
+                .await?;
+            if row.state == JobState::Completed {
+                tracing::info!("job already completed, acknowledging the duplicate");
+                return Ok(());
+            }
+            self.unless_paused(&ids).await?;
+            self.emit_kind("restore", &ids, started_event(&self.name, delivery.attempt))
+                .await;
+            match run_restore(&self.ctx, &job).await {
+                Ok(restore) => {
+                    catalog.finish_job(job_id, JobState::Completed, None).await?;
+                    let counts = catalog.restore_counts(&restore.restore_id).await?;
+                    let records = counts.iter().map(|c| c.count).sum();
+                    tracing::info!(restore_id = %restore.restore_id, state = restore.state.as_str(), records, "restore finished");
+                    self.emit_kind("restore", &ids, restore_completed_event(&restore.restore_id, records))
+                        .await;
+                    Ok(())
+                }
+                Err(e) => Err(self.failed(&ids, e, delivery).await),
             }
         }
         .instrument(span)
@@ -246,6 +293,11 @@ impl Worker {
         if gives_up && let Some(backup) = catalog.backup_of_job(job.job_id).await? {
             catalog.fail_backup(backup.backup_id, &reason).await?;
         }
+        if gives_up && let Some(restore) = catalog.restore_of_job(job.job_id).await? {
+            catalog
+                .set_restore_state(&restore.restore_id, RestoreState::Failed, Some(&reason))
+                .await?;
+        }
         let state = if gives_up {
             JobState::Failed
         } else {
@@ -257,6 +309,11 @@ impl Worker {
     }
 
     async fn emit(&self, job: &BackupJob, event: job_event::Event) {
+        self.emit_kind("backup", job, event).await;
+    }
+
+    /// Publishes a lifecycle event of a `kind` job (`job.{kind}.{state}`).
+    async fn emit_kind(&self, kind: &str, job: &BackupJob, event: job_event::Event) {
         let Some(events) = &self.events else { return };
         let state = match &event {
             job_event::Event::Started(_) => "started",
@@ -269,11 +326,11 @@ impl Worker {
             job_id: job.job_id.to_string(),
             tenant_id: job.tenant_id.to_string(),
             org_id: job.org_id.to_string(),
-            job_kind: "backup".to_owned(),
+            job_kind: kind.to_owned(),
             occurred_at_unix_ms: now_ms(),
             event: Some(event),
         };
-        let routing_key = format!("job.backup.{state}");
+        let routing_key = format!("job.{kind}.{state}");
         if let Err(e) = events
             .publish_event(&routing_key, &coffer_proto::encode(&message))
             .await
@@ -347,6 +404,16 @@ fn progress_event(counts: &coffer_catalog::TaskCounts) -> job_event::Event {
         step: format!("{} of {} tasks done", counts.done, counts.total),
         records: counts.records,
         bytes: 0,
+    })
+}
+
+fn restore_completed_event(restore_id: &str, records: u64) -> job_event::Event {
+    job_event::Event::Completed(v1::JobCompleted {
+        subject_id: restore_id.to_owned(),
+        objects: 0,
+        records,
+        bytes: 0,
+        duration_ms: 0,
     })
 }
 

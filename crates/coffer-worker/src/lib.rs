@@ -12,12 +12,14 @@
 //! -> manifest.json -> backup complete -> ack
 //! ```
 //!
-//! [`lookup`] reads one record as of a time back from the backup that holds it.
+//! [`lookup`] reads one record as of a time back from the backup that holds it; [`restore`]
+//! plans and writes records of a backup back into an org, links rebuilt.
 
 pub mod backup;
 pub mod error;
 pub mod handler;
 pub mod lookup;
+pub mod restore;
 pub mod settings;
 pub mod storage;
 

@@ -1,0 +1,399 @@
+//! Planning a restore, before anything touches the org:
+//!
+//! 1. **Scope.** The records named (ids, or every record of the objects named) as the backup
+//!    holds them: for an incremental, each record's newest version in the backup's chain.
+//!    Records deleted as of the backup are not part of its state and are left out.
+//! 2. **Expansion** through the stored relationships: `parent_depth` levels of parents and
+//!    `child_depth` levels of children (a child counts if the version restored points at a
+//!    record of the level above).
+//! 3. **Decision** per record, from the target org's state (`queryAll` of `Id`, `IsDeleted`,
+//!    `SystemModstamp`): in the Recycle Bin -> undelete (it keeps its id); live and stamped as in
+//!    the backup -> skip; live and changed -> update; gone (purged, or another org) -> insert
+//!    (a new id).
+//! 4. **Order** of objects, parents first, with the lookups that wait for a second pass and
+//!    those that cannot be honoured ([`coffer_core::restore::write_order`]).
+//!
+//! The plan is stored (`restores.plan_json`, one `restore_records` row per record) and printable
+//! with `coffer restore plan`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use coffer_catalog::{ChainRecord, PlannedRecord, RestoreAction, RestoreRecord};
+use coffer_core::BackupId;
+use coffer_core::restore::{LookupField, ObjectLookups, WriteOrder, write_order};
+use coffer_salesforce::{QueryOperation, SObjectDescribe, SalesforceClient};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::backup::BackupContext;
+use crate::error::WorkerError;
+
+/// Which records a restore covers, as the request says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Every record of these objects.
+    pub sobjects: Vec<String>,
+    /// These records.
+    pub record_ids: Vec<String>,
+    /// Levels of children to add.
+    pub child_depth: u32,
+    /// Levels of parents to add.
+    pub parent_depth: u32,
+}
+
+/// The stored plan (`restores.plan_json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPlan {
+    /// The backup restored from.
+    pub backup_id: String,
+    /// It and its bases, newest first: where the records' rows are read.
+    pub chain: Vec<String>,
+    /// Whether the target is the org the backup was taken of (else every record is inserted).
+    pub same_org: bool,
+    /// Write order, deferred lookups, required self-lookups and blocked lookups.
+    pub order: WriteOrder,
+    /// Records per object and action (`insert`, `update`, `undelete`, `skip`).
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Records in scope the restore leaves out, per object, and why.
+    pub left_out: BTreeMap<String, LeftOut>,
+}
+
+/// Records of one object a restore leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// How many.
+    pub records: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Objects whose records carry file bodies: restoring them means uploading their files, which
+/// this version does not do yet; they are reported, not written.
+const FILE_OBJECTS: &[&str] = &[
+    "Attachment",
+    "ContentVersion",
+    "ContentDocument",
+    "ContentDocumentLink",
+    "Document",
+];
+
+/// The schema snapshot of the backup: each object's describe, from its tasks.
+pub(crate) async fn snapshot(
+    ctx: &BackupContext,
+    backup_id: BackupId,
+) -> Result<BTreeMap<String, SObjectDescribe>, WorkerError> {
+    let mut out = BTreeMap::new();
+    for task in ctx.catalog.tasks(backup_id).await? {
+        if task.slice.no != 0 {
+            continue;
+        }
+        let describe: SObjectDescribe = serde_json::from_str(&task.describe_json)
+            .map_err(|e| WorkerError::Task(format!("schema snapshot of {}: {e}", task.sobject)))?;
+        out.insert(task.sobject, describe);
+    }
+    Ok(out)
+}
+
+/// Plans `restore` and stores the plan; returns it.
+pub(crate) async fn plan_restore(
+    ctx: &BackupContext,
+    restore: &RestoreRecord,
+    scope: &Scope,
+    target: &SalesforceClient,
+) -> Result<StoredPlan, WorkerError> {
+    let catalog = &ctx.catalog;
+    let chain: Vec<BackupId> = catalog
+        .backup_chain(restore.backup_id)
+        .await?
+        .iter()
+        .map(|b| b.backup_id)
+        .collect();
+    let describes = snapshot(ctx, restore.backup_id).await?;
+    let (records, left_out) = leave_out_files(expand(ctx, &chain, scope).await?);
+    let same_org = restore.target_org_id == restore.org_id;
+    let actions = decide(target, &records, same_org, &describes).await?;
+    let objects: BTreeSet<&String> = records.keys().map(|(sobject, _)| sobject).collect();
+    let in_scope: Vec<&SObjectDescribe> = objects
+        .into_iter()
+        .filter_map(|sobject| describes.get(sobject))
+        .collect();
+    let order = write_order(&lookups_of(&in_scope));
+    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let planned: Vec<PlannedRecord> = records
+        .iter()
+        .map(|((sobject, id), version)| {
+            let action = actions.get(id).copied().unwrap_or(RestoreAction::Insert);
+            *counts
+                .entry(sobject.clone())
+                .or_default()
+                .entry(action.as_str().to_owned())
+                .or_default() += 1;
+            PlannedRecord {
+                source_id: id.clone(),
+                sobject: sobject.clone(),
+                action,
+                backup_id: version.backup_id,
+                part: version.part,
+                row_no: version.row_no,
+            }
+        })
+        .collect();
+    let plan = StoredPlan {
+        backup_id: restore.backup_id.to_string(),
+        chain: chain.iter().map(ToString::to_string).collect(),
+        same_org,
+        order,
+        counts,
+        left_out,
+    };
+    let json = serde_json::to_string(&plan)
+        .map_err(|e| WorkerError::Task(format!("restore plan encoding: {e}")))?;
+    catalog
+        .record_restore_plan(&restore.restore_id, &json, &planned)
+        .await?;
+    tracing::info!(restore_id = %restore.restore_id, records = planned.len(), objects = plan.order.objects.len(), deferred = plan.order.deferred.len(), blocked = plan.order.blocked.len(), "restore planned");
+    Ok(plan)
+}
+
+/// Splits off the records of file objects.
+fn leave_out_files(
+    records: BTreeMap<(String, String), ChainRecord>,
+) -> (BTreeMap<(String, String), ChainRecord>, BTreeMap<String, LeftOut>) {
+    let mut left_out: BTreeMap<String, LeftOut> = BTreeMap::new();
+    let kept = records
+        .into_iter()
+        .filter(|((sobject, _), _)| {
+            let file = FILE_OBJECTS.contains(&sobject.as_str());
+            if file {
+                left_out
+                    .entry(sobject.clone())
+                    .or_insert_with(|| LeftOut {
+                        records: 0,
+                        reason: "file bodies are not restored by this version".to_owned(),
+                    })
+                    .records += 1;
+            }
+            !file
+        })
+        .collect();
+    (kept, left_out)
+}
+
+/// The records in scope, by (sobject, id), each at its newest version in the chain.
+async fn expand(
+    ctx: &BackupContext,
+    chain: &[BackupId],
+    scope: &Scope,
+) -> Result<BTreeMap<(String, String), ChainRecord>, WorkerError> {
+    let catalog = &ctx.catalog;
+    let mut found: BTreeMap<String, ChainRecord> = BTreeMap::new();
+    let mut seeds = Vec::new();
+    if !scope.sobjects.is_empty() {
+        seeds.extend(
+            catalog
+                .chain_records(chain, Some(&scope.sobjects), None)
+                .await?,
+        );
+    }
+    if !scope.record_ids.is_empty() {
+        seeds.extend(
+            catalog
+                .chain_records(chain, None, Some(&scope.record_ids))
+                .await?,
+        );
+    }
+    let mut frontier = add_live(&mut found, seeds);
+    for _ in 0..scope.parent_depth {
+        let versions: Vec<(BackupId, String)> = frontier
+            .iter()
+            .filter_map(|id| found.get(id).map(|r| (r.backup_id, id.clone())))
+            .collect();
+        let parents: Vec<String> = catalog
+            .version_links(&versions)
+            .await?
+            .into_iter()
+            .map(|(_, _, parent)| parent)
+            .filter(|p| !found.contains_key(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let records = catalog.chain_records(chain, None, Some(&parents)).await?;
+        frontier = add_live(&mut found, records);
+    }
+    let mut frontier: Vec<String> = found.keys().cloned().collect();
+    for _ in 0..scope.child_depth {
+        let children = children_of(ctx, chain, &frontier, &found).await?;
+        frontier = add_live(&mut found, children);
+    }
+    Ok(found
+        .into_values()
+        .map(|r| ((r.sobject.clone(), r.record_id.clone()), r))
+        .collect())
+}
+
+/// Records whose restored version points at one of `parents`, not yet in `found`.
+async fn children_of(
+    ctx: &BackupContext,
+    chain: &[BackupId],
+    parents: &[String],
+    found: &BTreeMap<String, ChainRecord>,
+) -> Result<Vec<ChainRecord>, WorkerError> {
+    let candidates: Vec<String> = ctx
+        .catalog
+        .chain_children(chain, parents)
+        .await?
+        .into_iter()
+        .map(|(child, _)| child)
+        .filter(|c| !found.contains_key(c))
+        .collect();
+    let versions = ctx
+        .catalog
+        .chain_records(chain, None, Some(&candidates))
+        .await?;
+    let keys: Vec<(BackupId, String)> = versions
+        .iter()
+        .map(|v| (v.backup_id, v.record_id.clone()))
+        .collect();
+    let parents: BTreeSet<&String> = parents.iter().collect();
+    let pointing: BTreeSet<String> = ctx
+        .catalog
+        .version_links(&keys)
+        .await?
+        .into_iter()
+        .filter(|(_, _, parent)| parents.contains(parent))
+        .map(|(child, _, _)| child)
+        .collect();
+    Ok(versions
+        .into_iter()
+        .filter(|v| pointing.contains(&v.record_id))
+        .collect())
+}
+
+/// Adds the records that are live in their version; returns the ids added.
+fn add_live(found: &mut BTreeMap<String, ChainRecord>, records: Vec<ChainRecord>) -> Vec<String> {
+    let mut added = Vec::new();
+    for record in records.into_iter().filter(|r| !r.deleted) {
+        if !found.contains_key(&record.record_id) {
+            added.push(record.record_id.clone());
+            found.insert(record.record_id.clone(), record);
+        }
+    }
+    added
+}
+
+/// The action for each record, from the target org's state.
+async fn decide(
+    target: &SalesforceClient,
+    records: &BTreeMap<(String, String), ChainRecord>,
+    same_org: bool,
+    describes: &BTreeMap<String, SObjectDescribe>,
+) -> Result<HashMap<String, RestoreAction>, WorkerError> {
+    let mut actions = HashMap::with_capacity(records.len());
+    if !same_org {
+        return Ok(actions);
+    }
+    let mut by_object: BTreeMap<&str, HashMap<&str, &ChainRecord>> = BTreeMap::new();
+    for ((sobject, id), record) in records {
+        by_object
+            .entry(sobject.as_str())
+            .or_default()
+            .insert(id.as_str(), record);
+    }
+    for (sobject, wanted) in by_object {
+        let stamped = describes
+            .get(sobject)
+            .is_some_and(|d| d.field("SystemModstamp").is_some());
+        let states = org_state(target, sobject, stamped, |id| wanted.contains_key(id)).await?;
+        for (id, state) in states {
+            let Some(record) = wanted.get(id.as_str()) else {
+                continue;
+            };
+            let action = match state {
+                TargetState::Deleted => RestoreAction::Undelete,
+                TargetState::Live(stamp) if stamp.is_some() && stamp == record.system_modstamp => {
+                    RestoreAction::Skip
+                }
+                TargetState::Live(_) => RestoreAction::Update,
+            };
+            actions.insert(id, action);
+        }
+    }
+    Ok(actions)
+}
+
+/// A record as the target org has it.
+enum TargetState {
+    /// In the Recycle Bin.
+    Deleted,
+    /// Live, last stamped then.
+    Live(Option<OffsetDateTime>),
+}
+
+/// The state in the org of the `wanted` records of `sobject` (those absent are gone).
+async fn org_state(
+    target: &SalesforceClient,
+    sobject: &str,
+    stamped: bool,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, TargetState)>, WorkerError> {
+    let soql = match stamped {
+        true => format!("SELECT Id, IsDeleted, SystemModstamp FROM {sobject}"),
+        false => format!("SELECT Id, IsDeleted FROM {sobject}"),
+    };
+    let mut results = target
+        .bulk_query_with(&soql, QueryOperation::QueryAll)
+        .await?;
+    let mut out = Vec::new();
+    while let Some(page) = results.next_page().await? {
+        for row in &page.records {
+            let id = row.get(0).unwrap_or_default();
+            if !wanted(id) {
+                continue;
+            }
+            let deleted = row.get(1) == Some("true");
+            let stamp = row
+                .get(2)
+                .and_then(coffer_salesforce::split::parse_datetime);
+            let state = match deleted {
+                true => TargetState::Deleted,
+                false => TargetState::Live(stamp),
+            };
+            out.push((id.to_owned(), state));
+        }
+    }
+    Ok(out)
+}
+
+/// Which of `ids` of `sobject` are live (not in the Recycle Bin) in the org now.
+pub(crate) async fn live_ids(
+    target: &SalesforceClient,
+    sobject: &str,
+    ids: &HashSet<String>,
+) -> Result<HashSet<String>, WorkerError> {
+    let states = org_state(target, sobject, false, |id| ids.contains(id)).await?;
+    Ok(states
+        .into_iter()
+        .filter(|(_, state)| matches!(state, TargetState::Live(_)))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// The createable lookups of each object (required when not nillable).
+fn lookups_of(describes: &[&SObjectDescribe]) -> Vec<ObjectLookups> {
+    describes
+        .iter()
+        .map(|d| ObjectLookups {
+            sobject: d.name.clone(),
+            lookups: d
+                .fields
+                .iter()
+                .filter(|f| f.createable && !f.reference_to.is_empty())
+                .map(|f| LookupField {
+                    name: f.name.clone(),
+                    targets: f.reference_to.clone(),
+                    required: !f.nillable,
+                })
+                .collect(),
+        })
+        .collect()
+}

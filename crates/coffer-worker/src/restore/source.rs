@@ -1,0 +1,129 @@
+//! Reading back the rows a restore writes: each record's row is found through the record index
+//! (backup, part, row) and read from the part in the storage that backup was written to, with
+//! the size and SHA-256 the catalog recorded checked before a byte is used. Each part is read
+//! once for all the rows it holds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use coffer_catalog::{BackupRecord, ObjectKind, ObjectRecord, RestoreRow};
+use coffer_core::BackupId;
+use coffer_core::layout::Compression;
+use coffer_storage::reader::{ExpectedObject, VerifiedReader};
+
+use crate::backup::{BackupContext, BackupPlace};
+use crate::error::WorkerError;
+
+/// A record's fields as its backup holds them (column name to cell; an empty cell is null).
+pub type SourceRow = HashMap<String, String>;
+
+/// The rows of `rows`, by source id.
+pub(crate) async fn read_rows(
+    ctx: &BackupContext,
+    rows: &[RestoreRow],
+) -> Result<HashMap<String, SourceRow>, WorkerError> {
+    let mut wanted: BTreeMap<(BackupId, String, u32), BTreeMap<u32, String>> = BTreeMap::new();
+    for row in rows {
+        wanted
+            .entry((row.backup_id, row.sobject.clone(), row.part))
+            .or_default()
+            .insert(row.row_no, row.source_id.clone());
+    }
+    let mut out = HashMap::with_capacity(rows.len());
+    let mut backups: HashMap<BackupId, (BackupRecord, Vec<ObjectRecord>)> = HashMap::new();
+    for ((backup_id, sobject, part), by_row) in wanted {
+        if !backups.contains_key(&backup_id) {
+            backups.insert(backup_id, load_backup(ctx, backup_id).await?);
+        }
+        let Some((backup, objects)) = backups.get(&backup_id) else {
+            continue;
+        };
+        let object = objects
+            .iter()
+            .find(|o| {
+                o.kind == ObjectKind::Records
+                    && o.sobject.as_deref() == Some(sobject.as_str())
+                    && o.part == Some(part)
+            })
+            .ok_or_else(|| {
+                WorkerError::Task(format!(
+                    "backup {backup_id} has no part {part} of {sobject} in the catalog"
+                ))
+            })?;
+        let numbers: BTreeSet<u32> = by_row.keys().copied().collect();
+        for (row_no, fields) in read_part(ctx, backup, object, numbers).await? {
+            if let Some(source_id) = by_row.get(&row_no) {
+                out.insert(source_id.clone(), fields);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn load_backup(
+    ctx: &BackupContext,
+    backup_id: BackupId,
+) -> Result<(BackupRecord, Vec<ObjectRecord>), WorkerError> {
+    let backup = ctx
+        .catalog
+        .backup(backup_id)
+        .await?
+        .ok_or_else(|| WorkerError::Task(format!("backup {backup_id} vanished")))?;
+    let objects = ctx.catalog.backup_objects(backup_id).await?;
+    Ok((backup, objects))
+}
+
+/// Rows `numbers` (from 1) of one part, verified against the catalog's size and checksum.
+async fn read_part(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+    object: &ObjectRecord,
+    numbers: BTreeSet<u32>,
+) -> Result<Vec<(u32, SourceRow)>, WorkerError> {
+    let place = BackupPlace::of(ctx, backup).await?;
+    let expected = ExpectedObject {
+        size: object.size,
+        sha256_hex: object.sha256.clone(),
+    };
+    let reader =
+        VerifiedReader::open(&place.client, &place.target.bucket, &object.key, expected).await?;
+    let body = reader.read_all().await?;
+    let compression = Compression::of_key(&object.key);
+    tokio::task::spawn_blocking(move || pick_rows(&body, compression, &numbers))
+        .await
+        .map_err(|e| WorkerError::Task(e.to_string()))?
+}
+
+/// Rows `numbers` of a compressed CSV part, each zipped with the header.
+fn pick_rows(
+    body: &[u8],
+    compression: Option<Compression>,
+    numbers: &BTreeSet<u32>,
+) -> Result<Vec<(u32, SourceRow)>, WorkerError> {
+    let bad = |detail: String| WorkerError::Task(format!("reading a records part: {detail}"));
+    let decoded: Box<dyn std::io::Read> = match compression {
+        Some(Compression::Zstd) => {
+            Box::new(zstd::stream::read::Decoder::new(body).map_err(|e| bad(e.to_string()))?)
+        }
+        _ => Box::new(flate2::read::GzDecoder::new(body)),
+    };
+    let mut csv = csv::Reader::from_reader(decoded);
+    let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let last = numbers.last().copied().unwrap_or(0);
+    let mut out = Vec::with_capacity(numbers.len());
+    for (index, record) in csv.records().enumerate() {
+        let row_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        if row_no > last {
+            break;
+        }
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        if numbers.contains(&row_no) {
+            let fields = header
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect();
+            out.push((row_no, fields));
+        }
+    }
+    Ok(out)
+}

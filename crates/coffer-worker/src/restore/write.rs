@@ -1,0 +1,491 @@
+//! Executing a stored restore plan against the org, step by step, each step resumable:
+//!
+//! 1. **Undelete** what is in the Recycle Bin (parents first; a record its parent's undelete
+//!    already brought back counts as restored). It keeps its id.
+//! 2. **Skip** what the org holds unchanged: its id is its own.
+//! 3. **Insert and update**, object by object in the plan's order, 200 records a request
+//!    (sObject Collections, whose outcomes come in request order): every lookup is remapped
+//!    through the id map (a parent restored under a new id gets it; a parent outside the restore
+//!    keeps its id), lookups of the second pass are left empty, and each new id is stored in
+//!    MySQL as soon as Salesforce returns it, before the next request. A required self-lookup is
+//!    written by levels of the hierarchy.
+//! 4. **Link** the lookups of the second pass, now that every record has its id.
+//!
+//! A redelivery resumes: only records still `pending` are sent again, and the link pass only
+//! touches records not yet `linked`. The one window left is a crash between Salesforce's answer
+//! to a create and the commit of the ids it returned: those records would be created again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use coffer_catalog::{RecordState, RestoreAction, RestoreRecord, RestoreRow};
+use coffer_salesforce::{
+    FieldDescribe, RecordOutcome, SObjectDescribe, SObjectRecord, SalesforceClient,
+    collections::COLLECTION_MAX_RECORDS,
+};
+use serde_json::Value;
+
+use super::plan::{StoredPlan, live_ids};
+use super::source::{SourceRow, read_rows};
+use crate::backup::BackupContext;
+use crate::error::WorkerError;
+
+/// What a write step needs.
+pub(crate) struct Writer<'a> {
+    pub(crate) ctx: &'a BackupContext,
+    pub(crate) restore: &'a RestoreRecord,
+    pub(crate) plan: &'a StoredPlan,
+    pub(crate) sf: &'a SalesforceClient,
+    pub(crate) describes: &'a BTreeMap<String, SObjectDescribe>,
+}
+
+impl Writer<'_> {
+    /// Runs every step; returns once every record is written, linked or failed.
+    pub(crate) async fn run(&self) -> Result<(), WorkerError> {
+        self.undelete().await?;
+        self.keep_unchanged().await?;
+        let planned: HashSet<String> = self
+            .rows(None, None)
+            .await?
+            .into_iter()
+            .map(|r| r.source_id)
+            .collect();
+        for sobject in &self.plan.order.objects {
+            if let Some(describe) = self.describes.get(sobject) {
+                self.write_object(describe, &planned).await?;
+            }
+        }
+        self.link(&planned).await
+    }
+
+    async fn rows(
+        &self,
+        sobject: Option<&str>,
+        state: Option<RecordState>,
+    ) -> Result<Vec<RestoreRow>, WorkerError> {
+        Ok(self
+            .ctx
+            .catalog
+            .restore_rows(&self.restore.restore_id, sobject, state)
+            .await?)
+    }
+
+    /// Step 1: undeletes, parents first.
+    async fn undelete(&self) -> Result<(), WorkerError> {
+        for sobject in &self.plan.order.objects {
+            let rows: Vec<String> = self
+                .rows(Some(sobject), Some(RecordState::Pending))
+                .await?
+                .into_iter()
+                .filter(|r| r.action == RestoreAction::Undelete)
+                .map(|r| r.source_id)
+                .collect();
+            let mut refused = HashSet::new();
+            for chunk in rows.chunks(COLLECTION_MAX_RECORDS) {
+                let outcomes = self.sf.undelete_records(chunk).await?;
+                let (done, failed) = split_outcomes(chunk, &outcomes, |id, _| Some(id.to_owned()));
+                self.written(&done).await?;
+                refused.extend(failed.into_iter().map(|(id, _)| id));
+            }
+            if refused.is_empty() {
+                continue;
+            }
+            // Undeleting a parent brings back the children its delete took: they are live now.
+            let live = live_ids(self.sf, sobject, &refused).await?;
+            let (back, gone): (Vec<String>, Vec<String>) =
+                refused.into_iter().partition(|id| live.contains(id));
+            self.written(&back.iter().map(|id| (id.clone(), id.clone())).collect::<Vec<_>>())
+                .await?;
+            let failed: Vec<(String, String)> = gone
+                .into_iter()
+                .map(|id| (id, "UNDELETE_FAILED: not in the Recycle Bin any more".to_owned()))
+                .collect();
+            self.failed(&failed).await?;
+        }
+        Ok(())
+    }
+
+    /// Step 2: records the org holds unchanged keep their ids.
+    async fn keep_unchanged(&self) -> Result<(), WorkerError> {
+        let same: Vec<(String, String)> = self
+            .rows(None, Some(RecordState::Pending))
+            .await?
+            .into_iter()
+            .filter(|r| r.action == RestoreAction::Skip)
+            .map(|r| (r.source_id.clone(), r.source_id))
+            .collect();
+        self.written(&same).await
+    }
+
+    /// Step 3 for one object: its pending inserts and updates, level by level.
+    async fn write_object(
+        &self,
+        describe: &SObjectDescribe,
+        planned: &HashSet<String>,
+    ) -> Result<(), WorkerError> {
+        let pending: Vec<RestoreRow> = self
+            .rows(Some(&describe.name), Some(RecordState::Pending))
+            .await?
+            .into_iter()
+            .filter(|r| matches!(r.action, RestoreAction::Insert | RestoreAction::Update))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let sources = read_rows(self.ctx, &pending).await?;
+        let deferred = self.deferred_of(&describe.name);
+        for level in self.levels(describe, &pending, &sources) {
+            for chunk in level.chunks(COLLECTION_MAX_RECORDS) {
+                let map = self.id_map(describe, chunk, &sources).await?;
+                let fields = FieldMapping {
+                    describe,
+                    deferred: &deferred,
+                    map: &map,
+                    planned,
+                };
+                self.write_chunk(chunk, &sources, &fields).await?;
+            }
+        }
+        tracing::info!(restore_id = %self.restore.restore_id, sobject = %describe.name, records = pending.len(), "restored records written");
+        Ok(())
+    }
+
+    /// Creates the inserts and updates of `chunk`; stores ids and errors before returning.
+    async fn write_chunk(
+        &self,
+        chunk: &[RestoreRow],
+        sources: &HashMap<String, SourceRow>,
+        fields: &FieldMapping<'_>,
+    ) -> Result<(), WorkerError> {
+        let mut missing = Vec::new();
+        let (mut inserts, mut updates) = (Vec::new(), Vec::new());
+        for row in chunk {
+            let Some(source) = sources.get(&row.source_id) else {
+                missing.push((row.source_id.clone(), "the backup's row was not found".to_owned()));
+                continue;
+            };
+            match row.action {
+                RestoreAction::Update => updates.push((row, fields.record(source, Some(&row.source_id)))),
+                _ => inserts.push((row, fields.record(source, None))),
+            }
+        }
+        self.failed(&missing).await?;
+        if !inserts.is_empty() {
+            let records: Vec<SObjectRecord> = inserts.iter().map(|(_, r)| r.clone()).collect();
+            let ids: Vec<String> = inserts.iter().map(|(r, _)| r.source_id.clone()).collect();
+            let outcomes = self.sf.create_records(&records, false).await?;
+            self.settle(&ids, &outcomes, |_, outcome| outcome.id().map(str::to_owned))
+                .await?;
+        }
+        if !updates.is_empty() {
+            let records: Vec<SObjectRecord> = updates.iter().map(|(_, r)| r.clone()).collect();
+            let ids: Vec<String> = updates.iter().map(|(r, _)| r.source_id.clone()).collect();
+            let outcomes = self.sf.update_records(&records, false).await?;
+            self.settle(&ids, &outcomes, |id, _| Some(id.to_owned())).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores what Salesforce said about each record of a request.
+    async fn settle(
+        &self,
+        ids: &[String],
+        outcomes: &[RecordOutcome],
+        target: impl Fn(&str, &RecordOutcome) -> Option<String>,
+    ) -> Result<(), WorkerError> {
+        let (done, failed) = split_outcomes(ids, outcomes, target);
+        self.written(&done).await?;
+        self.failed(&failed).await
+    }
+
+    async fn written(&self, pairs: &[(String, String)]) -> Result<(), WorkerError> {
+        if !pairs.is_empty() {
+            self.ctx
+                .catalog
+                .mark_written(&self.restore.restore_id, pairs)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn failed(&self, pairs: &[(String, String)]) -> Result<(), WorkerError> {
+        if !pairs.is_empty() {
+            tracing::warn!(restore_id = %self.restore.restore_id, records = pairs.len(), first_error = %pairs[0].1, "records could not be restored");
+            self.ctx
+                .catalog
+                .mark_failed(&self.restore.restore_id, pairs)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The id map for the lookups of `chunk`.
+    async fn id_map(
+        &self,
+        describe: &SObjectDescribe,
+        chunk: &[RestoreRow],
+        sources: &HashMap<String, SourceRow>,
+    ) -> Result<HashMap<String, String>, WorkerError> {
+        let parents: BTreeSet<String> = chunk
+            .iter()
+            .filter_map(|r| sources.get(&r.source_id))
+            .flat_map(|source| {
+                lookups(describe)
+                    .filter_map(|f| source.get(&f.name).filter(|v| !v.is_empty()).cloned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let parents: Vec<String> = parents.into_iter().collect();
+        Ok(self
+            .ctx
+            .catalog
+            .target_ids(&self.restore.restore_id, &parents)
+            .await?)
+    }
+
+    /// The lookups of `sobject` that wait for the second pass.
+    fn deferred_of(&self, sobject: &str) -> HashSet<String> {
+        self.plan
+            .order
+            .deferred
+            .iter()
+            .filter(|f| f.sobject == sobject)
+            .map(|f| f.field.clone())
+            .collect()
+    }
+
+    /// The rows grouped in levels: one level, unless the object has a required self-lookup,
+    /// whose parents must exist before their children are created.
+    fn levels(
+        &self,
+        describe: &SObjectDescribe,
+        pending: &[RestoreRow],
+        sources: &HashMap<String, SourceRow>,
+    ) -> Vec<Vec<RestoreRow>> {
+        let Some(field) = self
+            .plan
+            .order
+            .levelled
+            .iter()
+            .find(|f| f.sobject == describe.name)
+            .map(|f| f.field.clone())
+        else {
+            return vec![pending.to_vec()];
+        };
+        let parent_of = |id: &str| {
+            sources
+                .get(id)
+                .and_then(|s| s.get(&field))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let ids: HashSet<&str> = pending.iter().map(|r| r.source_id.as_str()).collect();
+        let mut depth: HashMap<String, usize> = HashMap::new();
+        for row in pending {
+            let mut d = 0;
+            let mut at = row.source_id.clone();
+            while let Some(parent) = parent_of(&at).filter(|p| ids.contains(p.as_str())) {
+                d += 1;
+                if d > pending.len() {
+                    break;
+                }
+                at = parent;
+            }
+            depth.insert(row.source_id.clone(), d);
+        }
+        let mut levels: BTreeMap<usize, Vec<RestoreRow>> = BTreeMap::new();
+        for row in pending {
+            let d = depth.get(&row.source_id).copied().unwrap_or(0);
+            levels.entry(d).or_default().push(row.clone());
+        }
+        levels.into_values().collect()
+    }
+
+    /// Step 4: the lookups of the second pass, on every record written and not yet linked.
+    async fn link(&self, planned: &HashSet<String>) -> Result<(), WorkerError> {
+        let mut by_object: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for field in &self.plan.order.deferred {
+            by_object
+                .entry(field.sobject.as_str())
+                .or_default()
+                .push(field.field.as_str());
+        }
+        for (sobject, fields) in by_object {
+            let rows = self.rows(Some(sobject), Some(RecordState::Written)).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let sources = read_rows(self.ctx, &rows).await?;
+            for chunk in rows.chunks(COLLECTION_MAX_RECORDS) {
+                self.link_chunk(sobject, &fields, chunk, &sources, planned)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn link_chunk(
+        &self,
+        sobject: &str,
+        fields: &[&str],
+        chunk: &[RestoreRow],
+        sources: &HashMap<String, SourceRow>,
+        planned: &HashSet<String>,
+    ) -> Result<(), WorkerError> {
+        let parents: Vec<String> = chunk
+            .iter()
+            .filter_map(|r| sources.get(&r.source_id))
+            .flat_map(|s| fields.iter().filter_map(|f| s.get(*f).filter(|v| !v.is_empty()).cloned()))
+            .collect();
+        let map = self
+            .ctx
+            .catalog
+            .target_ids(&self.restore.restore_id, &parents)
+            .await?;
+        let (mut ids, mut records, mut nothing) = (Vec::new(), Vec::new(), Vec::new());
+        for row in chunk {
+            let (Some(source), Some(target)) = (sources.get(&row.source_id), &row.target_id) else {
+                continue;
+            };
+            let mut record = SObjectRecord::new(sobject).with_id(target.clone());
+            for field in fields {
+                let Some(parent) = source.get(*field).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                if let Some(id) = remap(parent, &map, planned) {
+                    record = record.field(*field, id);
+                }
+            }
+            if record.fields.is_empty() {
+                nothing.push(row.source_id.clone());
+            } else {
+                ids.push(row.source_id.clone());
+                records.push(record);
+            }
+        }
+        let catalog = &self.ctx.catalog;
+        catalog
+            .mark_linked(&self.restore.restore_id, &nothing)
+            .await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.sf.update_records(&records, false).await?;
+        let (done, failed) = split_outcomes(&ids, &outcomes, |id, _| Some(id.to_owned()));
+        let linked: Vec<String> = done.into_iter().map(|(id, _)| id).collect();
+        catalog.mark_linked(&self.restore.restore_id, &linked).await?;
+        let failed: Vec<(String, String)> = failed
+            .into_iter()
+            .map(|(id, e)| (id, format!("second pass (lookups {}): {e}", fields.join(", "))))
+            .collect();
+        self.failed(&failed).await
+    }
+}
+
+/// The target id for a lookup to `parent`: its new id if the restore wrote it; its own id if
+/// the restore does not cover it (it exists in the org, or is a user, a record type...);
+/// nothing if the restore covers it but could not write it.
+fn remap(parent: &str, map: &HashMap<String, String>, planned: &HashSet<String>) -> Option<String> {
+    match map.get(parent) {
+        Some(target) => Some(target.clone()),
+        None if planned.contains(parent) => None,
+        None => Some(parent.to_owned()),
+    }
+}
+
+/// How a backed-up row becomes a record to write.
+struct FieldMapping<'a> {
+    describe: &'a SObjectDescribe,
+    deferred: &'a HashSet<String>,
+    map: &'a HashMap<String, String>,
+    planned: &'a HashSet<String>,
+}
+
+impl FieldMapping<'_> {
+    /// The record to create (`id` none) or to update (`id` set): every field the operation may
+    /// set, typed, lookups remapped, second-pass lookups left out. An update also clears what
+    /// was empty in the backup.
+    fn record(&self, source: &SourceRow, id: Option<&str>) -> SObjectRecord {
+        let mut record = SObjectRecord::new(self.describe.name.clone());
+        if let Some(id) = id {
+            record = record.with_id(id);
+        }
+        let update = id.is_some();
+        for field in &self.describe.fields {
+            let writable = if update { field.updateable } else { field.createable };
+            if !writable || field.name == "Id" || self.deferred.contains(&field.name) {
+                continue;
+            }
+            let Some(cell) = source.get(&field.name) else {
+                continue;
+            };
+            if cell.is_empty() {
+                if update {
+                    record = record.field(field.name.clone(), Value::Null);
+                }
+                continue;
+            }
+            let value = match field.reference_to.is_empty() {
+                true => typed(field, cell),
+                false => match remap(cell, self.map, self.planned) {
+                    Some(id) => Value::String(id),
+                    None => continue,
+                },
+            };
+            record = record.field(field.name.clone(), value);
+        }
+        record
+    }
+}
+
+/// A CSV cell as the JSON value of the field's type; numbers keep the form the backup holds
+/// (`37781000` stays an integer, `0.5` a decimal).
+fn typed(field: &FieldDescribe, cell: &str) -> Value {
+    match field.field_type.as_str() {
+        "boolean" => Value::Bool(cell.eq_ignore_ascii_case("true")),
+        "int" | "double" | "currency" | "percent" => cell
+            .parse::<serde_json::Number>()
+            .map(Value::Number)
+            .unwrap_or_else(|_| Value::String(cell.to_owned())),
+        _ => Value::String(cell.to_owned()),
+    }
+}
+
+/// The lookup fields of an object.
+fn lookups(describe: &SObjectDescribe) -> impl Iterator<Item = &FieldDescribe> {
+    describe.fields.iter().filter(|f| !f.reference_to.is_empty())
+}
+
+/// Splits outcomes (in request order) into (source id, target id) pairs written and
+/// (source id, error) pairs failed.
+fn split_outcomes(
+    ids: &[String],
+    outcomes: &[RecordOutcome],
+    target: impl Fn(&str, &RecordOutcome) -> Option<String>,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for (id, outcome) in ids.iter().zip(outcomes) {
+        match (outcome.is_success(), target(id, outcome)) {
+            (true, Some(target)) => done.push((id.clone(), target)),
+            _ => failed.push((id.clone(), describe_errors(outcome))),
+        }
+    }
+    for id in ids.iter().skip(outcomes.len()) {
+        failed.push((id.clone(), "no outcome returned for the record".to_owned()));
+    }
+    (done, failed)
+}
+
+fn describe_errors(outcome: &RecordOutcome) -> String {
+    let errors: Vec<String> = outcome
+        .errors()
+        .iter()
+        .map(|e| match e.fields.is_empty() {
+            true => format!("{}: {}", e.status_code, e.message),
+            false => format!("{}: {} ({})", e.status_code, e.message, e.fields.join(", ")),
+        })
+        .collect();
+    match errors.is_empty() {
+        true => "failed without an error message".to_owned(),
+        false => errors.join("; "),
+    }
+}
