@@ -52,7 +52,8 @@ async fn createable_fields(
 ) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
     let mut out = HashMap::new();
     for task in env.catalog.tasks(backup).await? {
-        let describe: coffer_salesforce::SObjectDescribe = serde_json::from_str(&task.describe_json)?;
+        let describe: coffer_salesforce::SObjectDescribe =
+            serde_json::from_str(&task.describe_json)?;
         let fields = describe
             .fields
             .iter()
@@ -66,8 +67,7 @@ async fn createable_fields(
 
 /// Equal cells; numbers compare by value (Salesforce keeps `12490.10` and `12490.1` alike).
 fn same_value(got: &str, want: &str) -> bool {
-    got == want
-        || matches!((got.parse::<f64>(), want.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+    got == want || matches!((got.parse::<f64>(), want.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// An account with a parent account such that the two have, between them, contacts,
@@ -97,7 +97,10 @@ fn account_pair_with_every_kind_of_child(
         .filter(|f| !f["ParentId"].is_empty())
         .map(|f| (f["Id"].clone(), f["ParentId"].clone()))
         .find(|(child, parent)| {
-            let kinds: BTreeSet<&str> = kinds_under(child).union(&kinds_under(parent)).copied().collect();
+            let kinds: BTreeSet<&str> = kinds_under(child)
+                .union(&kinds_under(parent))
+                .copied()
+                .collect();
             ["Contact", "Opportunity", "Case", "Task", "Invoice__c"]
                 .iter()
                 .all(|k| kinds.contains(k))
@@ -130,8 +133,20 @@ fn is_file_object(sobject: &str) -> bool {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_and_purged_accounts_come_back_with_every_link_rebuilt() -> anyhow::Result<()> {
+/// A backed-up org from which an account with a parent, and all their delete took, is gone
+/// for good (deleted, Recycle Bin purged).
+struct Purged {
+    env: TestEnv,
+    sim: SimHandle,
+    worker: RunningWorker,
+    broker: coffer_queue::Broker,
+    backup: coffer_catalog::BackupRecord,
+    before: HashMap<String, (String, BTreeMap<String, String>)>,
+    gone: BTreeSet<String>,
+    accounts: Vec<String>,
+}
+
+async fn purged_org() -> anyhow::Result<Purged> {
     let env = TestEnv::new().await?;
     let sim = start_sim(16, 2, 25).await?;
     env.create_tenant("acme", "coffer").await?;
@@ -143,119 +158,208 @@ async fn deleted_and_purged_accounts_come_back_with_every_link_rebuilt() -> anyh
     let before = snapshot(&sim);
 
     // An account with a parent account: both are deleted (taking their contacts,
-    // opportunities, cases, tasks and invoices with them), and the Recycle Bin is purged.
+    // opportunities, cases, tasks, invoices and files with them), and the Recycle Bin is purged.
     let (child, parent) = account_pair_with_every_kind_of_child(&before);
     sim.delete("Account", &[child.as_str(), parent.as_str()])?;
+    let now = snapshot(&sim);
     let gone: BTreeSet<String> = before
         .keys()
-        .filter(|id| !snapshot(&sim).contains_key(*id))
+        .filter(|id| !now.contains_key(*id))
         .cloned()
         .collect();
     let gone_objects: BTreeSet<&str> = gone.iter().map(|id| before[id].0.as_str()).collect();
-    for expected in ["Account", "Contact", "Opportunity", "Case", "Task", "Invoice__c"] {
-        assert!(gone_objects.contains(expected), "the delete took no {expected}: {gone_objects:?}");
-    }
-    assert!(sim.empty_recycle_bin() > 0);
-
-    let ids = vec![child.clone(), parent.clone()];
-    let job = request_restore(
-        &broker,
-        restore_request(&backup.backup_id.to_string(), &ids, RestoreMode::Execute),
-    )
-    .await?;
-    let restore = wait_for_restore(&env, job, WAIT).await?;
-    let rows = env.catalog.restore_rows(&restore.restore_id, None, None).await?;
-    let by_source: HashMap<&str, &RestoreRow> =
-        rows.iter().map(|r| (r.source_id.as_str(), r)).collect();
-
-    // Every record the delete took is in the restore (files aside), inserted under a new id.
-    for id in gone.iter().filter(|id| !is_file_object(&before[*id].0)) {
-        let row = by_source
-            .get(id.as_str())
-            .unwrap_or_else(|| panic!("{} {id} is not in the restore", before[id].0));
-        assert_eq!(row.action, RestoreAction::Insert, "{id}");
+    for expected in [
+        "Account",
+        "Contact",
+        "Opportunity",
+        "Case",
+        "Task",
+        "Invoice__c",
+    ] {
         assert!(
-            matches!(row.state, RecordState::Written | RecordState::Linked),
-            "{} {id} not restored: {:?}",
-            row.sobject,
-            row.error
+            gone_objects.contains(expected),
+            "the delete took no {expected}: {gone_objects:?}"
         );
     }
-    let new_id = |source: &str| -> Option<String> {
-        by_source
-            .get(source)
-            .and_then(|r| r.target_id.clone())
-    };
+    assert!(sim.empty_recycle_bin() > 0);
+    Ok(Purged {
+        env,
+        sim,
+        worker,
+        broker,
+        backup,
+        before,
+        gone,
+        accounts: vec![child, parent],
+    })
+}
 
-    // Each restored record has its backed-up fields (those a client can set: not auto-numbers,
-    // formulas or audit fields), and every lookup points at the restored parent (or at the
-    // same record as before, for parents that were never deleted).
-    let writable = createable_fields(&env, backup.backup_id).await?;
-    let after = snapshot(&sim);
-    let mut checked = 0;
-    for row in rows.iter().filter(|r| !is_file_object(&r.sobject)) {
-        let target = row.target_id.as_deref().expect("target id");
-        if gone.contains(&row.source_id) {
-            assert_ne!(target, row.source_id, "a purged record comes back with a new id");
-        } else {
-            // A record the delete did not take (a child account whose parent link was
-            // cleared) is updated in place, back to its backed-up state.
-            assert_eq!(target, row.source_id);
-        }
-        let (sobject, restored) = after
-            .get(target)
-            .unwrap_or_else(|| panic!("{} {target} is not in the org", row.sobject));
-        assert_eq!(sobject, &row.sobject);
-        let (_, original) = &before[&row.source_id];
-        for (field, value) in original {
-            let settable = writable
-                .get(sobject)
-                .is_some_and(|fields| fields.contains(field));
-            if SYSTEM.contains(&field.as_str()) || !settable {
-                continue;
-            }
-            let want = match new_id(value) {
-                Some(mapped) => mapped,
-                None => value.clone(),
-            };
-            let got = restored.get(field).cloned().unwrap_or_default();
+impl Purged {
+    async fn restore(&self) -> anyhow::Result<coffer_catalog::RestoreRecord> {
+        let request = restore_request(
+            &self.backup.backup_id.to_string(),
+            &self.accounts,
+            RestoreMode::Execute,
+        );
+        let job = request_restore(&self.broker, request).await?;
+        wait_for_restore(&self.env, job, WAIT).await
+    }
+
+    /// Checks the org after `restore`: every record the delete took (files aside) is back once,
+    /// under a new id, with its backed-up fields, and every lookup points at the restored
+    /// parent (or at the same record as before, for parents that were never deleted).
+    async fn check(&self, restore: &coffer_catalog::RestoreRecord) -> anyhow::Result<()> {
+        let (before, gone) = (&self.before, &self.gone);
+        let rows = self
+            .env
+            .catalog
+            .restore_rows(&restore.restore_id, None, None)
+            .await?;
+        let by_source: HashMap<&str, &RestoreRow> =
+            rows.iter().map(|r| (r.source_id.as_str(), r)).collect();
+        for id in gone.iter().filter(|id| !is_file_object(&before[*id].0)) {
+            let row = by_source
+                .get(id.as_str())
+                .unwrap_or_else(|| panic!("{} {id} is not in the restore", before[id].0));
+            assert_eq!(row.action, RestoreAction::Insert, "{id}");
             assert!(
-                same_value(&got, &want),
-                "{sobject} {} field {field}: {got:?}, backed up {want:?}",
-                row.source_id
+                matches!(row.state, RecordState::Written | RecordState::Linked),
+                "{} {id} not restored: {:?}",
+                row.sobject,
+                row.error
             );
         }
-        checked += 1;
+        let new_id = |source: &str| by_source.get(source).and_then(|r| r.target_id.clone());
+        let writable = createable_fields(&self.env, self.backup.backup_id).await?;
+        let after = snapshot(&self.sim);
+        let files_gone = gone
+            .iter()
+            .filter(|id| is_file_object(&before[*id].0))
+            .count();
+        assert_eq!(
+            after.len(),
+            before.len() - files_gone,
+            "the org holds another number of records than before the delete"
+        );
+        for row in rows.iter().filter(|r| !is_file_object(&r.sobject)) {
+            let target = row.target_id.as_deref().expect("target id");
+            if gone.contains(&row.source_id) {
+                assert_ne!(
+                    target, row.source_id,
+                    "a purged record comes back with a new id"
+                );
+            } else {
+                // A record the delete did not take (a child account whose parent link was
+                // cleared) is updated in place, back to its backed-up state.
+                assert_eq!(target, row.source_id);
+            }
+            let (sobject, restored) = after
+                .get(target)
+                .unwrap_or_else(|| panic!("{} {target} is not in the org", row.sobject));
+            assert_eq!(sobject, &row.sobject);
+            let (_, original) = &before[&row.source_id];
+            for (field, value) in original {
+                let settable = writable.get(sobject).is_some_and(|f| f.contains(field));
+                if SYSTEM.contains(&field.as_str()) || !settable {
+                    continue;
+                }
+                let want = new_id(value).unwrap_or_else(|| value.clone());
+                let got = restored.get(field).cloned().unwrap_or_default();
+                assert!(
+                    same_value(&got, &want),
+                    "{sobject} {} field {field}: {got:?}, backed up {want:?}",
+                    row.source_id
+                );
+            }
+        }
+        let (child, parent) = (&self.accounts[0], &self.accounts[1]);
+        let restored_child = new_id(child).expect("child account restored");
+        assert_eq!(
+            after[&restored_child].1["ParentId"],
+            new_id(parent).expect("parent account restored"),
+            "the hierarchy is rebuilt under the new ids"
+        );
+        Ok(())
     }
-    assert!(checked >= gone.len() / 2, "only {checked} records checked");
-    let restored_child = new_id(&child).expect("child account restored");
-    assert_eq!(
-        after[&restored_child].1["ParentId"],
-        new_id(&parent).expect("parent account restored"),
-        "the hierarchy is rebuilt under the new ids"
+
+    async fn finish(self) -> anyhow::Result<()> {
+        self.worker.stop().await;
+        self.sim.shutdown().await;
+        self.env.cleanup().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_purged_accounts_come_back_with_every_link_rebuilt() -> anyhow::Result<()> {
+    let org = purged_org().await?;
+    let restore = org.restore().await?;
+    org.check(&restore).await?;
+    let plan: serde_json::Value =
+        serde_json::from_str(restore.plan_json.as_deref().expect("plan"))?;
+    // Self-lookups wait for the second pass; parents come first.
+    let deferred = plan["order"]["deferred"].as_array().expect("deferred");
+    assert!(
+        deferred.contains(&serde_json::json!({"sobject": "Account", "field": "ParentId"})),
+        "{plan}"
+    );
+    let order: Vec<&str> = plan["order"]["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o.as_str())
+        .collect();
+    let at = |o: &str| order.iter().position(|x| *x == o).expect("object in order");
+    assert!(
+        at("Account") < at("Contact") && at("Contact") < at("Case"),
+        "{order:?}"
+    );
+    assert!(
+        at("Opportunity") < at("Task") && at("Case") < at("Task"),
+        "{order:?}"
+    );
+    assert!(
+        plan["left_out"]["Attachment"]["records"].as_u64() > Some(0),
+        "{plan}"
     );
 
     // The same restore again: everything is there already, nothing is created.
-    let count_before = after.len();
-    let again = request_restore(
-        &broker,
-        restore_request(&backup.backup_id.to_string(), &ids, RestoreMode::Execute),
-    )
-    .await?;
-    let second = wait_for_restore(&env, again, WAIT).await?;
-    assert_eq!(snapshot(&sim).len(), count_before, "the second run created records");
-    let second_rows = env.catalog.restore_rows(&second.restore_id, None, None).await?;
+    let count = snapshot(&org.sim).len();
+    let second = org.restore().await?;
+    assert_eq!(
+        snapshot(&org.sim).len(),
+        count,
+        "the second run created records"
+    );
+    let second_rows = org
+        .env
+        .catalog
+        .restore_rows(&second.restore_id, None, None)
+        .await?;
     assert!(
+        second_rows.iter().all(|r| r.action == RestoreAction::Skip),
+        "{:?}",
         second_rows
             .iter()
-            .filter(|r| !is_file_object(&r.sobject))
-            .all(|r| r.action == RestoreAction::Skip),
-        "{:?}",
-        second_rows.iter().map(|r| (r.sobject.as_str(), r.action)).collect::<Vec<_>>()
+            .map(|r| (r.sobject.as_str(), r.action))
+            .collect::<Vec<_>>()
     );
-    worker.stop().await;
-    sim.shutdown().await;
-    env.cleanup().await
+    org.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_interrupted_midway_ends_as_an_uninterrupted_one() -> anyhow::Result<()> {
+    let org = purged_org().await?;
+    // Two writes go through; the third fails (Salesforce unavailable), so the job fails
+    // part-way and its retry continues from what the catalog says was written.
+    org.sim.fail_collection_write_after(2);
+    let restore = org.restore().await?;
+    let job = org.env.catalog.job(restore.job_id).await?.expect("job");
+    assert!(
+        job.attempts >= 2,
+        "the restore was not interrupted: {job:?}"
+    );
+    org.check(&restore).await?;
+    org.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,26 +384,43 @@ async fn a_record_in_the_recycle_bin_is_undeleted_and_keeps_its_id() -> anyhow::
     // Plan first: it says undelete, and changes nothing.
     let plan_job = request_restore(
         &broker,
-        restore_request(&backup.backup_id.to_string(), std::slice::from_ref(&account), RestoreMode::PlanOnly),
+        restore_request(
+            &backup.backup_id.to_string(),
+            std::slice::from_ref(&account),
+            RestoreMode::PlanOnly,
+        ),
     )
     .await?;
     let planned = wait_for_restore(&env, plan_job, WAIT).await?;
     let plan: serde_json::Value =
         serde_json::from_str(planned.plan_json.as_deref().expect("plan"))?;
     assert_eq!(plan["counts"]["Account"]["undelete"], 1, "{plan}");
-    assert!(!snapshot(&sim).contains_key(&account), "a plan-only restore wrote");
+    assert!(
+        !snapshot(&sim).contains_key(&account),
+        "a plan-only restore wrote"
+    );
 
     let job = request_restore(
         &broker,
-        restore_request(&backup.backup_id.to_string(), std::slice::from_ref(&account), RestoreMode::Execute),
+        restore_request(
+            &backup.backup_id.to_string(),
+            std::slice::from_ref(&account),
+            RestoreMode::Execute,
+        ),
     )
     .await?;
     let restore = wait_for_restore(&env, job, WAIT).await?;
     worker.stop().await;
     let after = snapshot(&sim);
     assert_eq!(after[&account].1["Name"], before[&account].1["Name"]);
-    let rows = env.catalog.restore_rows(&restore.restore_id, None, None).await?;
-    let row = rows.iter().find(|r| r.source_id == account).expect("account row");
+    let rows = env
+        .catalog
+        .restore_rows(&restore.restore_id, None, None)
+        .await?;
+    let row = rows
+        .iter()
+        .find(|r| r.source_id == account)
+        .expect("account row");
     assert_eq!(row.action, RestoreAction::Undelete);
     assert_eq!(row.target_id.as_deref(), Some(account.as_str()));
     // Its contacts came back with it, with their own ids.

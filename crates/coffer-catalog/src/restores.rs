@@ -604,6 +604,39 @@ impl Catalog {
         Ok(map)
     }
 
+    /// Where earlier restores of the tenant into `target_org_id` put each of `source_ids`: the
+    /// target id of its newest restore that wrote it (a second restore of the same records
+    /// finds them there instead of creating them again).
+    pub async fn restored_before(
+        &self,
+        tenant_id: &TenantId,
+        target_org_id: &OrgId,
+        source_ids: &[String],
+    ) -> Result<HashMap<String, String>, CatalogError> {
+        let mut map: HashMap<String, String> = HashMap::new();
+        for batch in source_ids.chunks(INDEX_BATCH_ROWS) {
+            let mut query: QueryBuilder<MySql> = QueryBuilder::new(
+                "SELECT r.source_id, r.target_id FROM restore_records r \
+                 JOIN restores s ON s.restore_id = r.restore_id \
+                 WHERE r.target_id IS NOT NULL AND r.state IN ('written', 'linked') AND s.tenant_id = ",
+            );
+            query
+                .push_bind(tenant_id.as_str())
+                .push(" AND s.target_org_id = ")
+                .push_bind(target_org_id.as_str())
+                .push(" AND r.source_id IN (");
+            let mut ids = query.separated(", ");
+            for id in batch {
+                ids.push_bind(id);
+            }
+            query.push(") ORDER BY s.created_at, s.restore_id");
+            for row in query.build().fetch_all(&self.pool).await? {
+                map.insert(row.try_get("source_id")?, row.try_get("target_id")?);
+            }
+        }
+        Ok(map)
+    }
+
     /// How many records of the restore are in each (sObject, action, state), by sObject,
     /// action and state.
     pub async fn restore_counts(

@@ -100,7 +100,7 @@ pub fn write_order(objects: &[ObjectLookups]) -> WriteOrder {
     for object in objects {
         for lookup in &object.lookups {
             let field = FieldRef::new(&object.sobject, &lookup.name);
-            if lookup.targets.iter().any(|t| *t == object.sobject) {
+            if lookup.targets.contains(&object.sobject) {
                 if lookup.required {
                     order.levelled.push(field.clone());
                 } else {

@@ -239,6 +239,13 @@ async fn collection(
         Ok(parsed) => parsed,
         Err(refusal) => return refuse(refusal),
     };
+    if sim.faults.fail_this_collection_write() {
+        return sf_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVER_UNAVAILABLE",
+            "Server unavailable, please retry later.",
+        );
+    }
     let results = run(sim, items, all_or_none, op).await;
     axum::Json(results.iter().map(result_json).collect::<Vec<_>>()).into_response()
 }

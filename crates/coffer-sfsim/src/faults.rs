@@ -55,6 +55,9 @@ pub struct Faults {
     /// Whether blob GETs honour `Range: bytes=N-` (`206 Partial Content`); when off they answer
     /// `200` with the whole body, as a server that ignores ranges does.
     pub blob_ranges: AtomicBool,
+    /// sObject Collections writes let through before the next one answers `503` without being
+    /// applied (`u32::MAX`: off); the fault fires once.
+    pub collection_writes_before_failure: AtomicU32,
     /// Blob bodies written by tests (`SimHandle::set_blob`), by (object, 18-character id, field);
     /// they replace the generated bodies.
     pub written_blobs: Mutex<HashMap<(String, String, String), Vec<u8>>>,
@@ -76,6 +79,7 @@ impl Default for Faults {
             corrupt_blobs: AtomicU32::new(0),
             cut_blobs: AtomicU32::new(0),
             blob_ranges: AtomicBool::new(true),
+            collection_writes_before_failure: AtomicU32::new(u32::MAX),
             written_blobs: Mutex::default(),
         }
     }
@@ -118,6 +122,23 @@ impl Faults {
             self.api_calls.load(Ordering::Relaxed),
             self.api_max.load(Ordering::Relaxed),
         )
+    }
+}
+
+impl Faults {
+    /// Whether this sObject Collections write is the one to fail (see
+    /// [`Faults::collection_writes_before_failure`]).
+    pub fn fail_this_collection_write(&self) -> bool {
+        let before = self.collection_writes_before_failure.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |n| match n {
+                u32::MAX => None,
+                0 => Some(u32::MAX),
+                n => Some(n - 1),
+            },
+        );
+        before == Ok(0)
     }
 }
 

@@ -586,6 +586,15 @@ impl SimHandle {
         self.sim.faults.unavailable.store(n, Ordering::Relaxed);
     }
 
+    /// Lets `n` sObject Collections writes through, then answers the next one `503` without
+    /// applying it (once): a write path interrupted midway.
+    pub fn fail_collection_write_after(&self, n: u32) {
+        self.sim
+            .faults
+            .collection_writes_before_failure
+            .store(n, Ordering::Relaxed);
+    }
+
     /// Waits `delay` before answering each Bulk results page.
     pub fn slow_pages(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);

@@ -94,7 +94,9 @@ impl Worker {
         match envelope.job {
             Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
             Some(Job::ExtractTaskRequested(msg)) => self.handle_task(job_id, &msg, delivery).await,
-            Some(Job::RestoreRequested(msg)) => self.handle_restore(job_id, &msg, delivery).await,
+            Some(Job::RestoreRequested(msg)) => {
+                Box::pin(self.handle_restore(job_id, &msg, delivery)).await
+            }
             Some(Job::RetentionSweepRequested(_)) => {
                 Err(WorkerError::Unsupported("retention sweep"))
             }
@@ -185,7 +187,7 @@ impl Worker {
             self.unless_paused(&ids).await?;
             self.emit_kind("restore", &ids, started_event(&self.name, delivery.attempt))
                 .await;
-            match run_restore(&self.ctx, &job).await {
+            match Box::pin(run_restore(&self.ctx, &job)).await {
                 Ok(restore) => {
                     catalog.finish_job(job_id, JobState::Completed, None).await?;
                     let counts = catalog.restore_counts(&restore.restore_id).await?;

@@ -59,11 +59,9 @@ impl RestoreJob {
         };
         let backup_id = match msg.backup_id.is_empty() {
             true => None,
-            false => Some(
-                msg.backup_id
-                    .parse()
-                    .map_err(|_| WorkerError::InvalidJob(format!("invalid backup id {:?}", msg.backup_id)))?,
-            ),
+            false => Some(msg.backup_id.parse().map_err(|_| {
+                WorkerError::InvalidJob(format!("invalid backup id {:?}", msg.backup_id))
+            })?),
         };
         let as_of = match msg.as_of_unix_ms {
             0 => None,
@@ -107,7 +105,10 @@ impl RestoreJob {
 
 /// Plans (and, unless plan-only, executes) the restore of `job`; returns the restore as it
 /// ended. Safe to run again for the same job: it continues where the last attempt stopped.
-pub async fn run_restore(ctx: &BackupContext, job: &RestoreJob) -> Result<RestoreRecord, WorkerError> {
+pub async fn run_restore(
+    ctx: &BackupContext,
+    job: &RestoreJob,
+) -> Result<RestoreRecord, WorkerError> {
     let catalog = &ctx.catalog;
     let backup = source_backup(ctx, job).await?;
     let request_json = serde_json::to_string(&job.scope)
@@ -165,7 +166,10 @@ pub async fn run_restore(ctx: &BackupContext, job: &RestoreJob) -> Result<Restor
     Ok(done)
 }
 
-async fn reload(ctx: &BackupContext, restore: &RestoreRecord) -> Result<RestoreRecord, WorkerError> {
+async fn reload(
+    ctx: &BackupContext,
+    restore: &RestoreRecord,
+) -> Result<RestoreRecord, WorkerError> {
     ctx.catalog
         .restore(&restore.restore_id)
         .await?
@@ -183,7 +187,11 @@ async fn source_backup(ctx: &BackupContext, job: &RestoreJob) -> Result<BackupRe
             .await?
             .into_iter()
             .filter(|b| b.state == BackupState::Complete)
-            .filter(|b| b.completed_at.zip(job.as_of).is_some_and(|(done, at)| done <= at))
+            .filter(|b| {
+                b.completed_at
+                    .zip(job.as_of)
+                    .is_some_and(|(done, at)| done <= at)
+            })
             .max_by_key(|b| b.completed_at),
     };
     let backup = found.ok_or_else(|| {

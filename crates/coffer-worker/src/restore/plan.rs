@@ -111,7 +111,16 @@ pub(crate) async fn plan_restore(
     let describes = snapshot(ctx, restore.backup_id).await?;
     let (records, left_out) = leave_out_files(expand(ctx, &chain, scope).await?);
     let same_org = restore.target_org_id == restore.org_id;
-    let actions = decide(target, &records, same_org, &describes).await?;
+    let earlier = ctx
+        .catalog
+        .restored_before(
+            &restore.tenant_id,
+            &restore.target_org_id,
+            &ids_of(&records),
+        )
+        .await?;
+    let decided = decide(target, &records, same_org, &describes, &earlier).await?;
+    let actions = &decided.actions;
     let objects: BTreeSet<&String> = records.keys().map(|(sobject, _)| sobject).collect();
     let in_scope: Vec<&SObjectDescribe> = objects
         .into_iter()
@@ -151,6 +160,9 @@ pub(crate) async fn plan_restore(
     catalog
         .record_restore_plan(&restore.restore_id, &json, &planned)
         .await?;
+    // Records an earlier restore put back are where it put them.
+    let found: Vec<(String, String)> = decided.found_at.into_iter().collect();
+    catalog.mark_written(&restore.restore_id, &found).await?;
     tracing::info!(restore_id = %restore.restore_id, records = planned.len(), objects = plan.order.objects.len(), deferred = plan.order.deferred.len(), blocked = plan.order.blocked.len(), "restore planned");
     Ok(plan)
 }
@@ -158,7 +170,10 @@ pub(crate) async fn plan_restore(
 /// Splits off the records of file objects.
 fn leave_out_files(
     records: BTreeMap<(String, String), ChainRecord>,
-) -> (BTreeMap<(String, String), ChainRecord>, BTreeMap<String, LeftOut>) {
+) -> (
+    BTreeMap<(String, String), ChainRecord>,
+    BTreeMap<String, LeftOut>,
+) {
     let mut left_out: BTreeMap<String, LeftOut> = BTreeMap::new();
     let kept = records
         .into_iter()
@@ -281,17 +296,32 @@ fn add_live(found: &mut BTreeMap<String, ChainRecord>, records: Vec<ChainRecord>
     added
 }
 
-/// The action for each record, from the target org's state.
+/// The action for each record, and where records restored before are now.
+struct Decided {
+    /// By source id; a record absent from the map is inserted.
+    actions: HashMap<String, RestoreAction>,
+    /// (source id, target id) of records an earlier restore wrote that the org still holds.
+    found_at: HashMap<String, String>,
+}
+
+fn ids_of(records: &BTreeMap<(String, String), ChainRecord>) -> Vec<String> {
+    records.keys().map(|(_, id)| id.clone()).collect()
+}
+
+/// The action for each record, from the target org's state: a record the org holds under its
+/// own id is undeleted, kept or updated; one an earlier restore wrote (`earlier`: source id to
+/// the id it got) that the org still holds live is kept where it is; any other is inserted.
 async fn decide(
     target: &SalesforceClient,
     records: &BTreeMap<(String, String), ChainRecord>,
     same_org: bool,
     describes: &BTreeMap<String, SObjectDescribe>,
-) -> Result<HashMap<String, RestoreAction>, WorkerError> {
-    let mut actions = HashMap::with_capacity(records.len());
-    if !same_org {
-        return Ok(actions);
-    }
+    earlier: &HashMap<String, String>,
+) -> Result<Decided, WorkerError> {
+    let mut decided = Decided {
+        actions: HashMap::with_capacity(records.len()),
+        found_at: HashMap::new(),
+    };
     let mut by_object: BTreeMap<&str, HashMap<&str, &ChainRecord>> = BTreeMap::new();
     for ((sobject, id), record) in records {
         by_object
@@ -300,11 +330,25 @@ async fn decide(
             .insert(id.as_str(), record);
     }
     for (sobject, wanted) in by_object {
+        let restored_to: HashMap<&str, &str> = wanted
+            .keys()
+            .filter_map(|id| earlier.get(*id).map(|t| (t.as_str(), *id)))
+            .collect();
         let stamped = describes
             .get(sobject)
             .is_some_and(|d| d.field("SystemModstamp").is_some());
-        let states = org_state(target, sobject, stamped, |id| wanted.contains_key(id)).await?;
-        for (id, state) in states {
+        let in_org =
+            |id: &str| (same_org && wanted.contains_key(id)) || restored_to.contains_key(id);
+        for (id, state) in org_state(target, sobject, stamped, in_org).await? {
+            if let Some(source) = restored_to.get(id.as_str()) {
+                if matches!(state, TargetState::Live(_)) && !decided.actions.contains_key(*source) {
+                    decided
+                        .actions
+                        .insert((*source).to_owned(), RestoreAction::Skip);
+                    decided.found_at.insert((*source).to_owned(), id.clone());
+                }
+                continue;
+            }
             let Some(record) = wanted.get(id.as_str()) else {
                 continue;
             };
@@ -315,10 +359,11 @@ async fn decide(
                 }
                 TargetState::Live(_) => RestoreAction::Update,
             };
-            actions.insert(id, action);
+            decided.found_at.remove(&id);
+            decided.actions.insert(id, action);
         }
     }
-    Ok(actions)
+    Ok(decided)
 }
 
 /// A record as the target org has it.

@@ -31,12 +31,13 @@ pub(crate) async fn read_rows(
     let mut out = HashMap::with_capacity(rows.len());
     let mut backups: HashMap<BackupId, (BackupRecord, Vec<ObjectRecord>)> = HashMap::new();
     for ((backup_id, sobject, part), by_row) in wanted {
-        if !backups.contains_key(&backup_id) {
-            backups.insert(backup_id, load_backup(ctx, backup_id).await?);
-        }
-        let Some((backup, objects)) = backups.get(&backup_id) else {
-            continue;
+        let (backup, objects) = match backups.entry(backup_id) {
+            std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(load_backup(ctx, backup_id).await?)
+            }
         };
+        let (backup, objects) = (&*backup, &*objects);
         let object = objects
             .iter()
             .find(|o| {

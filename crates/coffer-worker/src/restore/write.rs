@@ -93,11 +93,21 @@ impl Writer<'_> {
             let live = live_ids(self.sf, sobject, &refused).await?;
             let (back, gone): (Vec<String>, Vec<String>) =
                 refused.into_iter().partition(|id| live.contains(id));
-            self.written(&back.iter().map(|id| (id.clone(), id.clone())).collect::<Vec<_>>())
-                .await?;
+            self.written(
+                &back
+                    .iter()
+                    .map(|id| (id.clone(), id.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
             let failed: Vec<(String, String)> = gone
                 .into_iter()
-                .map(|id| (id, "UNDELETE_FAILED: not in the Recycle Bin any more".to_owned()))
+                .map(|id| {
+                    (
+                        id,
+                        "UNDELETE_FAILED: not in the Recycle Bin any more".to_owned(),
+                    )
+                })
                 .collect();
             self.failed(&failed).await?;
         }
@@ -160,11 +170,16 @@ impl Writer<'_> {
         let (mut inserts, mut updates) = (Vec::new(), Vec::new());
         for row in chunk {
             let Some(source) = sources.get(&row.source_id) else {
-                missing.push((row.source_id.clone(), "the backup's row was not found".to_owned()));
+                missing.push((
+                    row.source_id.clone(),
+                    "the backup's row was not found".to_owned(),
+                ));
                 continue;
             };
             match row.action {
-                RestoreAction::Update => updates.push((row, fields.record(source, Some(&row.source_id)))),
+                RestoreAction::Update => {
+                    updates.push((row, fields.record(source, Some(&row.source_id))))
+                }
                 _ => inserts.push((row, fields.record(source, None))),
             }
         }
@@ -173,14 +188,17 @@ impl Writer<'_> {
             let records: Vec<SObjectRecord> = inserts.iter().map(|(_, r)| r.clone()).collect();
             let ids: Vec<String> = inserts.iter().map(|(r, _)| r.source_id.clone()).collect();
             let outcomes = self.sf.create_records(&records, false).await?;
-            self.settle(&ids, &outcomes, |_, outcome| outcome.id().map(str::to_owned))
-                .await?;
+            self.settle(&ids, &outcomes, |_, outcome| {
+                outcome.id().map(str::to_owned)
+            })
+            .await?;
         }
         if !updates.is_empty() {
             let records: Vec<SObjectRecord> = updates.iter().map(|(_, r)| r.clone()).collect();
             let ids: Vec<String> = updates.iter().map(|(r, _)| r.source_id.clone()).collect();
             let outcomes = self.sf.update_records(&records, false).await?;
-            self.settle(&ids, &outcomes, |id, _| Some(id.to_owned())).await?;
+            self.settle(&ids, &outcomes, |id, _| Some(id.to_owned()))
+                .await?;
         }
         Ok(())
     }
@@ -334,7 +352,11 @@ impl Writer<'_> {
         let parents: Vec<String> = chunk
             .iter()
             .filter_map(|r| sources.get(&r.source_id))
-            .flat_map(|s| fields.iter().filter_map(|f| s.get(*f).filter(|v| !v.is_empty()).cloned()))
+            .flat_map(|s| {
+                fields
+                    .iter()
+                    .filter_map(|f| s.get(*f).filter(|v| !v.is_empty()).cloned())
+            })
             .collect();
         let map = self
             .ctx
@@ -372,10 +394,17 @@ impl Writer<'_> {
         let outcomes = self.sf.update_records(&records, false).await?;
         let (done, failed) = split_outcomes(&ids, &outcomes, |id, _| Some(id.to_owned()));
         let linked: Vec<String> = done.into_iter().map(|(id, _)| id).collect();
-        catalog.mark_linked(&self.restore.restore_id, &linked).await?;
+        catalog
+            .mark_linked(&self.restore.restore_id, &linked)
+            .await?;
         let failed: Vec<(String, String)> = failed
             .into_iter()
-            .map(|(id, e)| (id, format!("second pass (lookups {}): {e}", fields.join(", "))))
+            .map(|(id, e)| {
+                (
+                    id,
+                    format!("second pass (lookups {}): {e}", fields.join(", ")),
+                )
+            })
             .collect();
         self.failed(&failed).await
     }
@@ -411,7 +440,11 @@ impl FieldMapping<'_> {
         }
         let update = id.is_some();
         for field in &self.describe.fields {
-            let writable = if update { field.updateable } else { field.createable };
+            let writable = if update {
+                field.updateable
+            } else {
+                field.createable
+            };
             if !writable || field.name == "Id" || self.deferred.contains(&field.name) {
                 continue;
             }
@@ -452,16 +485,21 @@ fn typed(field: &FieldDescribe, cell: &str) -> Value {
 
 /// The lookup fields of an object.
 fn lookups(describe: &SObjectDescribe) -> impl Iterator<Item = &FieldDescribe> {
-    describe.fields.iter().filter(|f| !f.reference_to.is_empty())
+    describe
+        .fields
+        .iter()
+        .filter(|f| !f.reference_to.is_empty())
 }
 
-/// Splits outcomes (in request order) into (source id, target id) pairs written and
-/// (source id, error) pairs failed.
+/// (source id, target id) pairs written, and (source id, error) pairs failed.
+type Settled = (Vec<(String, String)>, Vec<(String, String)>);
+
+/// Splits outcomes (in request order) into pairs written and pairs failed.
 fn split_outcomes(
     ids: &[String],
     outcomes: &[RecordOutcome],
     target: impl Fn(&str, &RecordOutcome) -> Option<String>,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> Settled {
     let (mut done, mut failed) = (Vec::new(), Vec::new());
     for (id, outcome) in ids.iter().zip(outcomes) {
         match (outcome.is_success(), target(id, outcome)) {
