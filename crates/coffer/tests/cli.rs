@@ -1,5 +1,6 @@
 //! The `coffer` binary as operators run it: a `coffer worker` process, `coffer enqueue backup`,
-//! `coffer backups list`, and a SIGTERM that drains the worker.
+//! `coffer backups list`, `coffer restore start|plan|status`, and a SIGTERM that drains the
+//! worker.
 
 mod common;
 
@@ -59,6 +60,53 @@ async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> 
     );
     assert_eq!(listed["backups"][0]["state"], "complete");
     assert_eq!(listed["backups"][0]["records"], backup.record_count);
+
+    // A plan-only restore of one account and its children, waited for, then read back.
+    let (header, rows) = sim.table("Account").context("accounts")?;
+    let id_col = header.iter().position(|h| h == "Id").context("Id column")?;
+    let account = rows[0][id_col].clone();
+    let mut start = coffer(&env);
+    start.args([
+        "restore",
+        "start",
+        "--tenant",
+        "acme",
+        "--org",
+        TEST_ORG_ID,
+        "--backup",
+        &backup.backup_id.to_string(),
+        "--id",
+        &account,
+        "--children",
+        "1",
+        "--wait",
+        "--json",
+    ]);
+    let planned = run_json(start)?;
+    assert_eq!(planned["state"], "planned", "{planned}");
+    assert_eq!(planned["mode"], "plan");
+    // Nothing changed in the org since the backup: every record in scope (the account, its
+    // child accounts, contacts, cases...) is to be kept as it is.
+    let counts = planned["counts"].as_object().context("counts")?;
+    assert!(
+        counts.contains_key("Contact"),
+        "children are in scope: {planned}"
+    );
+    for (object, outcomes) in counts {
+        let outcomes = outcomes.as_object().context("outcomes")?;
+        assert!(
+            outcomes.keys().all(|k| k == "skip:pending"),
+            "{object}: {outcomes:?}"
+        );
+    }
+    let job = planned["job_id"].as_str().context("job id")?.to_owned();
+    let mut plan = coffer(&env);
+    plan.args(["restore", "plan", "--job", &job, "--json"]);
+    let plan = run_json(plan)?;
+    assert_eq!(plan["order"]["objects"][0], "Account", "{plan}");
+    let mut status = coffer(&env);
+    status.args(["restore", "status", "--job", &job, "--json"]);
+    assert_eq!(run_json(status)?["restore_id"], planned["restore_id"]);
 
     let pid = worker.id().to_string();
     assert!(

@@ -168,7 +168,7 @@ pub async fn run(cmd: BackupsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
+pub(super) fn parse_rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-11-30T18:00:00Z"))
 }

@@ -3,6 +3,7 @@
 mod backups;
 mod demo;
 mod enqueue;
+mod restore;
 mod schedule;
 mod scheduler;
 mod sfsim;
@@ -31,6 +32,9 @@ pub enum Command {
     /// List and inspect backups.
     #[command(subcommand)]
     Backups(backups::BackupsCommand),
+    /// Restore records of a backup into an org (plan, execute, status).
+    #[command(subcommand)]
+    Restore(restore::RestoreCommand),
     /// Per-tenant backup schedules: cron expressions in a time zone.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -55,6 +59,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant::run(cmd).await,
         Command::Storage(cmd) => storage::run(cmd).await,
         Command::Backups(cmd) => backups::run(cmd).await,
+        Command::Restore(cmd) => restore::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Migrate { services } => {
