@@ -223,6 +223,12 @@ impl OrgPrefix {
         &self.prefix
     }
 
+    /// `.../restores/{restore_id}/report.csv.gz`: the report of one restore (every record, its
+    /// outcome, and Salesforce's error for those that failed).
+    pub fn restore_report_key(&self, restore: &uuid::Uuid) -> String {
+        format!("{}/restores/{restore}/report.csv.gz", self.prefix)
+    }
+
     /// `.../backups/{backup_id}/`: everything of one backup.
     pub fn backup_prefix(&self, backup: &BackupId) -> String {
         format!("{}/backups/{backup}/", self.prefix)

@@ -10,9 +10,11 @@
 //!    written. A plan-only restore ends here.
 //! 3. **Write** ([`write`]): undelete, keep, insert and update parents first with lookups
 //!    remapped through the id map, then the second pass of lookups.
-//! 4. **Complete**: counts per object and outcome in the catalog (`coffer restore status`).
+//! 4. **Report and complete**: every record's outcome in the catalog (`coffer restore status`)
+//!    and as `report.csv.gz` in the bucket ([`report`]).
 
 pub mod plan;
+pub mod report;
 pub mod source;
 pub mod write;
 
@@ -158,6 +160,7 @@ pub async fn run_restore(
         describes: &describes,
     };
     writer.run().await?;
+    report::write_report(ctx, &restore, &backup).await?;
     catalog
         .set_restore_state(&restore.restore_id, RestoreState::Complete, None)
         .await?;
