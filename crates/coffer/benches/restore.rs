@@ -1,0 +1,182 @@
+//! End-to-end restore throughput and worker memory.
+//!
+//! A generated org of related records (`BENCH_RESTORE_ACCOUNTS` Accounts, default 9,000, with
+//! their parent hierarchy, Contacts, Opportunities, Cases, Tasks and Invoices: about 100,000
+//! records) is backed up through the real queue, simulator, bucket and catalog; then every
+//! Account is deleted (the delete cascades to their children) and the Recycle Bin purged; then
+//! one fresh `coffer worker` process restores all of it from the backup
+//! (`coffer restore start --object Account --children 2 --execute --wait`): plan, inserts
+//! through sObject Collections with every lookup remapped, second pass of self-lookups, report.
+//! It prints the records restored, seconds from request to completion, records/s, and the
+//! restoring worker's peak resident memory (`VmHWM`).
+//!
+//! The client keeps an org under 25 API calls/s (its share of the org's allowance) and writes
+//! 200 records a call, so about 5,000 records/s is the ceiling the API budget sets.
+//!
+//! Run with `cargo bench -p coffer --bench restore` (the stack must be up: `scripts/stack up`).
+//! Under `cargo test --all-targets` it runs a 20-account smoke pass.
+
+#![allow(clippy::print_stdout)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use coffer_core::JobId;
+use coffer_sfsim::{OrgSeed, SimConfig, SimHandle};
+use coffer_testkit::{TEST_ORG_ID, TestEnv};
+
+fn main() -> anyhow::Result<()> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let accounts = match full {
+        true => std::env::var("BENCH_RESTORE_ACCOUNTS")
+            .ok()
+            .map(|s| s.parse().context("BENCH_RESTORE_ACCOUNTS: a number"))
+            .transpose()?
+            .unwrap_or(9_000),
+        false => 20,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(restore_run(accounts))
+}
+
+/// `coffer` with the run's database, broker, queue prefix and endpoint.
+fn coffer(env: &TestEnv) -> Command {
+    env.command(env!("CARGO_BIN_EXE_coffer"))
+}
+
+fn start_worker(env: &TestEnv, name: &str) -> anyhow::Result<Child> {
+    let log = std::env::temp_dir().join(format!("coffer-bench-{}-{name}.log", env.id));
+    Ok(coffer(env)
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?)
+}
+
+fn stop(mut worker: Child) -> anyhow::Result<()> {
+    Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()?;
+    worker.wait()?;
+    Ok(())
+}
+
+/// Runs `command` and parses its stdout as JSON.
+fn run_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
+    let out = command.output()?;
+    if !out.status.success() {
+        bail!("{:?} failed: {}", command, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+async fn start_org(accounts: usize) -> anyhow::Result<SimHandle> {
+    let org = OrgSeed::new(coffer_core::OrgId::new(TEST_ORG_ID)?, 11, accounts, 5);
+    let config = SimConfig {
+        default_page_size: 50_000,
+        ..SimConfig::local(org)
+    };
+    Ok(coffer_sfsim::start(config).await?)
+}
+
+/// Every live record of the org, by object.
+fn records(sim: &SimHandle) -> usize {
+    sim.sobjects()
+        .iter()
+        .filter_map(|o| sim.table(o))
+        .map(|(_, rows)| rows.len())
+        .sum()
+}
+
+async fn restore_run(accounts: usize) -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_org(accounts).await?;
+    env.create_tenant("bench", "").await?;
+    env.connect_org("bench", &sim).await?;
+    env.broker().await?;
+
+    let backup_worker = start_worker(&env, "backup")?;
+    let mut enqueue = coffer(&env);
+    enqueue.args(["enqueue", "backup", "--tenant", "bench", "--json"]);
+    let job: JobId = run_json(enqueue)?["jobs"][0]["job_id"]
+        .as_str()
+        .context("job id")?
+        .parse()?;
+    let backup = env.wait_for_backup(job, Duration::from_secs(3_600)).await?;
+    stop(backup_worker)?;
+
+    let before = records(&sim);
+    let (header, rows) = sim.table("Account").context("accounts")?;
+    let id = header.iter().position(|h| h == "Id").context("Id")?;
+    let ids: Vec<&str> = rows.iter().map(|r| r[id].as_str()).collect();
+    sim.delete("Account", &ids)?;
+    sim.empty_recycle_bin();
+    let left = records(&sim);
+
+    let worker = start_worker(&env, "restore")?;
+    let started = Instant::now();
+    let mut restore = coffer(&env);
+    restore.args([
+        "restore",
+        "start",
+        "--tenant",
+        "bench",
+        "--org",
+        TEST_ORG_ID,
+        "--backup",
+        &backup.backup_id.to_string(),
+        "--object",
+        "Account",
+        "--children",
+        "2",
+        "--execute",
+        "--wait",
+        "--json",
+    ]);
+    let report = run_json(restore)?;
+    let elapsed = started.elapsed();
+    let peak_kib = peak_rss_kib(worker.id());
+    stop(worker)?;
+    if report["state"] != "complete" {
+        bail!("restore did not complete: {report}");
+    }
+    let restored: u64 = report["counts"]
+        .as_object()
+        .context("counts")?
+        .values()
+        .filter_map(|o| o.as_object())
+        .flat_map(|o| o.iter())
+        .filter(|(k, _)| k.ends_with(":written") || k.ends_with(":linked"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    let failed = report["failed"].as_array().map_or(0, Vec::len);
+    let after = records(&sim);
+    println!(
+        "{:>9} {:>12} {:>10} {:>8} {:>9} {:>10} {:>13}",
+        "accounts", "org records", "restored", "failed", "seconds", "records/s", "peak RSS MiB"
+    );
+    println!(
+        "{:>9} {:>12} {:>10} {:>8} {:>9.2} {:>10.0} {:>13}",
+        accounts,
+        before,
+        restored,
+        failed,
+        elapsed.as_secs_f64(),
+        restored as f64 / elapsed.as_secs_f64(),
+        peak_kib.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
+    );
+    println!("org records: {before} backed up, {left} after the delete, {after} after the restore");
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+/// `VmHWM` of process `pid` in KiB (Linux): its peak resident set size so far.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
