@@ -151,7 +151,11 @@ async fn purged_org() -> anyhow::Result<Purged> {
     let sim = start_sim(16, 2, 25).await?;
     env.create_tenant("acme", "coffer").await?;
     env.connect_org("acme", &sim).await?;
-    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let settings = coffer_worker::WorkerSettings {
+        restore_progress_every: Duration::from_millis(100),
+        ..small_part_settings(&env)
+    };
+    let worker = start_worker(&env, settings).await?;
     let broker = env.broker().await?;
     let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
     let backup = wait_for_backup(&env, job, WAIT).await?;
@@ -292,8 +296,18 @@ impl Purged {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_and_purged_accounts_come_back_with_every_link_rebuilt() -> anyhow::Result<()> {
     let org = purged_org().await?;
+    let events = org.broker.watch_events("restore", "job.restore.#").await?;
     let restore = org.restore().await?;
     org.check(&restore).await?;
+
+    // Lifecycle and progress events of the restore on the events exchange.
+    let mut keys = Vec::new();
+    while let Some((key, _)) = org.broker.next_event(&events).await? {
+        keys.push(key);
+    }
+    assert_eq!(keys.first().map(String::as_str), Some("job.restore.started"), "{keys:?}");
+    assert_eq!(keys.last().map(String::as_str), Some("job.restore.completed"), "{keys:?}");
+    assert!(keys.iter().any(|k| k == "job.restore.progress"), "{keys:?}");
     let plan: serde_json::Value =
         serde_json::from_str(restore.plan_json.as_deref().expect("plan"))?;
     // Self-lookups wait for the second pass; parents come first.

@@ -187,7 +187,8 @@ impl Worker {
             self.unless_paused(&ids).await?;
             self.emit_kind("restore", &ids, started_event(&self.name, delivery.attempt))
                 .await;
-            match Box::pin(run_restore(&self.ctx, &job)).await {
+            let restoring = Box::pin(run_restore(&self.ctx, &job));
+            match self.reporting_progress(&ids, restoring).await {
                 Ok(restore) => {
                     catalog.finish_job(job_id, JobState::Completed, None).await?;
                     let counts = catalog.restore_counts(&restore.restore_id).await?;
@@ -202,6 +203,46 @@ impl Worker {
         }
         .instrument(span)
         .await
+    }
+
+    /// Runs `restoring`, publishing a progress event (records settled so far) every
+    /// [`WorkerSettings::restore_progress_every`] until it ends.
+    async fn reporting_progress<T>(
+        &self,
+        ids: &BackupJob,
+        restoring: impl Future<Output = T>,
+    ) -> T {
+        let mut restoring = std::pin::pin!(restoring);
+        let mut ticks = tokio::time::interval(self.ctx.settings.restore_progress_every);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                done = &mut restoring => return done,
+                _ = ticks.tick() => self.restore_progress(ids).await,
+            }
+        }
+    }
+
+    async fn restore_progress(&self, ids: &BackupJob) {
+        let catalog = &self.ctx.catalog;
+        let Ok(Some(restore)) = catalog.restore_of_job(ids.job_id).await else {
+            return;
+        };
+        let Ok(counts) = catalog.restore_counts(&restore.restore_id).await else {
+            return;
+        };
+        let total: u64 = counts.iter().map(|c| c.count).sum();
+        let settled: u64 = counts
+            .iter()
+            .filter(|c| c.state != coffer_catalog::RecordState::Pending)
+            .map(|c| c.count)
+            .sum();
+        let event = job_event::Event::Progress(v1::JobProgress {
+            step: format!("{}: {settled} of {total} records settled", restore.state.as_str()),
+            records: settled,
+            bytes: 0,
+        });
+        self.emit_kind("restore", ids, event).await;
     }
 
     /// Completes the job when its backup is complete; otherwise tells how far it got.

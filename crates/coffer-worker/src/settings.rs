@@ -45,6 +45,8 @@ pub struct WorkerSettings {
     pub max_slices: u32,
     /// Overlap window (late commits) and splitting of incremental reads.
     pub incremental: IncrementalOptions,
+    /// How often a running restore reports its progress on the events exchange.
+    pub restore_progress_every: Duration,
     /// Share of each org's daily API allocation the worker may use (`None`: all of it); past
     /// it the org is paused.
     pub max_api_share: Option<f64>,
@@ -75,6 +77,7 @@ impl WorkerSettings {
             slice_rows: 5_000_000,
             max_slices: 32,
             incremental: IncrementalOptions::default(),
+            restore_progress_every: Duration::from_secs(5),
             max_api_share: Some(0.8),
             org_pause: Duration::from_secs(3600),
             envelope_key: None,
