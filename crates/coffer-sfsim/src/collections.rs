@@ -205,6 +205,48 @@ async fn run(
     done.unwrap_or_else(|e| vec![Err(RecordError::new("UNKNOWN_EXCEPTION", e.to_string()))])
 }
 
+/// A body sent in a base64 field: (item index, object, field, bytes).
+type Body = (usize, &'static str, String, Vec<u8>);
+
+/// The bodies the items carry in blob fields (`Attachment.Body`, `ContentVersion.VersionData`).
+fn bodies_of(sim: &Sim, items: &[Item]) -> Vec<Body> {
+    use base64::Engine as _;
+    let mut bodies = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some(def) = item.def.and_then(|d| sim.org.object(d)) else {
+            continue;
+        };
+        for (field, value) in &item.changes {
+            let binary = def.field(field).filter(|f| f.is_binary());
+            let bytes = value.as_deref().and_then(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.trim())
+                    .ok()
+            });
+            if let (Some(f), Some(bytes)) = (binary, bytes) {
+                bodies.push((index, def.name, f.name.to_owned(), bytes));
+            }
+        }
+    }
+    bodies
+}
+
+/// Stores the bodies of the records written; a record whose body cannot be kept fails.
+fn keep_bodies(
+    sim: &Sim,
+    mut results: Vec<Result<String, RecordError>>,
+    bodies: Vec<Body>,
+) -> Vec<Result<String, RecordError>> {
+    for (index, sobject, field, bytes) in bodies {
+        if let Some(Ok(id)) = results.get(index)
+            && let Err(e) = sim.set_blob(sobject, id, &field, &bytes)
+        {
+            results[index] = Err(e);
+        }
+    }
+    results
+}
+
 fn rolled_back(result: Result<String, RecordError>) -> Result<String, RecordError> {
     result.and_then(|_| {
         Err(RecordError::new(
@@ -246,7 +288,9 @@ async fn collection(
             "Server unavailable, please retry later.",
         );
     }
-    let results = run(sim, items, all_or_none, op).await;
+    let bodies = bodies_of(&sim, &items);
+    let results = run(sim.clone(), items, all_or_none, op).await;
+    let results = keep_bodies(&sim, results, bodies);
     axum::Json(results.iter().map(result_json).collect::<Vec<_>>()).into_response()
 }
 

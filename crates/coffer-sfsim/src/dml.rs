@@ -79,6 +79,9 @@ impl std::error::Error for RecordError {}
 /// Values to write: field API name (any case) and value (`None`: set null).
 pub type Changes = [(String, Option<String>)];
 
+/// The cell of a blob field that holds a body (the bytes are kept beside the record).
+pub const BLOB_CELL: &str = "(body)";
+
 /// Fields a client may set on insert although they are not `createable` (with the "Set Audit
 /// Fields upon Record Creation" permission).
 const AUDIT_ON_INSERT: &[&str] = &["CreatedDate", "LastModifiedDate"];
@@ -532,14 +535,21 @@ impl<'a> Writer<'a> {
                 .map(|t| format_datetime(t.unix_timestamp()))
                 .ok_or_else(mistyped),
             "reference" => self.reference(field, raw),
-            "base64" => Err(RecordError::on(
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                format!(
-                    "{}: binary fields cannot be written through coffer-sfsim",
-                    field.name
-                ),
-                field.name,
-            )),
+            // The body itself is kept beside the record (see `Sim::set_blob`); the cell only
+            // says there is one.
+            "base64" => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw.trim())
+                    .map(|_| BLOB_CELL.to_owned())
+                    .map_err(|_| {
+                        RecordError::on(
+                            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                            format!("{}: value not of required type: base64", field.label),
+                            field.name,
+                        )
+                    })
+            }
             _ => text(field, raw),
         }
     }

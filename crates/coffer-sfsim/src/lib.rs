@@ -435,53 +435,7 @@ impl SimHandle {
         field: &str,
         bytes: &[u8],
     ) -> Result<(), dml::RecordError> {
-        use md5::Digest as _;
-        let def = self.object_def(sobject)?;
-        let field_def = def.field(field).filter(|f| f.is_binary()).ok_or_else(|| {
-            dml::RecordError::new(
-                "INVALID_FIELD",
-                format!("No such blob field {field} on {}", def.name),
-            )
-        })?;
-        let len = bytes.len().to_string();
-        let md5: String = md5::Md5::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let derived: Vec<(&str, String)> = match def.name {
-            "ContentVersion" => vec![("ContentSize", len), ("Checksum", md5)],
-            "Attachment" | "Document" => vec![("BodyLength", len)],
-            _ => Vec::new(),
-        };
-        let org = &self.sim.org;
-        let id18 = self.sim.write(|w| {
-            let id18 = w.update(Some(def), id, &[], None)?;
-            let mut overlay = w.overlay().clone();
-            let (found, slot) = overlay
-                .locate(org, &id18)
-                .ok_or_else(|| dml::RecordError::new("ENTITY_IS_DELETED", "entity is deleted"))?;
-            let mut record = overlay
-                .record(org, found, slot)
-                .ok_or_else(|| dml::RecordError::new("ENTITY_IS_DELETED", "entity is deleted"))?;
-            for (name, value) in derived {
-                if let Some(i) = def.index_of(name) {
-                    record.row[i] = Some(value);
-                }
-            }
-            if let Some(i) = def.index_of("ContentLocation")
-                && record.row[i].is_none()
-            {
-                record.row[i] = Some("S".to_owned());
-            }
-            overlay.put(def.name, slot, record);
-            w.restore(overlay);
-            Ok::<_, dml::RecordError>(id18)
-        })?;
-        lock(&self.sim.faults.written_blobs).insert(
-            (def.name.to_owned(), id18, field_def.name.to_owned()),
-            bytes.to_vec(),
-        );
-        Ok(())
+        self.sim.set_blob(sobject, id, field, bytes)
     }
 
     /// Inserts a ContentVersion with `fields` (`Title` at least) whose `VersionData` is `bytes`,
@@ -653,5 +607,70 @@ impl SimHandle {
         {
             task.abort();
         }
+    }
+}
+
+impl Sim {
+    /// The body of [`SimHandle::set_blob`], also used by writes that carry a body (sObject
+    /// Collections with a base64 field).
+    pub(crate) fn set_blob(
+        &self,
+        sobject: &str,
+        id: &str,
+        field: &str,
+        bytes: &[u8],
+    ) -> Result<(), dml::RecordError> {
+        use md5::Digest as _;
+        let def = self.org.object(sobject).ok_or_else(|| {
+            dml::RecordError::new(
+                "INVALID_TYPE",
+                format!("sObject type '{sobject}' is not supported."),
+            )
+        })?;
+        let field_def = def.field(field).filter(|f| f.is_binary()).ok_or_else(|| {
+            dml::RecordError::new(
+                "INVALID_FIELD",
+                format!("No such blob field {field} on {}", def.name),
+            )
+        })?;
+        let len = bytes.len().to_string();
+        let md5: String = md5::Md5::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let derived: Vec<(&str, String)> = match def.name {
+            "ContentVersion" => vec![("ContentSize", len), ("Checksum", md5)],
+            "Attachment" | "Document" => vec![("BodyLength", len)],
+            _ => Vec::new(),
+        };
+        let org = &self.org;
+        let id18 = self.write(|w| {
+            let id18 = w.update(Some(def), id, &[], None)?;
+            let mut overlay = w.overlay().clone();
+            let (found, slot) = overlay
+                .locate(org, &id18)
+                .ok_or_else(|| dml::RecordError::new("ENTITY_IS_DELETED", "entity is deleted"))?;
+            let mut record = overlay
+                .record(org, found, slot)
+                .ok_or_else(|| dml::RecordError::new("ENTITY_IS_DELETED", "entity is deleted"))?;
+            for (name, value) in derived {
+                if let Some(i) = def.index_of(name) {
+                    record.row[i] = Some(value);
+                }
+            }
+            if let Some(i) = def.index_of("ContentLocation")
+                && record.row[i].is_none()
+            {
+                record.row[i] = Some("S".to_owned());
+            }
+            overlay.put(def.name, slot, record);
+            w.restore(overlay);
+            Ok::<_, dml::RecordError>(id18)
+        })?;
+        lock(&self.faults.written_blobs).insert(
+            (def.name.to_owned(), id18, field_def.name.to_owned()),
+            bytes.to_vec(),
+        );
+        Ok(())
     }
 }

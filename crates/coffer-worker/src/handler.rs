@@ -238,7 +238,10 @@ impl Worker {
             .map(|c| c.count)
             .sum();
         let event = job_event::Event::Progress(v1::JobProgress {
-            step: format!("{}: {settled} of {total} records settled", restore.state.as_str()),
+            step: format!(
+                "{}: {settled} of {total} records settled",
+                restore.state.as_str()
+            ),
             records: settled,
             bytes: 0,
         });

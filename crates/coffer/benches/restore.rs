@@ -69,7 +69,11 @@ fn stop(mut worker: Child) -> anyhow::Result<()> {
 fn run_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
     let out = command.output()?;
     if !out.status.success() {
-        bail!("{:?} failed: {}", command, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{:?} failed: {}",
+            command,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }

@@ -67,10 +67,10 @@ pub struct LeftOut {
     pub reason: String,
 }
 
-/// Objects whose records carry file bodies: restoring them means uploading their files, which
-/// this version does not do yet; they are reported, not written.
+/// Objects of Salesforce Files and Documents: restoring them means creating new files with their
+/// versions and sharing links, which this version does not do yet; they are reported, not
+/// written. (Attachments are restored, with their bodies.)
 const FILE_OBJECTS: &[&str] = &[
-    "Attachment",
     "ContentVersion",
     "ContentDocument",
     "ContentDocumentLink",
@@ -184,7 +184,8 @@ fn leave_out_files(
                     .entry(sobject.clone())
                     .or_insert_with(|| LeftOut {
                         records: 0,
-                        reason: "file bodies are not restored by this version".to_owned(),
+                        reason: "Salesforce Files and Documents are not restored by this version"
+                            .to_owned(),
                     })
                     .records += 1;
             }

@@ -128,3 +128,55 @@ fn pick_rows(
     }
     Ok(out)
 }
+
+/// Bodies larger than this are not sent inline (base64 in JSON); they need the multipart
+/// upload, which this version does not do.
+pub const MAX_INLINE_BODY: u64 = 25 * 1024 * 1024;
+
+/// The file body of each record of `rows` that the backup holding its row references, read
+/// from the org's content-addressed files with the SHA-256 checked; or why it cannot be sent.
+pub(crate) async fn file_bodies(
+    ctx: &BackupContext,
+    rows: &[RestoreRow],
+) -> Result<HashMap<String, Result<Vec<u8>, String>>, WorkerError> {
+    let wanted: HashMap<&str, BackupId> = rows
+        .iter()
+        .map(|r| (r.source_id.as_str(), r.backup_id))
+        .collect();
+    let backups: BTreeSet<BackupId> = wanted.values().copied().collect();
+    let mut out = HashMap::new();
+    for backup_id in backups {
+        let (backup, _) = load_backup(ctx, backup_id).await?;
+        let place = BackupPlace::of(ctx, &backup).await?;
+        for file in ctx.catalog.backup_files(backup_id).await? {
+            if wanted.get(file.record_id.as_str()) != Some(&backup_id) {
+                continue;
+            }
+            let body = match file.size > MAX_INLINE_BODY {
+                true => Err(format!(
+                    "the file has {} bytes; bodies over {MAX_INLINE_BODY} bytes need a multipart upload, which this version does not do",
+                    file.size
+                )),
+                false => Ok(read_file(&place, &file).await?),
+            };
+            out.insert(file.record_id.clone(), body);
+        }
+    }
+    Ok(out)
+}
+
+async fn read_file(
+    place: &BackupPlace,
+    file: &coffer_catalog::BackupFile,
+) -> Result<Vec<u8>, WorkerError> {
+    let key = place
+        .prefix
+        .file_key(&file.sha256)
+        .map_err(|e| WorkerError::Task(format!("file key of {}: {e}", file.record_id)))?;
+    let expected = ExpectedObject {
+        size: file.size,
+        sha256_hex: file.sha256.clone(),
+    };
+    let reader = VerifiedReader::open(&place.client, &place.target.bucket, &key, expected).await?;
+    Ok(reader.read_all().await?)
+}

@@ -141,10 +141,12 @@ impl Writer<'_> {
         if pending.is_empty() {
             return Ok(());
         }
-        let sources = read_rows(self.ctx, &pending).await?;
+        let mut sources = read_rows(self.ctx, &pending).await?;
+        let refused = self.add_bodies(describe, &pending, &mut sources).await?;
+        self.failed(&refused).await?;
         let deferred = self.deferred_of(&describe.name);
         for level in self.levels(describe, &pending, &sources) {
-            for chunk in level.chunks(COLLECTION_MAX_RECORDS) {
+            for chunk in level.chunks(self.chunk_size(describe)) {
                 let map = self.id_map(describe, chunk, &sources).await?;
                 let fields = FieldMapping {
                     describe,
@@ -157,6 +159,49 @@ impl Writer<'_> {
         }
         tracing::info!(restore_id = %self.restore.restore_id, sobject = %describe.name, records = pending.len(), "restored records written");
         Ok(())
+    }
+
+    /// Records a request carries: 200, or fewer for records with file bodies so a request
+    /// stays well under the API's size limits.
+    fn chunk_size(&self, describe: &SObjectDescribe) -> usize {
+        match body_field(describe) {
+            Some(_) => 10,
+            None => COLLECTION_MAX_RECORDS,
+        }
+    }
+
+    /// Puts each record's file body (its object's blob field, e.g. `Attachment.Body`), read
+    /// from the backup's content-addressed files and checked against its SHA-256, into its
+    /// source row as base64. Returns the records whose body cannot be sent, with why.
+    async fn add_bodies(
+        &self,
+        describe: &SObjectDescribe,
+        pending: &[RestoreRow],
+        sources: &mut HashMap<String, SourceRow>,
+    ) -> Result<Vec<(String, String)>, WorkerError> {
+        let Some(field) = body_field(describe) else {
+            return Ok(Vec::new());
+        };
+        let files = super::source::file_bodies(self.ctx, pending).await?;
+        let mut refused = Vec::new();
+        for row in pending.iter().filter(|r| r.action == RestoreAction::Insert) {
+            let Some(source) = sources.get_mut(&row.source_id) else {
+                continue;
+            };
+            match files.get(&row.source_id) {
+                Some(Ok(body)) => {
+                    use base64::Engine as _;
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+                    source.insert(field.clone(), encoded);
+                }
+                Some(Err(why)) => refused.push((row.source_id.clone(), why.clone())),
+                None => refused.push((
+                    row.source_id.clone(),
+                    "the backup holds no body for this file".to_owned(),
+                )),
+            }
+        }
+        Ok(refused)
     }
 
     /// Creates the inserts and updates of `chunk`; stores ids and errors before returning.
@@ -481,6 +526,15 @@ fn typed(field: &FieldDescribe, cell: &str) -> Value {
             .unwrap_or_else(|_| Value::String(cell.to_owned())),
         _ => Value::String(cell.to_owned()),
     }
+}
+
+/// The createable blob field of an object (`Attachment.Body`), if it has one.
+fn body_field(describe: &SObjectDescribe) -> Option<String> {
+    describe
+        .fields
+        .iter()
+        .find(|f| f.field_type == "base64" && f.createable)
+        .map(|f| f.name.clone())
 }
 
 /// The lookup fields of an object.
