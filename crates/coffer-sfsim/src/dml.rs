@@ -175,7 +175,75 @@ impl<'a> Writer<'a> {
                 state: State::Live,
             },
         );
+        if def.name == "ContentVersion" {
+            self.publish_version(def, &id)?;
+        }
         Ok(id)
+    }
+
+    /// What Salesforce does when a ContentVersion is inserted without a ContentDocumentId (a new
+    /// file): it creates the ContentDocument (titled like the version, whose latest version it
+    /// is) and, when `FirstPublishLocationId` names a record, the ContentDocumentLink that shares
+    /// the file with it; the version is the document's first and latest.
+    fn publish_version(&mut self, def: &ObjectDef, version_id: &str) -> Result<(), RecordError> {
+        let cell = |w: &Self, name: &str| -> Option<String> {
+            let (found, slot) = w.overlay.locate(w.org, version_id)?;
+            let record = w.overlay.record(w.org, found, slot)?;
+            def.index_of(name).and_then(|i| record.row[i].clone())
+        };
+        if cell(self, "ContentDocumentId").is_some() {
+            return Ok(());
+        }
+        let title = cell(self, "Title");
+        let document_def = self.object("ContentDocument")?;
+        let document = self.insert(document_def, &[("Title".to_owned(), title)])?;
+        self.set_cells(
+            document_def,
+            &document,
+            &[("LatestPublishedVersionId", version_id)],
+        );
+        self.set_cells(
+            def,
+            version_id,
+            &[
+                ("ContentDocumentId", document.as_str()),
+                ("IsLatest", "true"),
+                ("VersionNumber", "1"),
+            ],
+        );
+        if let Some(location) = cell(self, "FirstPublishLocationId") {
+            let link_def = self.object("ContentDocumentLink")?;
+            let link = [
+                ("LinkedEntityId".to_owned(), Some(location)),
+                ("ContentDocumentId".to_owned(), Some(document)),
+                ("ShareType".to_owned(), Some("V".to_owned())),
+                ("Visibility".to_owned(), Some("AllUsers".to_owned())),
+            ];
+            self.insert(link_def, &link)?;
+        }
+        Ok(())
+    }
+
+    fn object(&self, name: &str) -> Result<&'a ObjectDef, RecordError> {
+        self.org
+            .object(name)
+            .ok_or_else(|| RecordError::new("INVALID_TYPE", format!("no {name} object")))
+    }
+
+    /// Sets cells Salesforce maintains itself (read-only to clients) on a record.
+    fn set_cells(&mut self, def: &ObjectDef, id: &str, cells: &[(&str, &str)]) {
+        let Some((found, slot)) = self.overlay.locate(self.org, id) else {
+            return;
+        };
+        let Some(mut record) = self.overlay.record(self.org, found, slot) else {
+            return;
+        };
+        for (name, value) in cells {
+            if let Some(i) = def.index_of(name) {
+                record.row[i] = Some((*value).to_owned());
+            }
+        }
+        self.overlay.put(def.name, slot, record);
     }
 
     /// Updates record `id` (of `expect`, if given); `modstamp` overrides the time stamped on it

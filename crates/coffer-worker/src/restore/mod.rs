@@ -13,6 +13,7 @@
 //! 4. **Report and complete**: every record's outcome in the catalog (`coffer restore status`)
 //!    and as `report.csv.gz` in the bucket ([`report`]).
 
+pub mod files;
 pub mod plan;
 pub mod report;
 pub mod source;

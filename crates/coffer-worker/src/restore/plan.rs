@@ -67,15 +67,10 @@ pub struct LeftOut {
     pub reason: String,
 }
 
-/// Objects of Salesforce Files and Documents: restoring them means creating new files with their
-/// versions and sharing links, which this version does not do yet; they are reported, not
-/// written. (Attachments are restored, with their bodies.)
-const FILE_OBJECTS: &[&str] = &[
-    "ContentVersion",
-    "ContentDocument",
-    "ContentDocumentLink",
-    "Document",
-];
+/// Objects this version does not restore (Documents live in folders it does not recreate);
+/// they are reported, not written. Attachments and Salesforce Files are restored with their
+/// bodies.
+const FILE_OBJECTS: &[&str] = &["Document"];
 
 /// The schema snapshot of the backup: each object's describe, from its tasks.
 pub(crate) async fn snapshot(
@@ -241,10 +236,44 @@ async fn expand(
         let children = children_of(ctx, chain, &frontier, &found).await?;
         frontier = add_live(&mut found, children);
     }
+    add_file_documents(ctx, chain, &mut found).await?;
     Ok(found
         .into_values()
         .map(|r| ((r.sobject.clone(), r.record_id.clone()), r))
         .collect())
+}
+
+/// Adds the ContentDocument of every file version and sharing link in scope: a file comes back
+/// as a new document, which its links must point at.
+async fn add_file_documents(
+    ctx: &BackupContext,
+    chain: &[BackupId],
+    found: &mut BTreeMap<String, ChainRecord>,
+) -> Result<(), WorkerError> {
+    let files: Vec<(BackupId, String)> = found
+        .values()
+        .filter(|r| matches!(r.sobject.as_str(), "ContentVersion" | "ContentDocumentLink"))
+        .map(|r| (r.backup_id, r.record_id.clone()))
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let documents: Vec<String> = ctx
+        .catalog
+        .version_links(&files)
+        .await?
+        .into_iter()
+        .filter(|(_, field, parent)| field == "ContentDocumentId" && !found.contains_key(parent))
+        .map(|(_, _, parent)| parent)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let records = ctx
+        .catalog
+        .chain_records(chain, None, Some(&documents))
+        .await?;
+    add_live(found, records);
+    Ok(())
 }
 
 /// Records whose restored version points at one of `parents`, not yet in `found`.
@@ -424,6 +453,16 @@ pub(crate) async fn live_ids(
         .collect())
 }
 
+/// A file's document is created by inserting its version: a lookup to ContentDocument waits
+/// for ContentVersion.
+fn file_targets(sobject: &str, targets: &[String]) -> Vec<String> {
+    let mut out = targets.to_vec();
+    if sobject != "ContentVersion" && targets.iter().any(|t| t == "ContentDocument") {
+        out.push("ContentVersion".to_owned());
+    }
+    out
+}
+
 /// The createable lookups of each object (required when not nillable).
 fn lookups_of(describes: &[&SObjectDescribe]) -> Vec<ObjectLookups> {
     describes
@@ -436,7 +475,7 @@ fn lookups_of(describes: &[&SObjectDescribe]) -> Vec<ObjectLookups> {
                 .filter(|f| f.createable && !f.reference_to.is_empty())
                 .map(|f| LookupField {
                     name: f.name.clone(),
-                    targets: f.reference_to.clone(),
+                    targets: file_targets(&d.name, &f.reference_to),
                     required: !f.nillable,
                 })
                 .collect(),

@@ -50,8 +50,15 @@ impl Writer<'_> {
             .map(|r| r.source_id)
             .collect();
         for sobject in &self.plan.order.objects {
+            // A file's document is created with its version (see `files`).
+            if sobject == "ContentDocument" {
+                continue;
+            }
             if let Some(describe) = self.describes.get(sobject) {
                 self.write_object(describe, &planned).await?;
+                if sobject == "ContentVersion" {
+                    self.adopt_documents(&planned).await?;
+                }
             }
         }
         self.link(&planned).await
@@ -458,7 +465,11 @@ impl Writer<'_> {
 /// The target id for a lookup to `parent`: its new id if the restore wrote it; its own id if
 /// the restore does not cover it (it exists in the org, or is a user, a record type...);
 /// nothing if the restore covers it but could not write it.
-fn remap(parent: &str, map: &HashMap<String, String>, planned: &HashSet<String>) -> Option<String> {
+pub(crate) fn remap(
+    parent: &str,
+    map: &HashMap<String, String>,
+    planned: &HashSet<String>,
+) -> Option<String> {
     match map.get(parent) {
         Some(target) => Some(target.clone()),
         None if planned.contains(parent) => None,
