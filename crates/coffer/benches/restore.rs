@@ -1,14 +1,15 @@
 //! End-to-end restore throughput and worker memory.
 //!
 //! A generated org of related records (`BENCH_RESTORE_ACCOUNTS` Accounts, default 9,000, with
-//! their parent hierarchy, Contacts, Opportunities, Cases, Tasks and Invoices: about 100,000
-//! records) is backed up through the real queue, simulator, bucket and catalog; then every
-//! Account is deleted (the delete cascades to their children) and the Recycle Bin purged; then
-//! one fresh `coffer worker` process restores all of it from the backup
-//! (`coffer restore start --object Account --children 2 --execute --wait`): plan, inserts
-//! through sObject Collections with every lookup remapped, second pass of self-lookups, report.
-//! It prints the records restored, seconds from request to completion, records/s, and the
-//! restoring worker's peak resident memory (`VmHWM`).
+//! their parent hierarchy, Contacts, Opportunities, Cases, Tasks, Invoices, attachments and
+//! files: about 100,000 records) is backed up through the real queue, simulator, bucket and
+//! catalog; then one fresh `coffer worker` process restores all of it from the backup into an
+//! empty org (a new sandbox: every record is inserted under a new id) with
+//! `coffer restore start --object Account --children 2 --target-org ... --execute --wait`:
+//! plan, inserts through sObject Collections with every lookup remapped, file bodies read back
+//! from the bucket, second pass of self-lookups, report. It prints the records restored,
+//! seconds from request to completion, records/s, and the restoring worker's peak resident
+//! memory (`VmHWM`).
 //!
 //! The client keeps an org under 25 API calls/s (its share of the org's allowance) and writes
 //! 200 records a call, so about 5,000 records/s is the ceiling the API budget sets.
@@ -78,8 +79,11 @@ fn run_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-async fn start_org(accounts: usize) -> anyhow::Result<SimHandle> {
-    let org = OrgSeed::new(coffer_core::OrgId::new(TEST_ORG_ID)?, 11, accounts, 5);
+/// The empty org restored into (same pod, so the same users).
+const TARGET_ORG_ID: &str = "00D5g0000004TgtAAA";
+
+async fn start_org(org_id: &str, accounts: usize) -> anyhow::Result<SimHandle> {
+    let org = OrgSeed::new(coffer_core::OrgId::new(org_id)?, 11, accounts, 5);
     let config = SimConfig {
         default_page_size: 50_000,
         ..SimConfig::local(org)
@@ -98,14 +102,24 @@ fn records(sim: &SimHandle) -> usize {
 
 async fn restore_run(accounts: usize) -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    let sim = start_org(accounts).await?;
+    let sim = start_org(TEST_ORG_ID, accounts).await?;
+    let target = start_org(TARGET_ORG_ID, 0).await?;
     env.create_tenant("bench", "").await?;
     env.connect_org("bench", &sim).await?;
+    env.connect_org("bench", &target).await?;
     env.broker().await?;
 
     let backup_worker = start_worker(&env, "backup")?;
     let mut enqueue = coffer(&env);
-    enqueue.args(["enqueue", "backup", "--tenant", "bench", "--json"]);
+    enqueue.args([
+        "enqueue",
+        "backup",
+        "--tenant",
+        "bench",
+        "--org",
+        TEST_ORG_ID,
+        "--json",
+    ]);
     let job: JobId = run_json(enqueue)?["jobs"][0]["job_id"]
         .as_str()
         .context("job id")?
@@ -114,12 +128,7 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
     stop(backup_worker)?;
 
     let before = records(&sim);
-    let (header, rows) = sim.table("Account").context("accounts")?;
-    let id = header.iter().position(|h| h == "Id").context("Id")?;
-    let ids: Vec<&str> = rows.iter().map(|r| r[id].as_str()).collect();
-    sim.delete("Account", &ids)?;
-    sim.empty_recycle_bin();
-    let left = records(&sim);
+    let left = records(&target);
 
     let worker = start_worker(&env, "restore")?;
     let started = Instant::now();
@@ -137,6 +146,8 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
         "Account",
         "--children",
         "2",
+        "--target-org",
+        TARGET_ORG_ID,
         "--execute",
         "--wait",
         "--json",
@@ -157,8 +168,18 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
         .filter(|(k, _)| k.ends_with(":written") || k.ends_with(":linked"))
         .filter_map(|(_, v)| v.as_u64())
         .sum();
-    let failed = report["failed"].as_array().map_or(0, Vec::len);
-    let after = records(&sim);
+    let failures = report["failed"].as_array().cloned().unwrap_or_default();
+    let failed = failures.len();
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for failure in &failures {
+        let key = format!(
+            "{}: {}",
+            failure["sobject"].as_str().unwrap_or_default(),
+            failure["error"].as_str().unwrap_or_default()
+        );
+        *reasons.entry(key).or_default() += 1;
+    }
+    let after = records(&target);
     println!(
         "{:>9} {:>12} {:>10} {:>8} {:>9} {:>10} {:>13}",
         "accounts", "org records", "restored", "failed", "seconds", "records/s", "peak RSS MiB"
@@ -173,8 +194,14 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
         restored as f64 / elapsed.as_secs_f64(),
         peak_kib.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
     );
-    println!("org records: {before} backed up, {left} after the delete, {after} after the restore");
+    for (reason, n) in &reasons {
+        println!("failed x{n}: {reason}");
+    }
+    println!(
+        "records: {before} in the org backed up; {left} in the target org before, {after} after"
+    );
     sim.shutdown().await;
+    target.shutdown().await;
     env.cleanup().await
 }
 

@@ -107,7 +107,8 @@ impl Writer<'_> {
             for field in settable {
                 if let Some(value) = source.get(&field.name).filter(|v| !v.is_empty()) {
                     // A lookup (the owner) keeps its id unless the restore gave it a new one.
-                    let value = map.get(value).unwrap_or(value);
+                    let users = &self.plan.users.map;
+                    let value = users.get(value).or(map.get(value)).unwrap_or(value);
                     record = record.field(field.name.clone(), value.clone());
                 }
             }

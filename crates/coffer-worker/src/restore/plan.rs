@@ -56,6 +56,21 @@ pub struct StoredPlan {
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
     /// Records in scope the restore leaves out, per object, and why.
     pub left_out: BTreeMap<String, LeftOut>,
+    /// Into another org: each backed-up user to the target org's user with the same email, or
+    /// to the default owner when none has it.
+    #[serde(default)]
+    pub users: UserMap,
+}
+
+/// How users of the backed-up org become users of the target org.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMap {
+    /// Source user id to target user id.
+    pub map: BTreeMap<String, String>,
+    /// Source users no active target user matched, given to `default_owner`.
+    pub defaulted: Vec<String>,
+    /// The target org's user that takes what no matched user can (its first active user).
+    pub default_owner: Option<String>,
 }
 
 /// Records of one object a restore leaves out.
@@ -149,6 +164,10 @@ pub(crate) async fn plan_restore(
         order,
         counts,
         left_out,
+        users: match same_org {
+            true => UserMap::default(),
+            false => map_users(ctx, &chain, target).await?,
+        },
     };
     let json = serde_json::to_string(&plan)
         .map_err(|e| WorkerError::Task(format!("restore plan encoding: {e}")))?;
@@ -241,6 +260,63 @@ async fn expand(
         .into_values()
         .map(|r| ((r.sobject.clone(), r.record_id.clone()), r))
         .collect())
+}
+
+/// Maps the backed-up org's users to the target org's active users by email (case-insensitive);
+/// the rest go to the target's first active user, and are listed.
+async fn map_users(
+    ctx: &BackupContext,
+    chain: &[BackupId],
+    target: &SalesforceClient,
+) -> Result<UserMap, WorkerError> {
+    let users = ctx
+        .catalog
+        .chain_records(chain, Some(&["User".to_owned()]), None)
+        .await?;
+    let source = super::source::read_versions(ctx, &users).await?;
+    let mut results = target.rest_query(
+        "SELECT Id, Email, IsActive FROM User",
+        QueryOperation::Query,
+    );
+    let mut by_email: BTreeMap<String, String> = BTreeMap::new();
+    let mut active: Vec<String> = Vec::new();
+    while let Some(page) = results.next_page().await? {
+        for row in &page.records {
+            let (id, email, is_active) = (row.get(0), row.get(1), row.get(2));
+            if is_active != Some("true") {
+                continue;
+            }
+            if let Some(id) = id {
+                active.push(id.to_owned());
+                if let Some(email) = email.filter(|e| !e.is_empty()) {
+                    by_email
+                        .entry(email.to_ascii_lowercase())
+                        .or_insert_with(|| id.to_owned());
+                }
+            }
+        }
+    }
+    active.sort();
+    let mut map = UserMap {
+        default_owner: active.first().cloned(),
+        ..UserMap::default()
+    };
+    for (id, row) in &source {
+        let email = row.get("Email").map(|e| e.to_ascii_lowercase());
+        match email.and_then(|e| by_email.get(&e)) {
+            Some(target) => {
+                map.map.insert(id.clone(), target.clone());
+            }
+            None => {
+                map.defaulted.push(id.clone());
+                if let Some(owner) = &map.default_owner {
+                    map.map.insert(id.clone(), owner.clone());
+                }
+            }
+        }
+    }
+    map.defaulted.sort();
+    Ok(map)
 }
 
 /// Adds the ContentDocument of every file version and sharing link in scope: a file comes back

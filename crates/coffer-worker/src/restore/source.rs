@@ -21,14 +21,48 @@ pub(crate) async fn read_rows(
     ctx: &BackupContext,
     rows: &[RestoreRow],
 ) -> Result<HashMap<String, SourceRow>, WorkerError> {
+    let at = rows.iter().map(|r| {
+        (
+            r.source_id.as_str(),
+            r.sobject.as_str(),
+            r.backup_id,
+            r.part,
+            r.row_no,
+        )
+    });
+    read_at(ctx, at).await
+}
+
+/// The rows of records found in the chain (their newest versions), by record id.
+pub(crate) async fn read_versions(
+    ctx: &BackupContext,
+    versions: &[coffer_catalog::ChainRecord],
+) -> Result<HashMap<String, SourceRow>, WorkerError> {
+    let at = versions.iter().map(|v| {
+        (
+            v.record_id.as_str(),
+            v.sobject.as_str(),
+            v.backup_id,
+            v.part,
+            v.row_no,
+        )
+    });
+    read_at(ctx, at).await
+}
+
+/// Rows at (record id, sobject, backup, part, row), by record id.
+async fn read_at<'a>(
+    ctx: &BackupContext,
+    at: impl Iterator<Item = (&'a str, &'a str, BackupId, u32, u32)>,
+) -> Result<HashMap<String, SourceRow>, WorkerError> {
     let mut wanted: BTreeMap<(BackupId, String, u32), BTreeMap<u32, String>> = BTreeMap::new();
-    for row in rows {
+    for (id, sobject, backup_id, part, row_no) in at {
         wanted
-            .entry((row.backup_id, row.sobject.clone(), row.part))
+            .entry((backup_id, sobject.to_owned(), part))
             .or_default()
-            .insert(row.row_no, row.source_id.clone());
+            .insert(row_no, id.to_owned());
     }
-    let mut out = HashMap::with_capacity(rows.len());
+    let mut out = HashMap::new();
     let mut backups: HashMap<BackupId, (BackupRecord, Vec<ObjectRecord>)> = HashMap::new();
     for ((backup_id, sobject, part), by_row) in wanted {
         let (backup, objects) = match backups.entry(backup_id) {

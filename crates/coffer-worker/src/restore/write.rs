@@ -160,6 +160,7 @@ impl Writer<'_> {
                     deferred: &deferred,
                     map: &map,
                     planned,
+                    users: &self.plan.users.map,
                 };
                 self.write_chunk(chunk, &sources, &fields).await?;
             }
@@ -483,6 +484,8 @@ struct FieldMapping<'a> {
     deferred: &'a HashSet<String>,
     map: &'a HashMap<String, String>,
     planned: &'a HashSet<String>,
+    /// Into another org: its users for the backed-up ones.
+    users: &'a BTreeMap<String, String>,
 }
 
 impl FieldMapping<'_> {
@@ -513,9 +516,10 @@ impl FieldMapping<'_> {
                 }
                 continue;
             }
-            let value = match field.reference_to.is_empty() {
-                true => typed(field, cell),
-                false => match remap(cell, self.map, self.planned) {
+            let value = match (field.reference_to.is_empty(), self.users.get(cell)) {
+                (true, _) => typed(field, cell),
+                (false, Some(user)) => Value::String(user.clone()),
+                (false, None) => match remap(cell, self.map, self.planned) {
                     Some(id) => Value::String(id),
                     None => continue,
                 },
