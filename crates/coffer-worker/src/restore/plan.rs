@@ -440,6 +440,9 @@ async fn decide(
             .keys()
             .filter_map(|id| earlier.get(*id).map(|t| (t.as_str(), *id)))
             .collect();
+        if !same_org && restored_to.is_empty() {
+            continue; // another org, and no earlier restore there: every record is inserted
+        }
         let stamped = describes
             .get(sobject)
             .is_some_and(|d| d.field("SystemModstamp").is_some());
