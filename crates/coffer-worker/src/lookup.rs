@@ -72,13 +72,7 @@ fn nth_row(
     row: u32,
 ) -> Result<Vec<(String, String)>, WorkerError> {
     let bad = |detail: String| WorkerError::Task(format!("reading the part: {detail}"));
-    let decoded: Box<dyn std::io::Read> = match compression {
-        Some(Compression::Zstd) => {
-            Box::new(zstd::stream::read::Decoder::new(body).map_err(|e| bad(e.to_string()))?)
-        }
-        _ => Box::new(flate2::read::GzDecoder::new(body)),
-    };
-    let mut csv = csv::Reader::from_reader(decoded);
+    let mut csv = part_csv(body, compression)?;
     let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
     let index = usize::try_from(row.saturating_sub(1)).unwrap_or(usize::MAX);
     let record = csv
@@ -91,4 +85,19 @@ fn nth_row(
         .zip(record.iter())
         .map(|(h, v)| (h.to_owned(), v.to_owned()))
         .collect())
+}
+
+/// A CSV reader over a records part's bytes, decompressed as its key says (zstd, else gzip).
+pub(crate) fn part_csv(
+    body: &[u8],
+    compression: Option<Compression>,
+) -> Result<csv::Reader<Box<dyn std::io::Read + '_>>, WorkerError> {
+    let decoded: Box<dyn std::io::Read> = match compression {
+        Some(Compression::Zstd) => Box::new(
+            zstd::stream::read::Decoder::new(body)
+                .map_err(|e| WorkerError::Task(format!("reading a records part: {e}")))?,
+        ),
+        _ => Box::new(flate2::read::GzDecoder::new(body)),
+    };
+    Ok(csv::Reader::from_reader(decoded))
 }

@@ -135,13 +135,7 @@ fn pick_rows(
     numbers: &BTreeSet<u32>,
 ) -> Result<Vec<(u32, SourceRow)>, WorkerError> {
     let bad = |detail: String| WorkerError::Task(format!("reading a records part: {detail}"));
-    let decoded: Box<dyn std::io::Read> = match compression {
-        Some(Compression::Zstd) => {
-            Box::new(zstd::stream::read::Decoder::new(body).map_err(|e| bad(e.to_string()))?)
-        }
-        _ => Box::new(flate2::read::GzDecoder::new(body)),
-    };
-    let mut csv = csv::Reader::from_reader(decoded);
+    let mut csv = crate::lookup::part_csv(body, compression)?;
     let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
     let last = numbers.last().copied().unwrap_or(0);
     let mut out = Vec::with_capacity(numbers.len());

@@ -371,7 +371,8 @@ impl Writer<'_> {
         levels.into_values().collect()
     }
 
-    /// Step 4: the lookups of the second pass, on every record written and not yet linked.
+    /// Step 4: the lookups of the second pass, on every record inserted or updated and not yet
+    /// linked.
     async fn link(&self, planned: &HashSet<String>) -> Result<(), WorkerError> {
         let mut by_object: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for field in &self.plan.order.deferred {
@@ -381,7 +382,14 @@ impl Writer<'_> {
                 .push(field.field.as_str());
         }
         for (sobject, fields) in by_object {
-            let rows = self.rows(Some(sobject), Some(RecordState::Written)).await?;
+            // Inserted and updated records: undeleted ones kept their lookups, kept ones are
+            // as the backup holds them.
+            let rows: Vec<RestoreRow> = self
+                .rows(Some(sobject), Some(RecordState::Written))
+                .await?
+                .into_iter()
+                .filter(|r| matches!(r.action, RestoreAction::Insert | RestoreAction::Update))
+                .collect();
             if rows.is_empty() {
                 continue;
             }

@@ -101,6 +101,23 @@ pub async fn publish_backup(
     sobjects: &[String],
     kind: BackupKind,
 ) -> anyhow::Result<JobId> {
+    let job = Job::BackupRequested(BackupRequested {
+        tenant_id: tenant.to_string(),
+        org_id: org.to_string(),
+        kind: kind as i32,
+        sobjects: sobjects.to_vec(),
+    });
+    publish_job(publisher, tenant, "backup_requested", job).await
+}
+
+/// Publishes `job` in an envelope with a new job id, stamped with the time and the user, and
+/// waits for the broker's confirm; returns the job id.
+pub async fn publish_job(
+    publisher: &Publisher,
+    tenant: &TenantId,
+    kind: &str,
+    job: Job,
+) -> anyhow::Result<JobId> {
     let job_id = JobId::generate();
     let envelope = JobEnvelope {
         schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
@@ -114,22 +131,17 @@ pub async fn publish_backup(
             std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
         ),
         traceparent: String::new(),
-        job: Some(Job::BackupRequested(BackupRequested {
-            tenant_id: tenant.to_string(),
-            org_id: org.to_string(),
-            kind: kind as i32,
-            sobjects: sobjects.to_vec(),
-        })),
+        job: Some(job),
     };
     let payload = coffer_proto::encode(&envelope);
-    let job = OutgoingJob {
+    let outgoing = OutgoingJob {
         message_id: &envelope.job_id,
-        kind: "backup_requested",
+        kind,
         tenant: Some(tenant.as_str()),
         payload: &payload,
     };
     publisher
-        .publish_job(job)
+        .publish_job(outgoing)
         .await
         .context("the broker did not confirm the job")?;
     Ok(job_id)

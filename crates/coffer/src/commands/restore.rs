@@ -3,18 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use coffer_catalog::{Catalog, RecordState, RestoreRecord, RestoreState};
 use coffer_core::{BackupId, JobId, OrgId, TenantId};
-use coffer_proto::v1::{
-    JobEnvelope, RestoreMode, RestoreRequested, RestoreScope, job_envelope::Job,
-};
-use coffer_queue::OutgoingJob;
+use coffer_proto::v1::{RestoreMode, RestoreRequested, RestoreScope, job_envelope::Job};
 use serde_json::json;
 
 use super::backups::rfc3339;
+use super::enqueue::publish_job;
 use super::{print_json, say};
 use crate::args::Services;
 use crate::connect;
@@ -104,7 +102,6 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     }
     let broker = connect::broker(&args.services.queue()).await?;
     let publisher = broker.publisher().await?;
-    let job_id = JobId::generate();
     let mode = match args.execute {
         true => RestoreMode::Execute,
         false => RestoreMode::PlanOnly,
@@ -126,30 +123,8 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         }),
         mode: mode as i32,
     };
-    let envelope = JobEnvelope {
-        schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
-        job_id: job_id.to_string(),
-        requested_at_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-        requested_by: format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
-        ),
-        traceparent: String::new(),
-        job: Some(Job::RestoreRequested(request)),
-    };
-    let payload = coffer_proto::encode(&envelope);
-    publisher
-        .publish_job(OutgoingJob {
-            message_id: &envelope.job_id,
-            kind: "restore_requested",
-            tenant: Some(args.tenant.as_str()),
-            payload: &payload,
-        })
-        .await
-        .context("the broker did not confirm the job")?;
+    let job = Job::RestoreRequested(request);
+    let job_id = publish_job(&publisher, &args.tenant, "restore_requested", job).await?;
     if !args.wait {
         match args.json {
             true => print_json(&json!({ "job_id": job_id.to_string() }))?,
