@@ -1,6 +1,6 @@
 //! A small SOQL subset: `SELECT f1, f2 FROM Obj [WHERE cond [AND cond]...] [ORDER BY Id [ASC|DESC]]
 //! [LIMIT n]`, where a condition compares one field to a literal with `=`, `!=`, `<>`, `<`, `<=`,
-//! `>` or `>=`. Only `Id` can be ordered on: the simulator keeps every object's rows in id order
+//! `>` or `>=`, or to a list with `IN ('a', 'b')`. Only `Id` can be ordered on: the simulator keeps every object's rows in id order
 //! (ids are handed out in ascending order), which is what slicing an object by id needs.
 //!
 //! Anything else (OR, parentheses, functions, relationship paths, ORDER BY another field,
@@ -48,6 +48,8 @@ pub enum Op {
     Gt,
     /// `>=`
     Ge,
+    /// `IN (a, b, ...)`
+    In,
 }
 
 /// A literal on the right of a condition.
@@ -61,6 +63,8 @@ pub enum Literal {
     Null,
     /// An unquoted number or dateTime literal.
     Bare(String),
+    /// `(a, b, ...)` after `IN`.
+    List(Vec<Literal>),
 }
 
 /// `field op literal`.
@@ -283,11 +287,40 @@ fn condition(p: &mut Parser) -> Result<Condition, QueryError> {
     let field = p.word("a field name in WHERE")?;
     let op = match p.next() {
         Some(Tok::Op(op)) => op,
-        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("IN") || w.eq_ignore_ascii_case("LIKE") => {
-            return Err(unsupported(&format!("{} operators", w.to_uppercase())));
+        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("IN") => {
+            return Ok(Condition {
+                field,
+                op: Op::In,
+                value: Literal::List(in_list(p)?),
+            });
+        }
+        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("LIKE") => {
+            return Err(unsupported("LIKE operators"));
         }
         _ => return Err(QueryError::malformed("expected a comparison operator")),
     };
+    let value = literal(p)?;
+    Ok(Condition { field, op, value })
+}
+
+/// `('a', 'b', ...)` after `IN`.
+fn in_list(p: &mut Parser) -> Result<Vec<Literal>, QueryError> {
+    let malformed = || QueryError::malformed("IN needs a parenthesised list of literals");
+    if p.next() != Some(Tok::Paren) {
+        return Err(malformed());
+    }
+    let mut values = vec![literal(p)?];
+    loop {
+        match p.next() {
+            Some(Tok::Comma) => values.push(literal(p)?),
+            Some(Tok::Paren) => return Ok(values),
+            _ => return Err(malformed()),
+        }
+    }
+}
+
+/// One literal: `'text'`, `true`, `false`, `null`, or a bare number or dateTime.
+fn literal(p: &mut Parser) -> Result<Literal, QueryError> {
     let value = match p.next() {
         Some(Tok::Str(s)) => Literal::Str(s),
         Some(Tok::Word(w)) if w.eq_ignore_ascii_case("true") => Literal::Bool(true),
@@ -300,7 +333,7 @@ fn condition(p: &mut Parser) -> Result<Condition, QueryError> {
             ));
         }
     };
-    Ok(Condition { field, op, value })
+    Ok(value)
 }
 
 /// `BY Id [ASC|DESC]` after `ORDER`; whether it is descending.
@@ -341,6 +374,8 @@ enum Typed {
     /// A 15-character id compared with an id or reference field: Salesforce accepts both id
     /// forms, so the stored 18-character id is compared on its first 15 characters.
     Id15(String),
+    /// The values of an `IN` list.
+    List(Vec<Typed>),
     Bool(bool),
     Number(f64),
     DateTime(OffsetDateTime),
@@ -354,9 +389,17 @@ pub fn compile(object: &ObjectDef, cond: &Condition) -> Result<Filter, QueryErro
         .position(|f| f.name.eq_ignore_ascii_case(&cond.field))
         .ok_or_else(|| no_such_column(object, &cond.field))?;
     let field = &object.fields[index];
-    let value = typed_literal(field, &cond.value)?;
-    let ordering_ok =
-        matches!(cond.op, Op::Eq | Op::Ne) || !matches!(value, Typed::Null | Typed::Bool(_));
+    let value = match &cond.value {
+        Literal::List(values) => Typed::List(
+            values
+                .iter()
+                .map(|v| typed_literal(field, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        single => typed_literal(field, single)?,
+    };
+    let ordering_ok = matches!(cond.op, Op::Eq | Op::Ne | Op::In)
+        || !matches!(value, Typed::Null | Typed::Bool(_));
     if !ordering_ok {
         return Err(QueryError {
             code: "INVALID_QUERY_FILTER_OPERATOR",
@@ -455,25 +498,36 @@ impl Filter {
     /// Whether `row` (cells in describe order) satisfies the condition.
     pub fn matches(&self, row: &Row) -> bool {
         let value = row.get(self.field).and_then(Option::as_deref);
-        let ordering = match (&self.value, value) {
-            (Typed::Null, None) => Some(Ordering::Equal),
-            (Typed::Null, Some(_)) | (_, None) => None,
-            (Typed::Text(t), Some(v)) => Some(v.cmp(t.as_str())),
-            (Typed::Id15(t), Some(v)) => Some(v.get(..15).unwrap_or(v).cmp(t.as_str())),
-            (Typed::Bool(b), Some(v)) => Some((v == "true").cmp(b)),
-            (Typed::Number(n), Some(v)) => v.parse::<f64>().ok().and_then(|x| x.partial_cmp(n)),
-            (Typed::DateTime(d), Some(v)) => parse_datetime(v).map(|x| x.cmp(d)),
-        };
+        if let Typed::List(values) = &self.value {
+            return values
+                .iter()
+                .any(|v| compare(v, value) == Some(Ordering::Equal));
+        }
+        let ordering = compare(&self.value, value);
         match (self.op, ordering) {
             (Op::Ne, None) => true,
             (_, None) => false,
-            (Op::Eq, Some(o)) => o == Ordering::Equal,
+            (Op::Eq | Op::In, Some(o)) => o == Ordering::Equal,
             (Op::Ne, Some(o)) => o != Ordering::Equal,
             (Op::Lt, Some(o)) => o == Ordering::Less,
             (Op::Le, Some(o)) => o != Ordering::Greater,
             (Op::Gt, Some(o)) => o == Ordering::Greater,
             (Op::Ge, Some(o)) => o != Ordering::Less,
         }
+    }
+}
+
+/// How a cell compares with a literal (`None`: not comparable, or null).
+fn compare(literal: &Typed, value: Option<&str>) -> Option<Ordering> {
+    match (literal, value) {
+        (Typed::Null, None) => Some(Ordering::Equal),
+        (Typed::Null, Some(_)) | (_, None) => None,
+        (Typed::Text(t), Some(v)) => Some(v.cmp(t.as_str())),
+        (Typed::Id15(t), Some(v)) => Some(v.get(..15).unwrap_or(v).cmp(t.as_str())),
+        (Typed::Bool(b), Some(v)) => Some((v == "true").cmp(b)),
+        (Typed::Number(n), Some(v)) => v.parse::<f64>().ok().and_then(|x| x.partial_cmp(n)),
+        (Typed::DateTime(d), Some(v)) => parse_datetime(v).map(|x| x.cmp(d)),
+        (Typed::List(_), Some(_)) => None,
     }
 }
 
@@ -497,6 +551,8 @@ mod tests {
         for bad in [
             "SELECT COUNT() FROM Account",
             "SELECT Id FROM Account WHERE Name = 'a' OR Name = 'b'",
+            "SELECT Id FROM Account WHERE Name IN 'a'",
+            "SELECT Id FROM Account WHERE Name LIKE 'a%'",
             "SELECT Id FROM Account ORDER BY Name DESC",
             "SELECT Id Account",
             "SELECT Id, FROM Account",

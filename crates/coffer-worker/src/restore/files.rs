@@ -37,6 +37,13 @@ impl Writer<'_> {
             return Ok(());
         }
         let sources = read_rows(self.ctx, &versions).await?;
+        let targets: Vec<String> = versions
+            .iter()
+            .filter_map(|v| v.target_id.clone())
+            .collect();
+        let document_of = self
+            .column_by_id("ContentVersion", "ContentDocumentId", "Id", &targets)
+            .await?;
         let mut documents: Vec<(String, String)> = Vec::new();
         for version in &versions {
             let (Some(target), Some(source)) =
@@ -48,8 +55,8 @@ impl Writer<'_> {
             else {
                 continue;
             };
-            if let Some(document) = self.document_of(target).await? {
-                documents.push((old_document.clone(), document));
+            if let Some(document) = document_of.get(target).and_then(|d| d.first()) {
+                documents.push((old_document.clone(), document.1.clone()));
             }
         }
         catalog.mark_written(restore_id, &documents).await?;
@@ -132,17 +139,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// The ContentDocumentId of version `id`.
-    async fn document_of(&self, id: &str) -> Result<Option<String>, WorkerError> {
-        let soql = format!("SELECT Id, ContentDocumentId FROM ContentVersion WHERE Id = '{id}'");
-        let rows = self.query(&soql).await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().nth(1))
-            .filter(|d| !d.is_empty()))
-    }
-
     /// Marks written each pending backed-up link that Salesforce re-created with the document
     /// (same document, same linked record after remapping).
     async fn adopt_first_links(
@@ -163,13 +159,19 @@ impl Writer<'_> {
             return Ok(());
         }
         let sources = read_rows(self.ctx, &links).await?;
+        let new_documents: Vec<String> = documents.iter().map(|(_, new)| new.clone()).collect();
+        // (link id, linked record) of the links Salesforce made, by new document.
+        let made = self
+            .column_by_id(
+                "ContentDocumentLink",
+                "LinkedEntityId",
+                "ContentDocumentId",
+                &new_documents,
+            )
+            .await?;
         let mut adopted = Vec::new();
         for (old, new) in documents {
-            let existing = self
-                .query(&format!(
-                    "SELECT Id, LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '{new}'"
-                ))
-                .await?;
+            let existing = made.get(new).cloned().unwrap_or_default();
             for link in &links {
                 let Some(source) = sources.get(&link.source_id) else {
                     continue;
@@ -178,13 +180,14 @@ impl Writer<'_> {
                     continue;
                 }
                 let entity = source.get("LinkedEntityId").cloned().unwrap_or_default();
-                let ids: Vec<String> = vec![entity.clone()];
-                let map = catalog.target_ids(restore_id, &ids).await?;
+                let map = catalog
+                    .target_ids(restore_id, std::slice::from_ref(&entity))
+                    .await?;
                 let Some(entity) = remap(&entity, &map, planned) else {
                     continue;
                 };
-                if let Some(found) = existing.iter().find(|row| row.get(1) == Some(&entity)) {
-                    adopted.push((link.source_id.clone(), found[0].clone(), source));
+                if let Some((id, _)) = existing.iter().find(|(_, linked)| *linked == entity) {
+                    adopted.push((link.source_id.clone(), id.clone(), source));
                 }
             }
         }
@@ -233,17 +236,41 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// The rows of a small REST query, as cells in SELECT order.
-    async fn query(&self, soql: &str) -> Result<Vec<Vec<String>>, WorkerError> {
-        let mut results = self.sf.rest_query(soql, QueryOperation::Query);
-        let mut rows = Vec::new();
-        while let Some(page) = results.next_page().await? {
-            rows.extend(
-                page.records
-                    .iter()
-                    .map(|r| r.iter().map(str::to_owned).collect::<Vec<_>>()),
+    /// `(Id, column)` of the `sobject` records whose `key` is one of `keys`, grouped by key
+    /// (REST queries with `IN` lists of 200).
+    async fn column_by_id(
+        &self,
+        sobject: &str,
+        column: &str,
+        key: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<(String, String)>>, WorkerError> {
+        let mut out: std::collections::HashMap<String, Vec<(String, String)>> = Default::default();
+        for batch in keys.chunks(200) {
+            let list: Vec<String> = batch.iter().map(|k| format!("'{k}'")).collect();
+            // The key is the third column, or the first when it is the id.
+            let (select, key_at) = match key {
+                "Id" => (format!("Id, {column}"), 0),
+                _ => (format!("Id, {column}, {key}"), 2),
+            };
+            let soql = format!(
+                "SELECT {select} FROM {sobject} WHERE {key} IN ({})",
+                list.join(", ")
             );
+            let mut results = self.sf.rest_query(&soql, QueryOperation::Query);
+            while let Some(page) = results.next_page().await? {
+                for row in &page.records {
+                    let (Some(id), Some(value), Some(k)) =
+                        (row.get(0), row.get(1), row.get(key_at))
+                    else {
+                        continue;
+                    };
+                    out.entry(k.to_owned())
+                        .or_default()
+                        .push((id.to_owned(), value.to_owned()));
+                }
+            }
         }
-        Ok(rows)
+        Ok(out)
     }
 }
