@@ -46,8 +46,8 @@ pub use jobs::JobState;
 pub use pauses::OrgPause;
 pub use records::{IndexedRecord, RecordLink, RecordVersion};
 pub use restores::{
-    ChainRecord, NewRestore, PlannedRecord, RecordState, RestoreAction, RestoreCount, RestoreMode,
-    RestoreRecord, RestoreRow, RestoreState,
+    ChainRecord, NewRestore, PlannedRecord, RecordState, RestoreAction, RestoreCount, RestoreHold,
+    RestoreMode, RestoreRecord, RestoreRow, RestoreState,
 };
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,

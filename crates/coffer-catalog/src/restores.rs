@@ -895,3 +895,35 @@ fn chain_record_from_row(row: &MySqlRow, backup_id: BackupId) -> Result<ChainRec
         deleted: row.try_get("deleted")?,
     })
 }
+
+/// A restore held by this process: a MySQL named lock on a connection of its own. Dropping it
+/// (or the process dying, or the connection breaking) releases the restore.
+#[derive(Debug)]
+pub struct RestoreHold {
+    _conn: sqlx::MySqlConnection,
+}
+
+impl Catalog {
+    /// Takes the restore for this process, without waiting (`GET_LOCK('coffer-restore.{id}', 0)`
+    /// on a connection of its own): one delivery writes a restore at a time, even when its
+    /// message was handed over and came back while the first still runs. `None` when another
+    /// process holds it.
+    pub async fn hold_restore(
+        &self,
+        restore_id: &str,
+    ) -> Result<Option<RestoreHold>, CatalogError> {
+        use sqlx::Connection as _;
+        let mut conn = self.pool.acquire().await?.detach();
+        let lock = format!("coffer-restore.{restore_id}");
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+            .bind(&lock)
+            .fetch_one(&mut conn)
+            .await?;
+        if got == Some(1) {
+            Ok(Some(RestoreHold { _conn: conn }))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+}

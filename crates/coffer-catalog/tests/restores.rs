@@ -665,3 +665,33 @@ async fn a_restore_reads_the_newest_version_of_each_record_across_the_chain() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn one_process_holds_a_restore_at_a_time_until_it_lets_go() {
+    let db = TestDb::new().await;
+    let c = &db.catalog;
+    let id = uuid::Uuid::new_v4().to_string();
+    let first = c.hold_restore(&id).await.unwrap();
+    assert!(first.is_some());
+    assert!(
+        c.hold_restore(&id).await.unwrap().is_none(),
+        "a second delivery took a held restore"
+    );
+    assert!(
+        c.hold_restore(&uuid::Uuid::new_v4().to_string())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        again = c.hold_restore(&id).await.unwrap();
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a dropped hold was not released");
+    db.drop().await;
+}

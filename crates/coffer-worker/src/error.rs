@@ -77,6 +77,13 @@ pub enum WorkerError {
         /// The Salesforce error that paused it.
         reason: String,
     },
+    /// Another delivery of the same job is running it (a message handed over before the
+    /// broker's consumer timeout came back while the first still works): this one waits.
+    #[error("{what} is being run by another worker; this delivery waits and checks again")]
+    HeldElsewhere {
+        /// What is held (`restore {id}`).
+        what: String,
+    },
     /// A file body did not match the checksum Salesforce gives for it
     /// (`ContentVersion.Checksum`): a corrupted transfer, or a damaged file in the org.
     #[error(
@@ -127,6 +134,7 @@ impl Classify for WorkerError {
             WorkerError::Catalog(e) => e.class(),
             WorkerError::Task(_)
             | WorkerError::OrgPaused { .. }
+            | WorkerError::HeldElsewhere { .. }
             | WorkerError::FileChecksum { .. }
             | WorkerError::FileSize { .. } => ErrorClass::Retryable,
             WorkerError::Decode(_)

@@ -398,8 +398,8 @@ impl JobHandler for Worker {
 /// The queue outcome of a failed job.
 pub fn outcome_of(error: &WorkerError, delivery: &JobDelivery) -> Outcome {
     let reason = error.to_string();
-    if let WorkerError::OrgPaused { .. } = error {
-        tracing::info!(reason = %reason, message_id = ?delivery.message_id, "org paused; deferring the job");
+    if let WorkerError::OrgPaused { .. } | WorkerError::HeldElsewhere { .. } = error {
+        tracing::info!(reason = %reason, message_id = ?delivery.message_id, "deferring the job");
         return Outcome::Defer { reason };
     }
     match error.class() {

@@ -4,7 +4,8 @@
 //! The flow, as [`run_restore`] runs it:
 //!
 //! 1. **Begin**: the restore row, keyed by the job id (a redelivery finds it), naming the backup
-//!    (given, or the org's newest complete backup as of a time) and the target org.
+//!    (given, or the org's newest complete backup as of a time) and the target org; then hold
+//!    it (a MySQL named lock), so two deliveries of one job never write at once.
 //! 2. **Plan** ([`plan`]): scope, expansion through the stored relationships, a decision per
 //!    record from the target org's state, and the write order; stored before anything is
 //!    written. A plan-only restore ends here.
@@ -127,6 +128,15 @@ pub async fn run_restore(
             request_json: &request_json,
         })
         .await?;
+    if matches!(restore.state, RestoreState::Complete) {
+        return Ok(restore);
+    }
+    let Some(_hold) = catalog.hold_restore(&restore.restore_id).await? else {
+        return Err(WorkerError::HeldElsewhere {
+            what: format!("restore {}", restore.restore_id),
+        });
+    };
+    let restore = reload(ctx, &restore).await?;
     if matches!(restore.state, RestoreState::Complete) {
         return Ok(restore);
     }
