@@ -569,11 +569,7 @@ impl Catalog {
                 "UPDATE restore_records SET state = 'linked' WHERE state = 'written' AND restore_id = ",
             );
             update.push_bind(restore_id).push(" AND source_id IN (");
-            let mut ids = update.separated(", ");
-            for id in batch {
-                ids.push_bind(id);
-            }
-            update.push(")");
+            bind_list(&mut update, batch);
             update.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -592,11 +588,7 @@ impl Catalog {
                 "SELECT source_id, target_id FROM restore_records WHERE target_id IS NOT NULL AND restore_id = ",
             );
             query.push_bind(restore_id).push(" AND source_id IN (");
-            let mut ids = query.separated(", ");
-            for id in batch {
-                ids.push_bind(id);
-            }
-            query.push(")");
+            bind_list(&mut query, batch);
             for row in query.build().fetch_all(&self.pool).await? {
                 map.insert(row.try_get("source_id")?, row.try_get("target_id")?);
             }
@@ -625,11 +617,8 @@ impl Catalog {
                 .push(" AND s.target_org_id = ")
                 .push_bind(target_org_id.as_str())
                 .push(" AND r.source_id IN (");
-            let mut ids = query.separated(", ");
-            for id in batch {
-                ids.push_bind(id);
-            }
-            query.push(") ORDER BY s.created_at, s.restore_id");
+            bind_list(&mut query, batch);
+            query.push(" ORDER BY s.created_at, s.restore_id");
             for row in query.build().fetch_all(&self.pool).await? {
                 map.insert(row.try_get("source_id")?, row.try_get("target_id")?);
             }
@@ -720,11 +709,7 @@ impl Catalog {
                     for batch in wanted.chunks(INDEX_BATCH_ROWS) {
                         let mut query: QueryBuilder<MySql> = QueryBuilder::new(COLUMNS);
                         query.push_bind(&backup).push(" AND record_id IN (");
-                        let mut list = query.separated(", ");
-                        for id in batch {
-                            list.push_bind(*id);
-                        }
-                        query.push(")");
+                        bind_list(&mut query, batch.iter().copied());
                         for row in query.build().fetch_all(&self.pool).await? {
                             let record = chain_record_from_row(&row, backup_id)?;
                             found.entry(record.record_id.clone()).or_insert(record);
@@ -748,11 +733,7 @@ impl Catalog {
                             for batch in sobjects.chunks(INDEX_BATCH_ROWS) {
                                 let mut query: QueryBuilder<MySql> = QueryBuilder::new(COLUMNS);
                                 query.push_bind(&backup).push(" AND sobject IN (");
-                                let mut list = query.separated(", ");
-                                for sobject in batch {
-                                    list.push_bind(sobject);
-                                }
-                                query.push(")");
+                                bind_list(&mut query, batch);
                                 rows.extend(query.build().fetch_all(&self.pool).await?);
                             }
                         }
@@ -801,11 +782,7 @@ impl Catalog {
                     "SELECT child_id, field, parent_id FROM backup_links WHERE backup_id = ",
                 );
                 query.push_bind(&backup).push(" AND child_id IN (");
-                let mut list = query.separated(", ");
-                for id in batch {
-                    list.push_bind(*id);
-                }
-                query.push(")");
+                bind_list(&mut query, batch.iter().copied());
                 for row in query.build().fetch_all(&self.pool).await? {
                     links.insert((
                         row.try_get("child_id")?,
@@ -832,16 +809,9 @@ impl Catalog {
                 let mut query: QueryBuilder<MySql> = QueryBuilder::new(
                     "SELECT DISTINCT child_id, sobject FROM backup_links WHERE backup_id IN (",
                 );
-                let mut list = query.separated(", ");
-                for backup in backups {
-                    list.push_bind(backup);
-                }
-                query.push(") AND parent_id IN (");
-                let mut list = query.separated(", ");
-                for parent in parents {
-                    list.push_bind(parent);
-                }
-                query.push(")");
+                bind_list(&mut query, backups);
+                query.push(" AND parent_id IN (");
+                bind_list(&mut query, parents);
                 for row in query.build().fetch_all(&self.pool).await? {
                     children.insert((row.try_get("child_id")?, row.try_get("sobject")?));
                 }
@@ -926,4 +896,17 @@ impl Catalog {
             Ok(None)
         }
     }
+}
+
+/// Binds `values` as the comma-separated list of the `IN (` the query just opened, and closes
+/// it.
+fn bind_list<'t, T>(query: &mut QueryBuilder<MySql>, values: impl IntoIterator<Item = T>)
+where
+    T: sqlx::Encode<'t, MySql> + sqlx::Type<MySql>,
+{
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    query.push(")");
 }
