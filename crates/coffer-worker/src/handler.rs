@@ -285,6 +285,9 @@ impl Worker {
     /// it has not failed); anything else is recorded as a failure. Returns the error that
     /// decides the delivery's outcome.
     async fn failed(&self, job: &BackupJob, e: WorkerError, delivery: &JobDelivery) -> WorkerError {
+        if let WorkerError::HeldElsewhere { .. } = e {
+            return e; // not a failure: the holder works on, this delivery is deferred
+        }
         let handled = if e.pauses_org() {
             self.pause(job, &e).await
         } else {
