@@ -124,6 +124,15 @@ impl WorkerError {
     pub fn pauses_org(&self) -> bool {
         matches!(self, WorkerError::Salesforce(e) if e.pauses_org())
     }
+
+    /// Whether the delivery is deferred rather than failed: its org is paused, or another
+    /// delivery of the same job is running it.
+    pub fn defers(&self) -> bool {
+        matches!(
+            self,
+            WorkerError::OrgPaused { .. } | WorkerError::HeldElsewhere { .. }
+        )
+    }
 }
 
 impl Classify for WorkerError {

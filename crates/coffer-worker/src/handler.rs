@@ -114,17 +114,7 @@ impl Worker {
         let attempt = delivery.attempt;
         let span = tracing::info_span!("backup", %job_id, tenant = %job.tenant_id, org = %job.org_id, attempt);
         async {
-            let catalog = &self.ctx.catalog;
-            let row = catalog
-                .start_job_attempt(
-                    job_id,
-                    "backup",
-                    job.tenant_id.as_str(),
-                    Some(job.org_id.as_str()),
-                )
-                .await?;
-            if row.state == JobState::Completed {
-                tracing::info!("job already completed, acknowledging the duplicate");
+            if self.already_completed(job_id, "backup", &job).await? {
                 return Ok(());
             }
             self.unless_paused(&job).await?;
@@ -172,16 +162,8 @@ impl Worker {
         let span = tracing::info_span!("restore", %job_id, tenant = %job.tenant_id, org = %job.org_id, target_org = %job.target_org_id, attempt = delivery.attempt);
         async {
             let catalog = &self.ctx.catalog;
-            let row = catalog
-                .start_job_attempt(
-                    job_id,
-                    "restore",
-                    job.tenant_id.as_str(),
-                    Some(job.org_id.as_str()),
-                )
-                .await?;
-            if row.state == JobState::Completed {
-                tracing::info!("job already completed, acknowledging the duplicate");
+            let source = BackupJob::of(job_id, job.tenant_id.as_str(), job.org_id.as_str())?;
+            if self.already_completed(job_id, "restore", &source).await? {
                 return Ok(());
             }
             self.unless_paused(&ids).await?;
@@ -267,6 +249,31 @@ impl Worker {
         Ok(())
     }
 
+    /// Records an attempt of a `kind` job of `job`'s tenant and org; whether the job was
+    /// already completed (a duplicate delivery, acked without work).
+    async fn already_completed(
+        &self,
+        job_id: JobId,
+        kind: &str,
+        job: &BackupJob,
+    ) -> Result<bool, WorkerError> {
+        let row = self
+            .ctx
+            .catalog
+            .start_job_attempt(
+                job_id,
+                kind,
+                job.tenant_id.as_str(),
+                Some(job.org_id.as_str()),
+            )
+            .await?;
+        let done = row.state == JobState::Completed;
+        if done {
+            tracing::info!("job already completed, acknowledging the duplicate");
+        }
+        Ok(done)
+    }
+
     /// Fails with [`WorkerError::OrgPaused`] while the job's org is paused, before anything
     /// calls Salesforce.
     async fn unless_paused(&self, job: &BackupJob) -> Result<(), WorkerError> {
@@ -285,8 +292,8 @@ impl Worker {
     /// it has not failed); anything else is recorded as a failure. Returns the error that
     /// decides the delivery's outcome.
     async fn failed(&self, job: &BackupJob, e: WorkerError, delivery: &JobDelivery) -> WorkerError {
-        if let WorkerError::HeldElsewhere { .. } = e {
-            return e; // not a failure: the holder works on, this delivery is deferred
+        if e.defers() {
+            return e; // not a failure: this delivery is deferred
         }
         let handled = if e.pauses_org() {
             self.pause(job, &e).await
@@ -401,7 +408,7 @@ impl JobHandler for Worker {
 /// The queue outcome of a failed job.
 pub fn outcome_of(error: &WorkerError, delivery: &JobDelivery) -> Outcome {
     let reason = error.to_string();
-    if let WorkerError::OrgPaused { .. } | WorkerError::HeldElsewhere { .. } = error {
+    if error.defers() {
         tracing::info!(reason = %reason, message_id = ?delivery.message_id, "deferring the job");
         return Outcome::Defer { reason };
     }

@@ -83,21 +83,7 @@ impl Writer<'_> {
             .filter(|r| new_of.contains_key(r.source_id.as_str()))
             .collect();
         let sources = read_rows(self.ctx, &rows).await?;
-        let parents: Vec<String> = sources
-            .values()
-            .flat_map(|s| {
-                describe
-                    .fields
-                    .iter()
-                    .filter(|f| !f.reference_to.is_empty())
-                    .filter_map(|f| s.get(&f.name).filter(|v| !v.is_empty()).cloned())
-            })
-            .collect();
-        let map = self
-            .ctx
-            .catalog
-            .target_ids(&self.restore.restore_id, &parents)
-            .await?;
+        let map = self.id_map(describe, &rows, &sources).await?;
         let (mut ids, mut records) = (Vec::new(), Vec::new());
         for row in &rows {
             let (Some(source), Some(new)) = (
@@ -169,25 +155,34 @@ impl Writer<'_> {
                 &new_documents,
             )
             .await?;
+        // The pending links of each backed-up document, and the id map of what they link to.
+        let mut links_of: std::collections::HashMap<&str, Vec<(&str, &super::source::SourceRow)>> =
+            Default::default();
+        for link in &links {
+            if let Some(source) = sources.get(&link.source_id)
+                && let Some(document) = source.get("ContentDocumentId")
+            {
+                links_of
+                    .entry(document.as_str())
+                    .or_default()
+                    .push((link.source_id.as_str(), source));
+            }
+        }
+        let entities: Vec<String> = sources
+            .values()
+            .filter_map(|s| s.get("LinkedEntityId").filter(|e| !e.is_empty()).cloned())
+            .collect();
+        let map = catalog.target_ids(restore_id, &entities).await?;
         let mut adopted = Vec::new();
         for (old, new) in documents {
-            let existing = made.get(new).cloned().unwrap_or_default();
-            for link in &links {
-                let Some(source) = sources.get(&link.source_id) else {
-                    continue;
-                };
-                if source.get("ContentDocumentId").map(String::as_str) != Some(old.as_str()) {
-                    continue;
-                }
+            let existing = made.get(new).map(Vec::as_slice).unwrap_or_default();
+            for (link, source) in links_of.get(old.as_str()).into_iter().flatten() {
                 let entity = source.get("LinkedEntityId").cloned().unwrap_or_default();
-                let map = catalog
-                    .target_ids(restore_id, std::slice::from_ref(&entity))
-                    .await?;
                 let Some(entity) = remap(&entity, &map, planned) else {
                     continue;
                 };
                 if let Some((id, _)) = existing.iter().find(|(_, linked)| *linked == entity) {
-                    adopted.push((link.source_id.clone(), id.clone(), source));
+                    adopted.push(((*link).to_owned(), id.clone(), *source));
                 }
             }
         }

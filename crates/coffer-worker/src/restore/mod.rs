@@ -128,9 +128,6 @@ pub async fn run_restore(
             request_json: &request_json,
         })
         .await?;
-    if matches!(restore.state, RestoreState::Complete) {
-        return Ok(restore);
-    }
     let Some(_hold) = catalog.hold_restore(&restore.restore_id).await? else {
         return Err(WorkerError::HeldElsewhere {
             what: format!("restore {}", restore.restore_id),

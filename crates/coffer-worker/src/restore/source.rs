@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use coffer_catalog::{BackupRecord, ObjectKind, ObjectRecord, RestoreRow};
+use coffer_catalog::{ObjectKind, ObjectRecord, RestoreRow};
 use coffer_core::BackupId;
 use coffer_core::layout::Compression;
 use coffer_storage::reader::{ExpectedObject, VerifiedReader};
@@ -63,15 +63,17 @@ async fn read_at<'a>(
             .insert(row_no, id.to_owned());
     }
     let mut out = HashMap::new();
-    let mut backups: HashMap<BackupId, (BackupRecord, Vec<ObjectRecord>)> = HashMap::new();
+    // Each backup's storage and objects are looked up once, not once per part.
+    let mut backups: HashMap<BackupId, (BackupPlace, Vec<ObjectRecord>)> = HashMap::new();
     for ((backup_id, sobject, part), by_row) in wanted {
-        let (backup, objects) = match backups.entry(backup_id) {
+        let (place, objects) = match backups.entry(backup_id) {
             std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(load_backup(ctx, backup_id).await?)
+                let place = place_of(ctx, backup_id).await?;
+                slot.insert((place, ctx.catalog.backup_objects(backup_id).await?))
             }
         };
-        let (backup, objects) = (&*backup, &*objects);
+        let (place, objects) = (&*place, &*objects);
         let object = objects
             .iter()
             .find(|o| {
@@ -85,7 +87,7 @@ async fn read_at<'a>(
                 ))
             })?;
         let numbers: BTreeSet<u32> = by_row.keys().copied().collect();
-        for (row_no, fields) in read_part(ctx, backup, object, numbers).await? {
+        for (row_no, fields) in read_part(place, object, numbers).await? {
             if let Some(source_id) = by_row.get(&row_no) {
                 out.insert(source_id.clone(), fields);
             }
@@ -94,27 +96,22 @@ async fn read_at<'a>(
     Ok(out)
 }
 
-async fn load_backup(
-    ctx: &BackupContext,
-    backup_id: BackupId,
-) -> Result<(BackupRecord, Vec<ObjectRecord>), WorkerError> {
+/// Where backup `backup_id` was written: the client for its storage, bucket and prefix.
+async fn place_of(ctx: &BackupContext, backup_id: BackupId) -> Result<BackupPlace, WorkerError> {
     let backup = ctx
         .catalog
         .backup(backup_id)
         .await?
         .ok_or_else(|| WorkerError::Task(format!("backup {backup_id} vanished")))?;
-    let objects = ctx.catalog.backup_objects(backup_id).await?;
-    Ok((backup, objects))
+    BackupPlace::of(ctx, &backup).await
 }
 
 /// Rows `numbers` (from 1) of one part, verified against the catalog's size and checksum.
 async fn read_part(
-    ctx: &BackupContext,
-    backup: &BackupRecord,
+    place: &BackupPlace,
     object: &ObjectRecord,
     numbers: BTreeSet<u32>,
 ) -> Result<Vec<(u32, SourceRow)>, WorkerError> {
-    let place = BackupPlace::of(ctx, backup).await?;
     let expected = ExpectedObject {
         size: object.size,
         sha256_hex: object.sha256.clone(),
@@ -174,8 +171,7 @@ pub(crate) async fn file_bodies(
     let backups: BTreeSet<BackupId> = wanted.values().copied().collect();
     let mut out = HashMap::new();
     for backup_id in backups {
-        let (backup, _) = load_backup(ctx, backup_id).await?;
-        let place = BackupPlace::of(ctx, &backup).await?;
+        let place = place_of(ctx, backup_id).await?;
         for file in ctx.catalog.backup_files(backup_id).await? {
             if wanted.get(file.record_id.as_str()) != Some(&backup_id) {
                 continue;

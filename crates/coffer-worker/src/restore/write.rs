@@ -290,7 +290,7 @@ impl Writer<'_> {
     }
 
     /// The id map for the lookups of `chunk`.
-    async fn id_map(
+    pub(crate) async fn id_map(
         &self,
         describe: &SObjectDescribe,
         chunk: &[RestoreRow],
