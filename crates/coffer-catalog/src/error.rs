@@ -41,6 +41,29 @@ pub enum CatalogError {
 /// server gone away / lost connection.
 const RETRYABLE_MYSQL_CODES: &[&str] = &["1213", "1205", "1040", "2006", "2013"];
 
+/// The codes of a lock conflict, which InnoDB resolves by rolling back one side: deadlock and
+/// lock wait timeout. Running the whole transaction again is the documented remedy.
+const LOCK_CONFLICT_CODES: &[&str] = &["1213", "1205"];
+
+/// The server's error number (`1213`), not the SQLSTATE (`40001`) that `DatabaseError::code`
+/// gives: several numbers share one SQLSTATE (`HY000` covers most of them), so only the number
+/// classifies. Falls back to the SQLSTATE, then `unknown`, for other drivers.
+fn mysql_error_code(db: &dyn sqlx::error::DatabaseError) -> String {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return mysql.number().to_string();
+    }
+    db.code()
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl CatalogError {
+    /// A deadlock or lock wait timeout: the transaction lost a lock conflict and can run again.
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(self, CatalogError::Query { code, .. } if LOCK_CONFLICT_CODES.contains(&code.as_str()))
+    }
+}
+
 impl Classify for CatalogError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -57,10 +80,7 @@ impl From<sqlx::Error> for CatalogError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::Database(db) => CatalogError::Query {
-                code: db
-                    .code()
-                    .map(|c| c.into_owned())
-                    .unwrap_or_else(|| "unknown".to_owned()),
+                code: mysql_error_code(db.as_ref()),
                 message: db.message().to_owned(),
             },
             sqlx::Error::Io(io) => CatalogError::Unavailable(io.to_string()),

@@ -23,6 +23,7 @@
 //! needs a database. Migrations are embedded and run by [`Catalog::migrate`].
 
 pub mod backups;
+mod conflicts;
 pub mod error;
 pub mod files;
 pub mod jobs;
@@ -35,7 +36,7 @@ pub mod tenants;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{MySqlPool, Row};
+use sqlx::{MySql, MySqlPool, QueryBuilder, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -118,4 +119,17 @@ fn redact_url_error(e: &sqlx::Error) -> &'static str {
         }
         _ => "unusable",
     }
+}
+
+/// Binds `values` as the comma-separated list of the `IN (` the query just opened, and closes
+/// it.
+pub(crate) fn bind_list<'t, T>(query: &mut QueryBuilder<MySql>, values: impl IntoIterator<Item = T>)
+where
+    T: sqlx::Encode<'t, MySql> + sqlx::Type<MySql>,
+{
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    query.push(")");
 }

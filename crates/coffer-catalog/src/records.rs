@@ -23,7 +23,8 @@ use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, QueryBuilder, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::{Catalog, CatalogError};
+use crate::conflicts::rerun_on_lock_conflict;
+use crate::{Catalog, CatalogError, bind_list};
 
 /// Rows per multi-row statement: 7 placeholders a row stays far under MySQL's 65,535, and a
 /// statement well under `max_allowed_packet`.
@@ -81,7 +82,8 @@ pub struct RecordVersion {
 }
 
 impl Catalog {
-    /// Indexes records of `sobject` the backup is writing, with their links, in batches.
+    /// Indexes records of `sobject` the backup is writing, with their links, in batches; a lost
+    /// lock conflict with another task's writes runs the transaction again.
     pub async fn index_records(
         &self,
         backup_id: BackupId,
@@ -90,13 +92,26 @@ impl Catalog {
         links: &[(String, RecordLink)],
     ) -> Result<(), CatalogError> {
         let backup = backup_id.to_string();
+        rerun_on_lock_conflict("index records", || {
+            self.index_records_once(&backup, sobject, records, links)
+        })
+        .await
+    }
+
+    async fn index_records_once(
+        &self,
+        backup: &str,
+        sobject: &str,
+        records: &[IndexedRecord],
+        links: &[(String, RecordLink)],
+    ) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await?;
         for batch in records.chunks(INDEX_BATCH_ROWS) {
             let mut insert: QueryBuilder<MySql> = QueryBuilder::new(
                 "INSERT INTO backup_records (backup_id, record_id, sobject, part, row_no, system_modstamp, deleted) ",
             );
             insert.push_values(batch, |mut row, r| {
-                row.push_bind(&backup)
+                row.push_bind(backup)
                     .push_bind(&r.record_id)
                     .push_bind(sobject)
                     .push_bind(r.part)
@@ -115,7 +130,7 @@ impl Catalog {
                 "INSERT INTO backup_links (backup_id, child_id, field, parent_id, sobject) ",
             );
             insert.push_values(batch, |mut row, (child_sobject, l)| {
-                row.push_bind(&backup)
+                row.push_bind(backup)
                     .push_bind(&l.child_id)
                     .push_bind(&l.field)
                     .push_bind(&l.parent_id)
@@ -130,6 +145,11 @@ impl Catalog {
 
     /// Removes what the backup indexed for `sobject` in parts `parts` (one task's slice),
     /// with the links of those records, before a retried task writes them again.
+    ///
+    /// The records are found with a plain read, which takes no locks, and removed by primary
+    /// key in batches: other tasks of the backup index their own records meanwhile, and a
+    /// range delete would lock the gaps they insert into. A first attempt finds nothing and
+    /// locks nothing.
     pub async fn delete_record_index(
         &self,
         backup_id: BackupId,
@@ -137,27 +157,46 @@ impl Catalog {
         parts: RangeInclusive<u32>,
     ) -> Result<(), CatalogError> {
         let backup = backup_id.to_string();
+        loop {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT record_id FROM backup_records \
+                 WHERE backup_id = ? AND sobject = ? AND part BETWEEN ? AND ? LIMIT ?",
+            )
+            .bind(&backup)
+            .bind(sobject)
+            .bind(parts.start())
+            .bind(parts.end())
+            .bind(INDEX_BATCH_ROWS as u64)
+            .fetch_all(&self.pool)
+            .await?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            rerun_on_lock_conflict("remove record index", || {
+                self.delete_indexed_records(&backup, &ids)
+            })
+            .await?;
+        }
+    }
+
+    /// Removes the index rows and links of `ids` in one backup, by primary key.
+    async fn delete_indexed_records(
+        &self,
+        backup: &str,
+        ids: &[String],
+    ) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE l FROM backup_links l JOIN backup_records r \
-             ON r.backup_id = l.backup_id AND r.record_id = l.child_id \
-             WHERE l.backup_id = ? AND l.sobject = ? AND r.part BETWEEN ? AND ?",
-        )
-        .bind(&backup)
-        .bind(sobject)
-        .bind(parts.start())
-        .bind(parts.end())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM backup_records WHERE backup_id = ? AND sobject = ? AND part BETWEEN ? AND ?",
-        )
-        .bind(&backup)
-        .bind(sobject)
-        .bind(parts.start())
-        .bind(parts.end())
-        .execute(&mut *tx)
-        .await?;
+        for (table, id_column) in [
+            ("backup_links", "child_id"),
+            ("backup_records", "record_id"),
+        ] {
+            let mut delete: QueryBuilder<MySql> =
+                QueryBuilder::new(format!("DELETE FROM {table} WHERE backup_id = "));
+            delete.push_bind(backup);
+            delete.push(format!(" AND {id_column} IN ("));
+            bind_list(&mut delete, ids);
+            delete.build().execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -27,7 +27,7 @@ use sqlx::{MySql, QueryBuilder, Row};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::records::INDEX_BATCH_ROWS;
-use crate::{BackupRecord, Catalog, CatalogError};
+use crate::{BackupRecord, Catalog, CatalogError, bind_list};
 
 /// What a restore does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -896,17 +896,4 @@ impl Catalog {
             Ok(None)
         }
     }
-}
-
-/// Binds `values` as the comma-separated list of the `IN (` the query just opened, and closes
-/// it.
-fn bind_list<'t, T>(query: &mut QueryBuilder<MySql>, values: impl IntoIterator<Item = T>)
-where
-    T: sqlx::Encode<'t, MySql> + sqlx::Type<MySql>,
-{
-    let mut list = query.separated(", ");
-    for value in values {
-        list.push_bind(value);
-    }
-    query.push(")");
 }

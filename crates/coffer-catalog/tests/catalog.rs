@@ -459,3 +459,39 @@ async fn a_paused_org_stays_paused_until_its_time_and_its_tasks_are_not_stranded
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.org_pause(&tenant, &org).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_a_retryable_lock_conflict() {
+    use coffer_core::{Classify, ErrorClass};
+    use sqlx::Acquire as _;
+    // Two transactions take two rows in opposite order; InnoDB rolls one back with error 1213
+    // (SQLSTATE 40001). The catalog must see a lock conflict, worth running again.
+    let db = fresh_catalog().await;
+    let pool = db.catalog.pool();
+    sqlx::query("CREATE TABLE locks (id INT PRIMARY KEY, n INT NOT NULL) ENGINE = InnoDB")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO locks VALUES (1, 0), (2, 0)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (mut a, mut b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    let mut ta = a.begin().await.unwrap();
+    let mut tb = b.begin().await.unwrap();
+    let take = |id: i32| sqlx::query("UPDATE locks SET n = n + 1 WHERE id = ?").bind(id);
+    take(1).execute(&mut *ta).await.unwrap();
+    take(2).execute(&mut *tb).await.unwrap();
+    // Each now waits for the other's row; one of the two is chosen as the victim.
+    let (ra, rb) = tokio::join!(take(2).execute(&mut *ta), take(1).execute(&mut *tb));
+    let error = match (ra, rb) {
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => coffer_catalog::CatalogError::from(e),
+        other => panic!("expected exactly one deadlock victim, got {other:?}"),
+    };
+    assert!(error.is_lock_conflict(), "{error}");
+    assert_eq!(error.class(), ErrorClass::Retryable, "{error}");
+    assert!(error.to_string().contains("1213"), "{error}");
+    drop((ta, tb));
+    drop((a, b));
+    db.drop().await;
+}

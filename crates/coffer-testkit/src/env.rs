@@ -41,6 +41,7 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates the database, bucket and key; nothing is declared on the broker yet.
     pub async fn new() -> anyhow::Result<TestEnv> {
+        crate::logs::init();
         let stack = Stack::from_env();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("coffer_t_{id}");
@@ -148,7 +149,10 @@ impl TestEnv {
             if let Some(b) = self.catalog.backup_of_job(job).await? {
                 match b.state {
                     BackupState::Complete => return Ok(b),
-                    BackupState::Failed => anyhow::bail!("backup {} failed", b.backup_id),
+                    BackupState::Failed => {
+                        let reason = self.catalog.job(job).await?.and_then(|j| j.last_error);
+                        anyhow::bail!("backup {} failed: {reason:?}", b.backup_id)
+                    }
                     BackupState::Running => {}
                 }
             }

@@ -8,6 +8,7 @@
 
 pub mod env;
 pub mod iam;
+pub mod logs;
 pub mod stack;
 
 pub use env::TestEnv;
