@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use coffer_catalog::{RecordState, RestoreAction, RestoreRow};
+use coffer_core::OrgId;
 use coffer_e2e::*;
 use coffer_proto::v1::{RestoreMode, RestoreRequested, RestoreScope};
+use coffer_sfsim::OrgSeed;
 use coffer_sfsim::SimHandle;
-use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
+use coffer_sfsim::schema::{RESTORE_KEY_FIELD, RESTORE_KEY_OBJECTS};
+use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim, start_sim_of};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -171,12 +174,23 @@ struct Purged {
 }
 
 async fn purged_org() -> anyhow::Result<Purged> {
+    purged_org_of(
+        OrgSeed::new(OrgId::new(TEST_ORG_ID)?, 42, 16, 2),
+        usize::MAX,
+    )
+    .await
+}
+
+/// [`purged_org`] of `org`, whose restores load `bulk_threshold` inserts and more of one
+/// object with Bulk API 2.0 (where the org has the restore key).
+async fn purged_org_of(org: OrgSeed, bulk_threshold: usize) -> anyhow::Result<Purged> {
     let env = TestEnv::new().await?;
-    let sim = start_sim(16, 2, 25).await?;
+    let sim = start_sim_of(org, 25).await?;
     env.create_tenant("acme", "coffer").await?;
     env.connect_org("acme", &sim).await?;
     let settings = coffer_worker::WorkerSettings {
         restore_progress_every: Duration::from_millis(100),
+        restore_bulk_threshold: bulk_threshold,
         ..small_part_settings(&env)
     };
     let worker = start_worker(&env, settings).await?;
@@ -309,7 +323,8 @@ impl Purged {
             let (_, original) = &before[&row.source_id];
             for (field, value) in original {
                 let settable = writable.get(sobject).is_some_and(|f| f.contains(field));
-                if SYSTEM.contains(&field.as_str()) || !settable {
+                // The restore key holds the source id (checked where the org has it).
+                if SYSTEM.contains(&field.as_str()) || !settable || field == RESTORE_KEY_FIELD {
                     continue;
                 }
                 let want = new_id(value).unwrap_or_else(|| value.clone());
@@ -427,6 +442,16 @@ async fn deleted_and_purged_accounts_come_back_with_every_link_rebuilt() -> anyh
     );
     assert!(plan["left_out"].get("Attachment").is_none(), "{plan}");
     assert!(plan["left_out"].get("ContentVersion").is_none(), "{plan}");
+    // This org lacks the restore key field: the plan says which inserts a crash could repeat,
+    // and how to prevent it.
+    let warnings = plan["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| {
+            let w = w.as_str().unwrap_or_default();
+            w.starts_with("Account: ") && w.contains(RESTORE_KEY_FIELD)
+        }),
+        "{plan}"
+    );
 
     // The same restore again: everything is there already, nothing is created.
     let count = snapshot(&org.sim).len();
@@ -465,6 +490,62 @@ async fn a_restore_interrupted_midway_ends_as_an_uninterrupted_one() -> anyhow::
         "the restore was not interrupted: {job:?}"
     );
     org.check(&restore).await?;
+    org.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_restore_key_a_lost_answer_creates_nothing_twice_and_many_inserts_go_by_bulk()
+-> anyhow::Result<()> {
+    // The org has the restore key field; objects with three inserts or more are loaded with
+    // Bulk API 2.0. Salesforce commits the restore's first write and its answer is lost (the
+    // crash window between a create and the catalog's record of it): the retry finds the
+    // records by their key instead of creating them again.
+    let seed = OrgSeed::new(OrgId::new(TEST_ORG_ID)?, 42, 16, 2).with_restore_key();
+    let org = purged_org_of(seed, 3).await?;
+    org.sim.lose_collection_answer_after(0);
+    let restore = org.restore().await?;
+    let job = org.env.catalog.job(restore.job_id).await?.expect("job");
+    assert!(job.attempts >= 2, "no answer was lost: {job:?}");
+    org.check(&restore).await?;
+
+    // Every inserted record carries its source id in the key, once.
+    let rows = org
+        .env
+        .catalog
+        .restore_rows(&restore.restore_id, None, None)
+        .await?;
+    let mut keyed = 0;
+    for row in rows.iter().filter(|r| r.action == RestoreAction::Insert) {
+        if !RESTORE_KEY_OBJECTS.contains(&row.sobject.as_str()) {
+            continue;
+        }
+        let target = row.target_id.as_deref().expect("restored");
+        let record = org.sim.record(&row.sobject, target).expect("in the org");
+        assert_eq!(
+            record.get(RESTORE_KEY_FIELD),
+            Some(&row.source_id),
+            "{target}"
+        );
+        keyed += 1;
+    }
+    assert!(keyed > 0);
+    let plan: serde_json::Value =
+        serde_json::from_str(restore.plan_json.as_deref().expect("plan"))?;
+    assert_eq!(plan["restore_key"]["field"], RESTORE_KEY_FIELD, "{plan}");
+    assert!(
+        plan["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .all(|w| !w.as_str().unwrap_or_default().starts_with("Contact"))),
+        "{plan}"
+    );
+    // Contacts (four of them) went as one Bulk API upsert on the key.
+    let loads = org.sim.ingest_jobs();
+    assert!(
+        loads.iter().any(|(object, op, state)| object == "Contact"
+            && op == "upsert"
+            && state == "JobComplete"),
+        "{loads:?}"
+    );
     org.finish().await
 }
 

@@ -1,4 +1,5 @@
-//! sObject Collections: create (`POST /composite/sobjects`), update (`PATCH`) and delete
+//! sObject Collections: create (`POST /composite/sobjects`), update (`PATCH`), upsert by an
+//! external id field (`PATCH /composite/sobjects/{sobject}/{field}`) and delete
 //! (`DELETE ?ids=…&allOrNone=…`) of up to 200 records per request, for small restores where
 //! results in request order make id mapping trivial.
 //!
@@ -11,10 +12,12 @@
 //! Field values are JSON: `null` sets a field to null, a field left out of the map is unchanged,
 //! and booleans and numbers go as JSON types when the caller passes them so.
 //!
-//! These writes are not idempotent (a replayed create duplicates records, a replayed delete
-//! reports `ENTITY_IS_DELETED` for records it did delete), so a request is sent again only when
-//! the connection could not be established; a 5xx or cut connection is returned as a retryable
-//! error for the caller to resolve.
+//! Creates and deletes are not idempotent (a replayed create duplicates records, a replayed
+//! delete reports `ENTITY_IS_DELETED` for records it did delete), so a request is sent again only
+//! when the connection could not be established; a 5xx or cut connection is returned as a
+//! retryable error for the caller to resolve. An upsert is idempotent: sent again, it finds the
+//! records the first request created by their external id and creates nothing new, which is
+//! why a restore inserts through it when the object has such a field.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -159,11 +162,12 @@ impl SaveResult {
     }
 }
 
-/// The three collection writes.
+/// The collection writes.
 #[derive(Debug, Clone, Copy)]
 enum Write {
     Create,
     Update,
+    Upsert,
     Delete,
 }
 
@@ -172,6 +176,7 @@ impl Write {
         match self {
             Write::Create => "create",
             Write::Update => "update",
+            Write::Upsert => "upsert",
             Write::Delete => "delete",
         }
     }
@@ -185,9 +190,35 @@ impl SalesforceClient {
         all_or_none: bool,
     ) -> Result<Vec<RecordOutcome>, SalesforceError> {
         check_ids(Write::Create, records)?;
+        let path = "composite/sobjects".to_owned();
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(COLLECTION_MAX_RECORDS) {
-            out.extend(self.save_chunk(Write::Create, chunk, all_or_none).await?);
+            out.extend(
+                self.save_chunk(Write::Create, &path, chunk, all_or_none)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Creates or updates `records` of `sobject` by `external_id_field`, 200 per request: a
+    /// record whose field value matches a live record updates it, any other is created.
+    /// Outcomes in input order. Idempotent, unlike [`SalesforceClient::create_records`].
+    pub async fn upsert_records(
+        &self,
+        sobject: &str,
+        external_id_field: &str,
+        records: &[SObjectRecord],
+        all_or_none: bool,
+    ) -> Result<Vec<RecordOutcome>, SalesforceError> {
+        check_upserts(sobject, external_id_field, records)?;
+        let path = format!("composite/sobjects/{sobject}/{external_id_field}");
+        let mut out = Vec::with_capacity(records.len());
+        for chunk in records.chunks(COLLECTION_MAX_RECORDS) {
+            out.extend(
+                self.save_chunk(Write::Upsert, &path, chunk, all_or_none)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -199,9 +230,13 @@ impl SalesforceClient {
         all_or_none: bool,
     ) -> Result<Vec<RecordOutcome>, SalesforceError> {
         check_ids(Write::Update, records)?;
+        let path = "composite/sobjects".to_owned();
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(COLLECTION_MAX_RECORDS) {
-            out.extend(self.save_chunk(Write::Update, chunk, all_or_none).await?);
+            out.extend(
+                self.save_chunk(Write::Update, &path, chunk, all_or_none)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -230,10 +265,11 @@ impl SalesforceClient {
     async fn save_chunk(
         &self,
         write: Write,
+        path: &str,
         records: &[SObjectRecord],
         all_or_none: bool,
     ) -> Result<Vec<RecordOutcome>, SalesforceError> {
-        let url = self.data_url(self.api_version(), "composite/sobjects");
+        let url = self.data_url(self.api_version(), path);
         let body = json!({
             "allOrNone": all_or_none,
             "records": records.iter().map(SObjectRecord::to_json).collect::<Vec<_>>(),
@@ -248,7 +284,7 @@ impl SalesforceClient {
                 let resp = self
                     .send(&op, |http| {
                         let req = match write {
-                            Write::Update => http.patch(&url),
+                            Write::Update | Write::Upsert => http.patch(&url),
                             _ => http.post(&url),
                         };
                         req.header(reqwest::header::ACCEPT, "application/json")
@@ -312,6 +348,49 @@ fn outcomes(
         "sobject collections request done"
     );
     Ok(outcomes)
+}
+
+/// Upserts are of the one object the URL names, carry no id, and hold a value in the external
+/// id field (Salesforce would refuse the record otherwise; better to say so before sending).
+fn check_upserts(
+    sobject: &str,
+    external_id_field: &str,
+    records: &[SObjectRecord],
+) -> Result<(), SalesforceError> {
+    let names_ok = [sobject, external_id_field]
+        .iter()
+        .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if !names_ok {
+        return Err(bad_request(
+            Write::Upsert,
+            &format!("{sobject:?}.{external_id_field:?} is not an object and field name"),
+        ));
+    }
+    for (i, record) in records.iter().enumerate() {
+        let keyed = record
+            .fields
+            .get(external_id_field)
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty());
+        let problem = if record.sobject != sobject {
+            Some(format!(
+                "record {i} is a {}, not a {sobject}",
+                record.sobject
+            ))
+        } else if record.id.is_some() {
+            Some(format!(
+                "record {i} has an id; an upsert matches by {external_id_field}"
+            ))
+        } else if !keyed {
+            Some(format!("record {i} has no {external_id_field} value"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(bad_request(Write::Upsert, &problem));
+        }
+    }
+    Ok(())
 }
 
 /// Creates must not carry ids; updates must carry valid ones.

@@ -146,7 +146,8 @@ impl IngestSpec {
     }
 }
 
-/// The CSV of one ingest job: the header row and whole data rows, LF line endings.
+/// The CSV of one ingest job: the header row and whole data rows, CRLF line endings (see
+/// [`encode_record`]).
 #[derive(Debug, Clone)]
 pub struct IngestUpload {
     csv: Bytes,
@@ -254,10 +255,13 @@ impl IngestBatcher {
     }
 }
 
-/// One CSV record with LF ending, quoted only where needed (so `#N/A` and empty cells stay bare).
+/// One CSV record with CRLF ending, quoted only where needed (so `#N/A` and empty cells stay
+/// bare). CRLF because text fields hold CRLF line breaks (Salesforce stores text areas so),
+/// and a job declared `LF` whose data holds any CRLF fails whole with "LineEnding is invalid
+/// on user data"; under `CRLF`, a bare LF inside a quoted value is still just data.
 fn encode_record<'a>(cells: impl Iterator<Item = &'a str>) -> Result<Vec<u8>, SalesforceError> {
     let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
+        .terminator(csv::Terminator::CRLF)
         .quote_style(csv::QuoteStyle::Necessary)
         .from_writer(Vec::new());
     writer
@@ -685,7 +689,7 @@ impl SalesforceClient {
             external_id_field_name: spec.operation.external_id_field(),
             content_type: "CSV",
             column_delimiter: "COMMA",
-            line_ending: "LF",
+            line_ending: "CRLF",
         };
         let op = format!("create bulk ingest job for {}", spec.object);
         self.with_unsent_retries(&op, || async {
@@ -924,24 +928,24 @@ mod tests {
         let upload = b.finish().unwrap();
         assert_eq!(
             std::str::from_utf8(upload.csv()).unwrap(),
-            "Id,Phone,Fax,Name\n001,#N/A,,\"a, \"\"b\"\"\"\n"
+            "Id,Phone,Fax,Name\r\n001,#N/A,,\"a, \"\"b\"\"\"\r\n"
         );
         assert_eq!(IngestValue::Value(String::new()).render(), "#N/A");
     }
 
     #[test]
     fn uploads_stay_under_the_limit_and_keep_rows_whole() {
-        let mut b = IngestBatcher::new(&["Name"], 20).unwrap();
+        let mut b = IngestBatcher::new(&["Name"], 24).unwrap();
         let mut uploads = Vec::new();
         for name in ["aaaa", "bbbb", "cccc", "dddd"] {
             uploads.extend(b.push(&[v(name)]).unwrap());
         }
         uploads.extend(b.finish());
-        // "Name\n" is 5 bytes, each row 5: three rows fit in 20.
+        // "Name\r\n" is 6 bytes, each row 6: three rows fit in 24.
         assert_eq!(uploads.len(), 2);
-        assert_eq!(uploads[0].csv(), b"Name\naaaa\nbbbb\ncccc\n");
+        assert_eq!(uploads[0].csv(), b"Name\r\naaaa\r\nbbbb\r\ncccc\r\n");
         assert_eq!((uploads[1].first_row(), uploads[1].rows()), (3, 1));
-        assert!(uploads.iter().all(|u| u.csv().len() <= 20));
+        assert!(uploads.iter().all(|u| u.csv().len() <= 24));
     }
 
     #[test]

@@ -557,7 +557,7 @@ async fn ingest_insert_sends_the_documented_requests_and_reads_the_documented_re
     assert_eq!(
         create.json(),
         json!({"object": "Account", "operation": "insert", "contentType": "CSV",
-               "columnDelimiter": "COMMA", "lineEnding": "LF"})
+               "columnDelimiter": "COMMA", "lineEnding": "CRLF"})
     );
     assert_eq!(
         create.header("authorization"),
@@ -579,9 +579,12 @@ async fn ingest_insert_sends_the_documented_requests_and_reads_the_documented_re
     );
     assert!(
         put.body
-            .starts_with("Name,ShippingCity,NumberOfEmployees,AnnualRevenue,Website,Description\n")
+            .starts_with("Name,ShippingCity,NumberOfEmployees,AnnualRevenue,Website,Description\r\n")
     );
-    assert!(!put.body.contains('\r'), "lineEnding LF");
+    assert!(
+        put.body.matches('\n').count() == put.body.matches("\r\n").count(),
+        "lineEnding CRLF: every row ends with CRLF"
+    );
     assert_eq!(
         parse_csv(&put.body),
         parse_csv(&fixture("ingest-insert.csv")),
@@ -649,7 +652,7 @@ async fn ingest_splits_input_over_the_byte_limit_into_jobs_of_one_upload_each() 
     let mut job_paths: Vec<&str> = puts.iter().map(|p| p.path.as_str()).collect();
     job_paths.dedup();
     assert_eq!(job_paths.len(), puts.len(), "no job got two uploads");
-    let header = "Id,Phone,Fax,Name\n";
+    let header = "Id,Phone,Fax,Name\r\n";
     let mut lines = Vec::new();
     for put in &puts {
         assert!(
@@ -661,7 +664,7 @@ async fn ingest_splits_input_over_the_byte_limit_into_jobs_of_one_upload_each() 
             .body
             .strip_prefix(header)
             .expect("every upload starts with the header");
-        assert!(data.ends_with('\n'), "rows are never cut");
+        assert!(data.ends_with("\r\n"), "rows are never cut");
         lines.extend(data.lines().map(str::to_owned));
     }
     let expected: Vec<String> = (0..10)
@@ -720,15 +723,15 @@ async fn ingest_upsert_names_the_external_id_and_correlates_results_by_it() {
     assert_eq!(
         create.json(),
         json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "customExtIdField__c",
-               "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF"})
+               "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "CRLF"})
     );
     let put = &org.calls("PUT", "/batches")[0];
     assert!(
-        put.body.contains("\n234,\"United Oil & Gas, UK\",1467,1\n"),
+        put.body.contains("\r\n234,\"United Oil & Gas, UK\",1467,1\r\n"),
         "{}",
         put.body
     );
-    assert!(put.body.ends_with("\n3001,,12,12\n"));
+    assert!(put.body.ends_with("\r\n3001,,12,12\r\n"));
 
     let by_ext = job.by_column("customExtIdField__c").unwrap();
     assert_eq!(by_ext.len(), 13);

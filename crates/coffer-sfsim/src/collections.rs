@@ -2,6 +2,10 @@
 //! records, results in request order, optional `allOrNone`) and the single-record sObject Rows
 //! resource (`/sobjects/{type}/{id}`: get, update, delete; `POST /sobjects/{type}` creates).
 //!
+//! Upserts (`PATCH /composite/sobjects/{type}/{field}`) match each record by an external id
+//! field (or `Id`) among live records: one match is updated, none creates, several fail with
+//! `DUPLICATE_EXTERNAL_ID`; each result also says whether it `created` the record.
+//!
 //! A request that is not well formed (no `attributes.type`, an unknown object or field, more
 //! than 200 records) answers `400` as a whole; otherwise `200` with one
 //! `{id, success, errors: [{statusCode, message, fields}]}` per record. With `allOrNone` one
@@ -36,6 +40,10 @@ pub fn routes(data: &str) -> Router<Arc<Sim>> {
         .route(
             &format!("{collections}/"),
             post(create).patch(update).delete(delete),
+        )
+        .route(
+            &format!("{collections}/{{name}}/{{field}}"),
+            axum::routing::patch(upsert),
         )
         .route(&format!("{data}/sobjects/{{name}}"), post(create_one))
         .route(&format!("{data}/sobjects/{{name}}/"), post(create_one))
@@ -291,7 +299,118 @@ async fn collection(
     let bodies = bodies_of(&sim, &items);
     let results = run(sim.clone(), items, all_or_none, op).await;
     let results = keep_bodies(&sim, results, bodies);
+    if sim.faults.lose_this_collection_answer() {
+        return answer_lost();
+    }
     axum::Json(results.iter().map(result_json).collect::<Vec<_>>()).into_response()
+}
+
+/// The `503` of a write whose answer the fault injection drops after the commit.
+fn answer_lost() -> Response {
+    sf_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVER_UNAVAILABLE",
+        "Server unavailable, please retry later.",
+    )
+}
+
+/// `PATCH /composite/sobjects/{type}/{field}`: creates or updates each record by `field`.
+pub async fn upsert(
+    State(sim): State<Arc<Sim>>,
+    Path((version, name, field)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize(&sim, &headers, &version) {
+        return e.into_response();
+    }
+    let Some(def) = sim.org.object(&name) else {
+        return sf_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("The requested resource does not exist: sObject type '{name}'"),
+        );
+    };
+    let Some(key) = def
+        .field(&field)
+        .filter(|f| f.external_id || f.name == "Id")
+    else {
+        return refuse(bad(
+            "INVALID_FIELD",
+            format!("Field {field} is not an external id field of {}", def.name),
+        ));
+    };
+    let (def_name, key_name) = (def.name, key.name);
+    let (items, all_or_none) = match items(&sim, &body) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refuse(refusal),
+    };
+    if items.iter().any(|i| i.def != Some(def_name)) {
+        return refuse(bad(
+            "INVALID_TYPE",
+            format!("every record of this request must be a {def_name}"),
+        ));
+    }
+    if sim.faults.fail_this_collection_write() {
+        return answer_lost();
+    }
+    let bodies = bodies_of(&sim, &items);
+    let results = run_upserts(sim.clone(), def_name, key_name, items, all_or_none).await;
+    let created: Vec<bool> = results.iter().map(|r| matches!(r, Ok((_, true)))).collect();
+    let results: Vec<_> = results.into_iter().map(|r| r.map(|(id, _)| id)).collect();
+    let results = keep_bodies(&sim, results, bodies);
+    if sim.faults.lose_this_collection_answer() {
+        return answer_lost();
+    }
+    let answer: Vec<Value> = results
+        .iter()
+        .zip(created)
+        .map(|(result, created)| {
+            let mut json = result_json(result);
+            if result.is_ok() {
+                json["created"] = Value::Bool(created);
+            }
+            json
+        })
+        .collect();
+    axum::Json(answer).into_response()
+}
+
+/// Upserts `items` of `object` by `field` in one write; results are (id, created).
+async fn run_upserts(
+    sim: Arc<Sim>,
+    object: &'static str,
+    field: &'static str,
+    items: Vec<Item>,
+    all_or_none: bool,
+) -> Vec<Result<(String, bool), RecordError>> {
+    let writer = sim.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let (Some(def), n) = (writer.org.object(object), items.len()) else {
+            return Vec::new();
+        };
+        let Some(key) = def.field(field) else {
+            return vec![Err(unknown_type()); n];
+        };
+        writer.write(|w| {
+            let saved = w.overlay().clone();
+            let mut index = w.external_index(def, key);
+            let results: Vec<_> = items
+                .iter()
+                .map(|item| w.upsert(def, key, &mut index, &item.changes))
+                .collect();
+            if all_or_none && results.iter().any(Result::is_err) {
+                w.restore(saved);
+                return results
+                    .into_iter()
+                    .map(|r| rolled_back(r.map(|(id, _)| id)).map(|id| (id, false)))
+                    .collect();
+            }
+            results
+        })
+    })
+    .await;
+    done.unwrap_or_else(|e| vec![Err(RecordError::new("UNKNOWN_EXCEPTION", e.to_string()))])
 }
 
 /// `POST /composite/sobjects`.

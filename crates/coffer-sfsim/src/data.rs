@@ -19,7 +19,9 @@ use md5::{Digest, Md5};
 
 use crate::OrgSeed;
 use crate::ids::{id_counter, pod_of, record_id};
-use crate::schema::{BENCHMARK_OBJECT, ObjectDef, benchmark, objects};
+use crate::schema::{
+    BENCHMARK_OBJECT, ObjectDef, RESTORE_KEY_OBJECTS, add_restore_key, benchmark, objects,
+};
 
 /// One generated record: a CSV cell value per field of its [`ObjectDef`], in describe order.
 /// `None` is null (an empty cell); compound and binary fields are always `None`.
@@ -291,6 +293,11 @@ pub fn generate(seed: &OrgSeed) -> Org {
     let mut defs = objects();
     if counts.of(BENCHMARK_OBJECT) > 0 {
         defs.push(benchmark());
+    }
+    if seed.restore_key {
+        defs.iter_mut()
+            .filter(|d| RESTORE_KEY_OBJECTS.contains(&d.name))
+            .for_each(add_restore_key);
     }
     defs.sort_by(|a, b| a.name.cmp(b.name));
     let pod = pod_of(seed.org_id.as_str());

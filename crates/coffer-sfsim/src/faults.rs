@@ -58,6 +58,10 @@ pub struct Faults {
     /// sObject Collections writes let through before the next one answers `503` without being
     /// applied (`u32::MAX`: off); the fault fires once.
     pub collection_writes_before_failure: AtomicU32,
+    /// sObject Collections writes answered before the next one is applied and then answered
+    /// `503`, its results lost as if the connection broke after the commit (`u32::MAX`: off);
+    /// the fault fires once.
+    pub collection_answers_before_loss: AtomicU32,
     /// Blob bodies written by tests (`SimHandle::set_blob`), by (object, 18-character id, field);
     /// they replace the generated bodies.
     pub written_blobs: Mutex<HashMap<(String, String, String), Vec<u8>>>,
@@ -80,6 +84,7 @@ impl Default for Faults {
             cut_blobs: AtomicU32::new(0),
             blob_ranges: AtomicBool::new(true),
             collection_writes_before_failure: AtomicU32::new(u32::MAX),
+            collection_answers_before_loss: AtomicU32::new(u32::MAX),
             written_blobs: Mutex::default(),
         }
     }
@@ -129,17 +134,24 @@ impl Faults {
     /// Whether this sObject Collections write is the one to fail (see
     /// [`Faults::collection_writes_before_failure`]).
     pub fn fail_this_collection_write(&self) -> bool {
-        let before = self.collection_writes_before_failure.fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |n| match n {
-                u32::MAX => None,
-                0 => Some(u32::MAX),
-                n => Some(n - 1),
-            },
-        );
-        before == Ok(0)
+        fires_once(&self.collection_writes_before_failure)
     }
+
+    /// Whether the answer to this sObject Collections write, already applied, is the one to
+    /// lose (see [`Faults::collection_answers_before_loss`]).
+    pub fn lose_this_collection_answer(&self) -> bool {
+        fires_once(&self.collection_answers_before_loss)
+    }
+}
+
+/// Counts `counter` down to zero, firing (true) at zero and switching off (`u32::MAX`).
+fn fires_once(counter: &AtomicU32) -> bool {
+    let before = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| match n {
+        u32::MAX => None,
+        0 => Some(u32::MAX),
+        n => Some(n - 1),
+    });
+    before == Ok(0)
 }
 
 /// Whether a request path is an API call that counts against the daily allocation: REST and

@@ -45,6 +45,19 @@ pub struct Jobs {
     pub upload_limit: AtomicUsize,
 }
 
+impl Jobs {
+    /// (object, operation, state) of every ingest job created, in no particular order.
+    pub fn summary(&self) -> Vec<(String, String, String)> {
+        lock(&self.jobs)
+            .values()
+            .map(|j| {
+                let op = j.operation.as_str().to_owned();
+                (j.object.to_owned(), op, j.state.as_str().to_owned())
+            })
+            .collect()
+    }
+}
+
 impl Default for Jobs {
     fn default() -> Self {
         Jobs {

@@ -77,6 +77,10 @@ pub struct OrgSeed {
     /// returns them with `IsDeleted = true`, `query` and [`SimHandle::table`] do not. None by
     /// default; objects without `IsDeleted` (User) ignore it.
     pub deleted: BTreeMap<String, usize>,
+    /// Whether the admin added the restore key, the external id field
+    /// [`schema::RESTORE_KEY_FIELD`], to the objects a restore inserts into (see
+    /// [`schema::RESTORE_KEY_OBJECTS`]). Off by default, as in a new org.
+    pub restore_key: bool,
 }
 
 impl OrgSeed {
@@ -90,7 +94,14 @@ impl OrgSeed {
             contacts_per_account,
             rows: BTreeMap::new(),
             deleted: BTreeMap::new(),
+            restore_key: false,
         }
+    }
+
+    /// Adds the restore key field to the objects a restore inserts into.
+    pub fn with_restore_key(mut self) -> Self {
+        self.restore_key = true;
+        self
     }
 
     /// Asks for `rows` rows of `sobject` (e.g. 10 million Tasks, or the benchmark object
@@ -508,6 +519,11 @@ impl SimHandle {
         *lock(&self.sim.fail_next_job) = Some(message.into());
     }
 
+    /// (object, operation, state) of every Bulk API 2.0 ingest job created so far.
+    pub fn ingest_jobs(&self) -> Vec<(String, String, String)> {
+        self.sim.ingest.summary()
+    }
+
     /// Number of query jobs created so far.
     pub fn jobs_created(&self) -> u64 {
         self.sim
@@ -546,6 +562,16 @@ impl SimHandle {
         self.sim
             .faults
             .collection_writes_before_failure
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// Lets `n` sObject Collections writes through, then applies the next one and answers it
+    /// `503`, as if the connection broke after Salesforce committed (once): the client never
+    /// learns the ids it created.
+    pub fn lose_collection_answer_after(&self, n: u32) {
+        self.sim
+            .faults
+            .collection_answers_before_loss
             .store(n, Ordering::Relaxed);
     }
 

@@ -699,6 +699,29 @@ fn restricting(mut rel: ChildRel) -> ChildRel {
     rel
 }
 
+/// The external id field an admin adds so that restores insert exactly once (Coffer's
+/// `--restore-key-field` default): Text(18), External ID, Unique.
+pub const RESTORE_KEY_FIELD: &str = "Coffer_Source_Id__c";
+
+/// The objects that take the restore key when the org has it: the data objects a restore
+/// inserts into (Salesforce allows no custom field on Attachment, and files are restored
+/// through their own path).
+pub const RESTORE_KEY_OBJECTS: &[&str] = &[
+    "Account",
+    "Case",
+    "Contact",
+    "Invoice__c",
+    "Opportunity",
+    "Task",
+];
+
+/// Adds the restore key field to `def`, after its other fields (generated rows leave it empty).
+pub fn add_restore_key(def: &mut ObjectDef) {
+    let mut field = FieldDef::new(RESTORE_KEY_FIELD, "string", "Coffer Source Id").external();
+    field.length = 18;
+    def.fields.push(field);
+}
+
 /// Every standard object of the simulated org, in describe-global (alphabetical) order. The
 /// [`benchmark`] object is added by the org only when asked for.
 pub fn objects() -> Vec<ObjectDef> {

@@ -28,6 +28,11 @@ pub async fn start_sim(
     page_size: usize,
 ) -> anyhow::Result<SimHandle> {
     let org = OrgSeed::new(OrgId::new(TEST_ORG_ID)?, 42, accounts, contacts);
+    start_sim_of(org, page_size).await
+}
+
+/// Starts a simulator of `org` on a free port, serving `page_size` rows per Bulk results page.
+pub async fn start_sim_of(org: OrgSeed, page_size: usize) -> anyhow::Result<SimHandle> {
     let config = SimConfig {
         default_page_size: page_size,
         ..SimConfig::local(org)

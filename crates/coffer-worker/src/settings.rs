@@ -47,6 +47,15 @@ pub struct WorkerSettings {
     pub incremental: IncrementalOptions,
     /// How often a running restore reports its progress on the events exchange.
     pub restore_progress_every: Duration,
+    /// The external id field a restore keys its inserts by, where the target object has it:
+    /// each inserted record carries its source id there, so an insert sent again (after a
+    /// crash or a lost answer) finds the record instead of creating a second one, and Bulk
+    /// API results can be matched to their rows.
+    pub restore_key_field: String,
+    /// Inserts of one object (and hierarchy level) from which a restore loads them with a
+    /// Bulk API 2.0 ingest job instead of sObject Collections requests of 200; only for
+    /// objects with the restore key.
+    pub restore_bulk_threshold: usize,
     /// Share of each org's daily API allocation the worker may use (`None`: all of it); past
     /// it the org is paused.
     pub max_api_share: Option<f64>,
@@ -57,6 +66,9 @@ pub struct WorkerSettings {
     /// with a message that says so.
     pub envelope_key: Option<EnvelopeKey>,
 }
+
+/// The default [`WorkerSettings::restore_key_field`].
+pub const DEFAULT_RESTORE_KEY_FIELD: &str = "Coffer_Source_Id__c";
 
 impl WorkerSettings {
     /// Defaults for production: 128 MiB parts of CSV, 8 MiB upload parts, 2 in flight, gzip 3.
@@ -78,6 +90,8 @@ impl WorkerSettings {
             max_slices: 32,
             incremental: IncrementalOptions::default(),
             restore_progress_every: Duration::from_secs(5),
+            restore_key_field: DEFAULT_RESTORE_KEY_FIELD.to_owned(),
+            restore_bulk_threshold: 2_000,
             max_api_share: Some(0.8),
             org_pause: Duration::from_secs(3600),
             envelope_key: None,

@@ -14,6 +14,7 @@
 //! 4. **Report and complete**: every record's outcome in the catalog (`coffer restore status`)
 //!    and as `report.csv.gz` in the bucket ([`report`]).
 
+pub mod bulk;
 pub mod files;
 pub mod plan;
 pub mod report;

@@ -60,6 +60,31 @@ pub struct StoredPlan {
     /// to the default owner when none has it.
     #[serde(default)]
     pub users: UserMap,
+    /// The restore key: the external id field inserts are keyed by, and the objects whose
+    /// target has it. Inserts into other objects are plain creates.
+    #[serde(default)]
+    pub restore_key: RestoreKey,
+    /// What the operator should know before executing (inserts that a crash could repeat).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Which objects of the target org take keyed inserts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreKey {
+    /// The field ([`crate::WorkerSettings::restore_key_field`] when planned).
+    pub field: String,
+    /// Objects with inserts whose target describe has the field as a createable external id.
+    pub objects: BTreeSet<String>,
+}
+
+impl RestoreKey {
+    /// The key field of `sobject`, if its inserts are keyed.
+    pub fn of(&self, sobject: &str) -> Option<&str> {
+        self.objects
+            .contains(sobject)
+            .then_some(self.field.as_str())
+    }
 }
 
 /// How users of the backed-up org become users of the target org.
@@ -157,7 +182,11 @@ pub(crate) async fn plan_restore(
             }
         })
         .collect();
+    let restore_key = restore_key(ctx, target, &counts).await?;
+    let warnings = unkeyed_warnings(&restore_key, &counts);
     let plan = StoredPlan {
+        restore_key,
+        warnings,
         backup_id: restore.backup_id.to_string(),
         chain: chain.iter().map(ToString::to_string).collect(),
         same_org,
@@ -179,6 +208,54 @@ pub(crate) async fn plan_restore(
     catalog.mark_written(&restore.restore_id, &found).await?;
     tracing::info!(restore_id = %restore.restore_id, records = planned.len(), objects = plan.order.objects.len(), deferred = plan.order.deferred.len(), blocked = plan.order.blocked.len(), "restore planned");
     Ok(plan)
+}
+
+/// The objects with inserts whose target describe has the restore key field.
+async fn restore_key(
+    ctx: &BackupContext,
+    target: &SalesforceClient,
+    counts: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Result<RestoreKey, WorkerError> {
+    let field = ctx.settings.restore_key_field.clone();
+    let mut objects = BTreeSet::new();
+    for (sobject, actions) in counts {
+        if !actions.contains_key(RestoreAction::Insert.as_str()) {
+            continue;
+        }
+        let name =
+            coffer_core::SObjectName::new(sobject.clone()).map_err(crate::backup::invalid)?;
+        let describe = target.describe_sobject(&name).await?;
+        let keyed = describe
+            .fields
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(&field) && f.external_id && f.createable);
+        if keyed {
+            objects.insert(sobject.clone());
+        }
+    }
+    Ok(RestoreKey { field, objects })
+}
+
+/// One warning per object whose inserts are not keyed: a crash between Salesforce's answer
+/// and its commit would create those records again.
+fn unkeyed_warnings(
+    key: &RestoreKey,
+    counts: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Vec<String> {
+    counts
+        .iter()
+        .filter(|(sobject, _)| !key.objects.contains(*sobject))
+        .filter_map(|(sobject, actions)| {
+            let inserts = actions.get(RestoreAction::Insert.as_str())?;
+            Some(format!(
+                "{sobject}: {inserts} inserts without the restore key field {field}; a crash \
+                 between Salesforce's answer and its record in the catalog would create up to \
+                 200 of them twice. Add {field} (Text(18), External ID, Unique) to {sobject} for \
+                 exactly-once inserts and Bulk API loads.",
+                field = key.field
+            ))
+        })
+        .collect()
 }
 
 /// Splits off the records of file objects.

@@ -8,12 +8,16 @@
 //!    through the id map (a parent restored under a new id gets it; a parent outside the restore
 //!    keeps its id), lookups of the second pass are left empty, and each new id is stored in
 //!    MySQL as soon as Salesforce returns it, before the next request. A required self-lookup is
-//!    written by levels of the hierarchy.
+//!    written by levels of the hierarchy. Where the target object has the restore key field,
+//!    inserts are upserts on it carrying the source id, and many of them go as Bulk API 2.0
+//!    ingest jobs ([`super::bulk`]).
 //! 4. **Link** the lookups of the second pass, now that every record has its id.
 //!
 //! A redelivery resumes: only records still `pending` are sent again, and the link pass only
-//! touches records not yet `linked`. The one window left is a crash between Salesforce's answer
-//! to a create and the commit of the ids it returned: those records would be created again.
+//! touches records not yet `linked`. A crash between Salesforce's answer to a write and the
+//! commit of the ids it returned is harmless with the restore key: the records are sent again
+//! as upserts and found. Without it (the org lacks the field) those records, at most one
+//! request's, would be created a second time; the plan warns of it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -152,21 +156,92 @@ impl Writer<'_> {
         let refused = self.add_bodies(describe, &pending, &mut sources).await?;
         self.failed(&refused).await?;
         let deferred = self.deferred_of(&describe.name);
+        let key = self.restore_key(describe);
         for level in self.levels(describe, &pending, &sources) {
+            let level = match self.bulk_key(describe, &level) {
+                Some(key) => {
+                    let (inserts, rest) = level
+                        .into_iter()
+                        .partition::<Vec<_>, _>(|r| r.action == RestoreAction::Insert);
+                    for load in inserts.chunks(super::bulk::BULK_JOB_ROWS) {
+                        let map = self.id_map(describe, load, &sources).await?;
+                        let fields = self.mapping(describe, &deferred, &map, planned);
+                        let records = self.keyed_records(load, &sources, &fields, key).await?;
+                        self.bulk_upsert(&describe.name, key, records).await?;
+                    }
+                    rest
+                }
+                None => level,
+            };
             for chunk in level.chunks(self.chunk_size(describe)) {
                 let map = self.id_map(describe, chunk, &sources).await?;
-                let fields = FieldMapping {
-                    describe,
-                    deferred: &deferred,
-                    map: &map,
-                    planned,
-                    users: &self.plan.users.map,
-                };
-                self.write_chunk(chunk, &sources, &fields).await?;
+                let fields = self.mapping(describe, &deferred, &map, planned);
+                self.write_chunk(chunk, &sources, &fields, key).await?;
             }
         }
         tracing::info!(restore_id = %self.restore.restore_id, sobject = %describe.name, records = pending.len(), "restored records written");
         Ok(())
+    }
+
+    fn mapping<'m>(
+        &'m self,
+        describe: &'m SObjectDescribe,
+        deferred: &'m HashSet<String>,
+        map: &'m HashMap<String, String>,
+        planned: &'m HashSet<String>,
+    ) -> FieldMapping<'m> {
+        FieldMapping {
+            describe,
+            deferred,
+            map,
+            planned,
+            users: &self.plan.users.map,
+        }
+    }
+
+    /// The restore key of `describe`'s object, as the plan found it in the target org.
+    /// Inserts into such an object are upserts on it.
+    fn restore_key(&self, describe: &SObjectDescribe) -> Option<&str> {
+        self.plan.restore_key.of(&describe.name)
+    }
+
+    /// The restore key, when `level`'s inserts are many enough for a Bulk API load (and carry
+    /// no file bodies, which Bulk API 2.0 cannot take).
+    fn bulk_key(&self, describe: &SObjectDescribe, level: &[RestoreRow]) -> Option<&str> {
+        let inserts = level
+            .iter()
+            .filter(|r| r.action == RestoreAction::Insert)
+            .count();
+        let many = inserts >= self.ctx.settings.restore_bulk_threshold.max(1);
+        match many && body_field(describe).is_none() {
+            true => self.restore_key(describe),
+            false => None,
+        }
+    }
+
+    /// The records to insert for `rows`, each with its source id in the restore key; a row the
+    /// backup does not hold is marked failed.
+    async fn keyed_records(
+        &self,
+        rows: &[RestoreRow],
+        sources: &HashMap<String, SourceRow>,
+        fields: &FieldMapping<'_>,
+        key: &str,
+    ) -> Result<Vec<(String, SObjectRecord)>, WorkerError> {
+        let (mut records, mut missing) = (Vec::new(), Vec::new());
+        for row in rows {
+            match sources.get(&row.source_id) {
+                Some(source) => {
+                    let record = fields
+                        .record(source, None)
+                        .field(key, row.source_id.clone());
+                    records.push((row.source_id.clone(), record));
+                }
+                None => missing.push((row.source_id.clone(), NOT_IN_BACKUP.to_owned())),
+            }
+        }
+        self.failed(&missing).await?;
+        Ok(records)
     }
 
     /// Records a request carries: 200, or fewer for records with file bodies so a request
@@ -213,34 +288,47 @@ impl Writer<'_> {
     }
 
     /// Creates the inserts and updates of `chunk`; stores ids and errors before returning.
+    /// With a restore `key`, inserts are upserts on it, so a chunk sent again creates nothing.
     async fn write_chunk(
         &self,
         chunk: &[RestoreRow],
         sources: &HashMap<String, SourceRow>,
         fields: &FieldMapping<'_>,
+        key: Option<&str>,
     ) -> Result<(), WorkerError> {
         let mut missing = Vec::new();
         let (mut inserts, mut updates) = (Vec::new(), Vec::new());
         for row in chunk {
             let Some(source) = sources.get(&row.source_id) else {
-                missing.push((
-                    row.source_id.clone(),
-                    "the backup's row was not found".to_owned(),
-                ));
+                missing.push((row.source_id.clone(), NOT_IN_BACKUP.to_owned()));
                 continue;
             };
-            match row.action {
-                RestoreAction::Update => {
+            match (row.action, key) {
+                (RestoreAction::Update, _) => {
                     updates.push((row, fields.record(source, Some(&row.source_id))))
                 }
-                _ => inserts.push((row, fields.record(source, None))),
+                (_, Some(key)) => inserts.push((
+                    row,
+                    fields
+                        .record(source, None)
+                        .field(key, row.source_id.clone()),
+                )),
+                (_, None) => inserts.push((row, fields.record(source, None))),
             }
         }
         self.failed(&missing).await?;
         if !inserts.is_empty() {
             let records: Vec<SObjectRecord> = inserts.iter().map(|(_, r)| r.clone()).collect();
             let ids: Vec<String> = inserts.iter().map(|(r, _)| r.source_id.clone()).collect();
-            let outcomes = self.sf.create_records(&records, false).await?;
+            let outcomes = match key {
+                Some(key) => {
+                    let sobject = &fields.describe.name;
+                    self.sf
+                        .upsert_records(sobject, key, &records, false)
+                        .await?
+                }
+                None => self.sf.create_records(&records, false).await?,
+            };
             self.settle(&ids, &outcomes, |_, outcome| {
                 outcome.id().map(str::to_owned)
             })
@@ -268,7 +356,7 @@ impl Writer<'_> {
         self.failed(&failed).await
     }
 
-    async fn written(&self, pairs: &[(String, String)]) -> Result<(), WorkerError> {
+    pub(crate) async fn written(&self, pairs: &[(String, String)]) -> Result<(), WorkerError> {
         if !pairs.is_empty() {
             self.ctx
                 .catalog
@@ -278,7 +366,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    async fn failed(&self, pairs: &[(String, String)]) -> Result<(), WorkerError> {
+    pub(crate) async fn failed(&self, pairs: &[(String, String)]) -> Result<(), WorkerError> {
         if !pairs.is_empty() {
             tracing::warn!(restore_id = %self.restore.restore_id, records = pairs.len(), first_error = %pairs[0].1, "records could not be restored");
             self.ctx
@@ -471,6 +559,9 @@ impl Writer<'_> {
     }
 }
 
+/// Why a planned record was not written: its row is missing from the backup's parts.
+const NOT_IN_BACKUP: &str = "the backup's row was not found";
+
 /// The target id for a lookup to `parent`: its new id if the restore wrote it; its own id if
 /// the restore does not cover it (it exists in the org, or is a user, a record type...);
 /// nothing if the restore covers it but could not write it.
@@ -569,7 +660,7 @@ fn lookups(describe: &SObjectDescribe) -> impl Iterator<Item = &FieldDescribe> {
 }
 
 /// (source id, target id) pairs written, and (source id, error) pairs failed.
-type Settled = (Vec<(String, String)>, Vec<(String, String)>);
+pub(crate) type Settled = (Vec<(String, String)>, Vec<(String, String)>);
 
 /// Splits outcomes (in request order) into pairs written and pairs failed.
 fn split_outcomes(

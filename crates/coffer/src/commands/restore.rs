@@ -257,6 +257,12 @@ async fn plan(args: JobArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    for warning in plan["warnings"].as_array().cloned().unwrap_or_default() {
+        say(format!(
+            "  warning: {}",
+            warning.as_str().unwrap_or_default()
+        ));
+    }
     Ok(())
 }
 

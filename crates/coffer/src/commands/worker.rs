@@ -47,6 +47,14 @@ pub struct WorkerArgs {
     /// a slice of its record ids.
     #[arg(long, env = "COFFER_SLICE_ROWS", default_value_t = 5_000_000)]
     slice_rows: u64,
+    /// The external id field (Text(18), External ID, Unique) a restore keys its inserts by,
+    /// on objects that have it: a record sent again after a crash is found, not duplicated.
+    #[arg(long, env = "COFFER_RESTORE_KEY_FIELD", default_value = coffer_worker::settings::DEFAULT_RESTORE_KEY_FIELD)]
+    restore_key_field: String,
+    /// Inserts of one object from which a restore uses a Bulk API 2.0 ingest job instead of
+    /// sObject Collections (only on objects with the restore key field).
+    #[arg(long, env = "COFFER_RESTORE_BULK_THRESHOLD", default_value_t = 2_000)]
+    restore_bulk_threshold: usize,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -76,6 +84,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         max_api_share: Some(args.api_share),
         org_pause: args.org_pause,
         slice_rows: args.slice_rows,
+        restore_key_field: args.restore_key_field,
+        restore_bulk_threshold: args.restore_bulk_threshold,
         ..WorkerSettings::new(args.services.s3())
     };
     let lease = settings.task_lease;
