@@ -494,6 +494,21 @@ async fn a_restore_interrupted_midway_ends_as_an_uninterrupted_one() -> anyhow::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_restore_key_a_create_whose_answer_is_lost_is_found_not_made_twice()
+-> anyhow::Result<()> {
+    // Salesforce commits the restore's first create (the accounts) and the answer is lost, as
+    // when the worker dies between the two: the retry finds those accounts in the org by their
+    // values instead of creating them again.
+    let org = purged_org().await?;
+    org.sim.lose_collection_answer_after(0);
+    let restore = org.restore().await?;
+    let job = org.env.catalog.job(restore.job_id).await?.expect("job");
+    assert!(job.attempts >= 2, "no answer was lost: {job:?}");
+    org.check(&restore).await?;
+    org.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_restore_key_a_lost_answer_creates_nothing_twice_and_many_inserts_go_by_bulk()
 -> anyhow::Result<()> {
     // The org has the restore key field; objects with three inserts or more are loaded with

@@ -284,6 +284,9 @@ pub struct RestoreRow {
     pub state: RecordState,
     /// The Salesforce error, when it failed.
     pub error: Option<String>,
+    /// When a create of it without the restore key was last sent; while the row is pending,
+    /// Salesforce may hold the record (the answer never got recorded).
+    pub sent_at: Option<OffsetDateTime>,
 }
 
 /// How many records of one sObject, with one action, are in one state.
@@ -473,8 +476,8 @@ impl Catalog {
     ) -> Result<Vec<RestoreRow>, CatalogError> {
         let state = state.map(RecordState::as_str);
         let rows = sqlx::query(
-            "SELECT source_id, sobject, action, backup_id, part, row_no, target_id, state, error \
-             FROM restore_records WHERE restore_id = ? AND (? IS NULL OR sobject = ?) \
+            "SELECT source_id, sobject, action, backup_id, part, row_no, target_id, state, error, \
+             sent_at FROM restore_records WHERE restore_id = ? AND (? IS NULL OR sobject = ?) \
              AND (? IS NULL OR state = ?) ORDER BY sobject, backup_id, part, row_no, source_id",
         )
         .bind(restore_id)
@@ -501,6 +504,32 @@ impl Catalog {
             "UPDATE restore_records SET state = 'written', error = NULL, target_id = CASE source_id",
         )
         .await
+    }
+
+    /// Notes that creates of the pending rows `source_ids` are about to be sent (now), so that
+    /// a later attempt knows Salesforce may hold them.
+    pub async fn mark_sent(
+        &self,
+        restore_id: &str,
+        source_ids: &[String],
+    ) -> Result<(), CatalogError> {
+        for batch in source_ids.chunks(INDEX_BATCH_ROWS) {
+            let mut update: QueryBuilder<MySql> = QueryBuilder::new(
+                "UPDATE restore_records SET sent_at = CURRENT_TIMESTAMP(6) WHERE state = 'pending' AND restore_id = ",
+            );
+            update.push_bind(restore_id).push(" AND source_id IN (");
+            bind_list(&mut update, batch);
+            update.build().execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// The database's clock, against which [`RestoreRow::sent_at`] was stamped.
+    pub async fn now(&self) -> Result<OffsetDateTime, CatalogError> {
+        let row = sqlx::query("SELECT CURRENT_TIMESTAMP(6) AS now")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("now")?)
     }
 
     /// Marks rows failed with their Salesforce error, for `(source_id, error)` pairs. Rows
@@ -850,6 +879,7 @@ fn restore_row_from_row(row: &MySqlRow) -> Result<RestoreRow, CatalogError> {
         target_id: row.try_get("target_id")?,
         state: RecordState::parse(&row.try_get::<String, _>("state")?)?,
         error: row.try_get("error")?,
+        sent_at: row.try_get("sent_at")?,
     })
 }
 

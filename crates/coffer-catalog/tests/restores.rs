@@ -193,6 +193,7 @@ async fn a_restore_is_begun_once_planned_once_and_tracks_every_record() {
             target_id: None,
             state: RecordState::Pending,
             error: None,
+            sent_at: None,
         })
         .collect();
     assert_eq!(rows, expected);
@@ -274,6 +275,16 @@ async fn a_restore_is_begun_once_planned_once_and_tracks_every_record() {
         .map(|r| r.source_id)
         .collect();
     assert_eq!(pending, [account(3), account(4)]);
+
+    // A create about to be sent stamps its pending rows (in doubt until answered); rows
+    // already written are not in doubt.
+    let before = c.now().await.unwrap();
+    c.mark_sent(id, &[account(3), account(1)]).await.unwrap();
+    let rows = c.restore_rows(id, Some("Account"), None).await.unwrap();
+    let sent = |source: &str| rows.iter().find(|r| r.source_id == source).unwrap().sent_at;
+    assert!(sent(&account(3)).is_some_and(|t| t >= before), "{rows:?}");
+    assert_eq!(sent(&account(1)), None, "a written row is not in doubt");
+    assert_eq!(sent(&account(4)), None, "a row never sent is not in doubt");
     let failed = c
         .restore_rows(id, None, Some(RecordState::Failed))
         .await

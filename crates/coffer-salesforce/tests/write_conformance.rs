@@ -578,8 +578,9 @@ async fn ingest_insert_sends_the_documented_requests_and_reads_the_documented_re
         Some(format!("Bearer {TOKEN}").as_str())
     );
     assert!(
-        put.body
-            .starts_with("Name,ShippingCity,NumberOfEmployees,AnnualRevenue,Website,Description\r\n")
+        put.body.starts_with(
+            "Name,ShippingCity,NumberOfEmployees,AnnualRevenue,Website,Description\r\n"
+        )
     );
     assert!(
         put.body.matches('\n').count() == put.body.matches("\r\n").count(),
@@ -727,7 +728,8 @@ async fn ingest_upsert_names_the_external_id_and_correlates_results_by_it() {
     );
     let put = &org.calls("PUT", "/batches")[0];
     assert!(
-        put.body.contains("\r\n234,\"United Oil & Gas, UK\",1467,1\r\n"),
+        put.body
+            .contains("\r\n234,\"United Oil & Gas, UK\",1467,1\r\n"),
         "{}",
         put.body
     );

@@ -15,6 +15,7 @@
 //!    and as `report.csv.gz` in the bucket ([`report`]).
 
 pub mod bulk;
+pub mod doubt;
 pub mod files;
 pub mod plan;
 pub mod report;

@@ -236,8 +236,8 @@ async fn restore_key(
     Ok(RestoreKey { field, objects })
 }
 
-/// One warning per object whose inserts are not keyed: a crash between Salesforce's answer
-/// and its commit would create those records again.
+/// One warning per object whose inserts are not keyed: after a crash between Salesforce's
+/// answer and its commit, those records are found again only by their values.
 fn unkeyed_warnings(
     key: &RestoreKey,
     counts: &BTreeMap<String, BTreeMap<String, u64>>,
@@ -248,10 +248,11 @@ fn unkeyed_warnings(
         .filter_map(|(sobject, actions)| {
             let inserts = actions.get(RestoreAction::Insert.as_str())?;
             Some(format!(
-                "{sobject}: {inserts} inserts without the restore key field {field}; a crash \
-                 between Salesforce's answer and its record in the catalog would create up to \
-                 200 of them twice. Add {field} (Text(18), External ID, Unique) to {sobject} for \
-                 exactly-once inserts and Bulk API loads.",
+                "{sobject}: {inserts} inserts without the restore key field {field}; after a \
+                 crash between Salesforce's answer and its record in the catalog they are looked \
+                 for by their values, which cannot tell them from identical records someone \
+                 else created meanwhile. Add {field} (Text(18), External ID, Unique) to \
+                 {sobject} for inserts found by key and Bulk API loads.",
                 field = key.field
             ))
         })

@@ -14,10 +14,11 @@
 //! 4. **Link** the lookups of the second pass, now that every record has its id.
 //!
 //! A redelivery resumes: only records still `pending` are sent again, and the link pass only
-//! touches records not yet `linked`. A crash between Salesforce's answer to a write and the
+//! touches records not yet `linked`. A crash between Salesforce's answer to a create and the
 //! commit of the ids it returned is harmless with the restore key: the records are sent again
-//! as upserts and found. Without it (the org lacks the field) those records, at most one
-//! request's, would be created a second time; the plan warns of it.
+//! as upserts and found by it. Without the key, the rows were stamped `sent_at` before the
+//! request, and the next attempt looks for them in the org by their values before sending them
+//! again ([`super::doubt`]); the plan warns that this search is by content, not by key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -157,6 +158,13 @@ impl Writer<'_> {
         self.failed(&refused).await?;
         let deferred = self.deferred_of(&describe.name);
         let key = self.restore_key(describe);
+        let pending = match key {
+            Some(_) => pending, // sent again as upserts, found by their key
+            None => {
+                self.without_found(describe, pending, &sources, &deferred, planned)
+                    .await?
+            }
+        };
         for level in self.levels(describe, &pending, &sources) {
             let level = match self.bulk_key(describe, &level) {
                 Some(key) => {
@@ -181,6 +189,42 @@ impl Writer<'_> {
         }
         tracing::info!(restore_id = %self.restore.restore_id, sobject = %describe.name, records = pending.len(), "restored records written");
         Ok(())
+    }
+
+    /// `pending` without the creates in doubt that the org turns out to hold (see
+    /// [`super::doubt`]).
+    async fn without_found(
+        &self,
+        describe: &SObjectDescribe,
+        pending: Vec<RestoreRow>,
+        sources: &HashMap<String, SourceRow>,
+        deferred: &HashSet<String>,
+        planned: &HashSet<String>,
+    ) -> Result<Vec<RestoreRow>, WorkerError> {
+        let in_doubt: Vec<RestoreRow> = pending
+            .iter()
+            .filter(|r| r.action == RestoreAction::Insert && r.sent_at.is_some())
+            .cloned()
+            .collect();
+        if in_doubt.is_empty() {
+            return Ok(pending);
+        }
+        let map = self.id_map(describe, &in_doubt, sources).await?;
+        let fields = self.mapping(describe, deferred, &map, planned);
+        let records: Vec<(String, SObjectRecord)> = in_doubt
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.source_id.clone(),
+                    fields.record(sources.get(&r.source_id)?, None),
+                ))
+            })
+            .collect();
+        let found = self.find_in_doubt(describe, &in_doubt, &records).await?;
+        Ok(pending
+            .into_iter()
+            .filter(|r| !found.contains(&r.source_id))
+            .collect())
     }
 
     fn mapping<'m>(
@@ -327,7 +371,14 @@ impl Writer<'_> {
                         .upsert_records(sobject, key, &records, false)
                         .await?
                 }
-                None => self.sf.create_records(&records, false).await?,
+                None => {
+                    // In doubt from here until the answer is recorded.
+                    self.ctx
+                        .catalog
+                        .mark_sent(&self.restore.restore_id, &ids)
+                        .await?;
+                    self.sf.create_records(&records, false).await?
+                }
             };
             self.settle(&ids, &outcomes, |_, outcome| {
                 outcome.id().map(str::to_owned)
