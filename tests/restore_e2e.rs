@@ -14,64 +14,10 @@ use coffer_proto::v1::{RestoreMode, RestoreRequested, RestoreScope};
 use coffer_sfsim::OrgSeed;
 use coffer_sfsim::SimHandle;
 use coffer_sfsim::schema::{RESTORE_KEY_FIELD, RESTORE_KEY_OBJECTS};
+use coffer_testkit::org::{SYSTEM, createable_fields, same_value, snapshot};
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim, start_sim_of};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Fields Salesforce sets itself: never compared.
-const SYSTEM: &[&str] = &[
-    "Id",
-    "CreatedDate",
-    "CreatedById",
-    "LastModifiedDate",
-    "LastModifiedById",
-    "SystemModstamp",
-    "IsDeleted",
-    "CaseNumber",
-    "IsClosed",
-    "IsWon",
-];
-
-/// Every live record of the org, by id, with its object.
-fn snapshot(sim: &SimHandle) -> HashMap<String, (String, BTreeMap<String, String>)> {
-    let mut out = HashMap::new();
-    for sobject in sim.sobjects() {
-        let Some((header, rows)) = sim.table(&sobject) else {
-            continue;
-        };
-        for row in rows {
-            let fields: BTreeMap<String, String> =
-                header.iter().cloned().zip(row.iter().cloned()).collect();
-            out.insert(fields["Id"].clone(), (sobject.clone(), fields));
-        }
-    }
-    out
-}
-
-/// The fields a client can set on create, per object, from the backup's schema snapshot.
-async fn createable_fields(
-    env: &TestEnv,
-    backup: coffer_core::BackupId,
-) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
-    let mut out = HashMap::new();
-    for task in env.catalog.tasks(backup).await? {
-        let describe: coffer_salesforce::SObjectDescribe =
-            serde_json::from_str(&task.describe_json)?;
-        let fields = describe
-            .fields
-            .iter()
-            .filter(|f| f.createable)
-            .map(|f| f.name.clone())
-            .collect();
-        out.insert(describe.name, fields);
-    }
-    Ok(out)
-}
-
-/// Equal cells; numbers compare by value (Salesforce keeps `12490.10` and `12490.1` alike).
-fn same_value(got: &str, want: &str) -> bool {
-    got == want || matches!((got.parse::<f64>(), want.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
-}
 
 /// The ContentDocuments whose every link points at one of `accounts`.
 fn files_only_of(
@@ -293,7 +239,7 @@ impl Purged {
             );
         }
         let new_id = |source: &str| by_source.get(source).and_then(|r| r.target_id.clone());
-        let writable = createable_fields(&self.env, self.backup.backup_id).await?;
+        let writable = createable_fields(&self.env.catalog, self.backup.backup_id).await?;
         let after = snapshot(&self.sim);
         let files_gone = gone
             .iter()

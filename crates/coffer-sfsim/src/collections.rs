@@ -296,9 +296,11 @@ async fn collection(
             "Server unavailable, please retry later.",
         );
     }
+    sim.faults.delay_write().await;
     let bodies = bodies_of(&sim, &items);
     let results = run(sim.clone(), items, all_or_none, op).await;
     let results = keep_bodies(&sim, results, bodies);
+    sim.faults.delay_write().await;
     if sim.faults.lose_this_collection_answer() {
         return answer_lost();
     }
@@ -354,11 +356,13 @@ pub async fn upsert(
     if sim.faults.fail_this_collection_write() {
         return answer_lost();
     }
+    sim.faults.delay_write().await;
     let bodies = bodies_of(&sim, &items);
     let results = run_upserts(sim.clone(), def_name, key_name, items, all_or_none).await;
     let created: Vec<bool> = results.iter().map(|r| matches!(r, Ok((_, true)))).collect();
     let results: Vec<_> = results.into_iter().map(|r| r.map(|(id, _)| id)).collect();
     let results = keep_bodies(&sim, results, bodies);
+    sim.faults.delay_write().await;
     if sim.faults.lose_this_collection_answer() {
         return answer_lost();
     }

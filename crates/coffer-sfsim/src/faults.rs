@@ -32,6 +32,9 @@ pub struct Faults {
     pub unavailable: AtomicU32,
     /// Delay before each Bulk results page, in milliseconds.
     pub page_delay_ms: AtomicU64,
+    /// Time each sObject Collections write takes, in milliseconds: half before it is applied,
+    /// half after.
+    pub write_delay_ms: AtomicU64,
     /// The next N Bulk results pages send half their body, then drop the connection.
     pub cut_pages: AtomicU32,
     /// Objects (lowercase) whose Bulk query jobs answer `400 INVALIDENTITY`.
@@ -73,6 +76,7 @@ impl Default for Faults {
             limit_exhausted: AtomicBool::new(false),
             unavailable: AtomicU32::new(0),
             page_delay_ms: AtomicU64::new(0),
+            write_delay_ms: AtomicU64::new(0),
             cut_pages: AtomicU32::new(0),
             bulk_unsupported: Mutex::default(),
             api_calls: AtomicU64::new(0),
@@ -103,6 +107,16 @@ pub fn take_one(counter: &AtomicU32) -> bool {
 }
 
 impl Faults {
+    /// Waits half the configured delay of a collections write ([`Faults::write_delay_ms`]):
+    /// called before the write is applied and again before it is answered, so an interrupted
+    /// client may have been cut off on either side of the commit.
+    pub async fn delay_write(&self) {
+        let ms = self.write_delay_ms.load(Ordering::Relaxed) / 2;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
     /// Whether Bulk query jobs on `object` are refused with `INVALIDENTITY`.
     pub fn is_bulk_unsupported(&self, object: &str) -> bool {
         lock(&self.bulk_unsupported).contains(&object.to_ascii_lowercase())

@@ -575,6 +575,13 @@ impl SimHandle {
             .store(n, Ordering::Relaxed);
     }
 
+    /// Makes each sObject Collections write take `delay`, half before it is applied and half
+    /// after, so a restore lasts long enough to be interrupted on either side of a commit.
+    pub fn slow_writes(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.sim.faults.write_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Waits `delay` before answering each Bulk results page.
     pub fn slow_pages(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);

@@ -9,6 +9,7 @@
 pub mod env;
 pub mod iam;
 pub mod logs;
+pub mod org;
 pub mod stack;
 
 pub use env::TestEnv;

@@ -6,9 +6,9 @@
 //! (or the answer is lost) in between, the rows are still pending with a `sent_at`, and
 //! Salesforce may hold the records. Before sending them again, [`Writer::find_in_doubt`] looks
 //! for each one in the org, the way Gearset looks in its deployment history: a record of the
-//! object created since it was sent (less [`CLOCK_MARGIN`]), holding every value it was sent
-//! with, and not already another restored row's record, is taken as its record. Only rows not
-//! found are sent again.
+//! object created since it was sent (less [`CLOCK_MARGIN`]; by `SystemModstamp` on objects
+//! without `CreatedDate`), holding every value it was sent with, and not already another
+//! restored row's record, is taken as its record. Only rows not found are sent again.
 //!
 //! Values are compared as text on the fields whose text form does not vary (text, picklists,
 //! ids and lookups, booleans); numbers, dates and bodies are left out of the comparison. Two
@@ -69,6 +69,14 @@ pub(crate) fn fingerprint(
     out
 }
 
+/// The field that dates a record's creation: `CreatedDate`, or `SystemModstamp` on objects
+/// without it (`ContentDocumentLink`), which a create sets too and later writes only move on.
+fn creation_stamp(describe: &SObjectDescribe) -> Option<&'static str> {
+    ["CreatedDate", "SystemModstamp"]
+        .into_iter()
+        .find(|stamp| describe.fields.iter().any(|f| f.name == *stamp))
+}
+
 /// Pairs each sent record (source id, fingerprint) with an unused candidate (id, values by
 /// field) holding the same values; one candidate per record.
 pub(crate) fn match_candidates(
@@ -121,18 +129,24 @@ impl Writer<'_> {
             .iter()
             .flat_map(|(_, print)| print.iter().map(|(f, _)| f.as_str()))
             .collect();
-        let candidates = self.created_since(&describe.name, &fields, since).await?;
+        let Some(stamp) = creation_stamp(describe) else {
+            return Ok(HashSet::new()); // nothing to search by: they are sent again
+        };
+        let candidates = self
+            .created_since(&describe.name, stamp, &fields, since)
+            .await?;
         let found = match_candidates(&sent, &candidates);
         tracing::info!(restore_id = %self.restore.restore_id, sobject = %describe.name, in_doubt = sent.len(), found = found.len(), "looked for creates whose answer was lost");
         self.written(&found).await?;
         Ok(found.into_iter().map(|(source, _)| source).collect())
     }
 
-    /// Records of `sobject` created since `since` that no row of this restore has as its
-    /// record: (id, `fields` by name).
+    /// Records of `sobject` whose `stamp` is `since` or later that no row of this restore has
+    /// as its record: (id, `fields` by name).
     async fn created_since(
         &self,
         sobject: &str,
+        stamp: &str,
         fields: &BTreeSet<&str>,
         since: OffsetDateTime,
     ) -> Result<Vec<(String, HashMap<String, String>)>, WorkerError> {
@@ -153,7 +167,7 @@ impl Writer<'_> {
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| WorkerError::Task(format!("formatting a query time: {e}")))?;
         let soql = format!(
-            "SELECT {} FROM {sobject} WHERE CreatedDate >= {since}",
+            "SELECT {} FROM {sobject} WHERE {stamp} >= {since}",
             columns.join(", ")
         );
         let mut out = Vec::new();
