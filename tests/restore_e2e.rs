@@ -510,6 +510,130 @@ async fn with_the_restore_key_a_lost_answer_creates_nothing_twice_and_many_inser
     org.finish().await
 }
 
+/// The record type of `record` in `org` as `Object.DeveloperName`, if it has one.
+fn record_type_name(
+    org: &HashMap<String, (String, BTreeMap<String, String>)>,
+    record: &BTreeMap<String, String>,
+) -> Option<String> {
+    let id = record.get("RecordTypeId").filter(|v| !v.is_empty())?;
+    let (_, kind) = org.get(id)?;
+    Some(format!("{}.{}", kind["SobjectType"], kind["DeveloperName"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_another_org_users_and_record_types_are_mapped_and_a_missing_one_is_reported()
+-> anyhow::Result<()> {
+    // A sandbox with other ids for the same users (by email) and record types (by developer
+    // name), and without the Case record type "Support".
+    let env = TestEnv::new().await?;
+    let source = start_sim(16, 2, 25).await?;
+    let sandbox_id = OrgId::new("00D5g0000004TgtAAA")?;
+    let sandbox = start_sim_of(
+        OrgSeed::new(sandbox_id.clone(), 7, 0, 0).without_record_type("Support"),
+        25,
+    )
+    .await?;
+    env.create_tenant("acme", "coffer").await?;
+    env.connect_org("acme", &source).await?;
+    env.connect_org("acme", &sandbox).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    let from = snapshot(&source);
+
+    // Accounts with cases of both types, and everything under them.
+    let case_type = |case: &BTreeMap<String, String>| record_type_name(&from, case);
+    let mut accounts: Vec<String> = Vec::new();
+    for kind in ["Case.Support", "Case.Billing"] {
+        let account = from
+            .values()
+            .filter(|(o, _)| o == "Case")
+            .find(|(_, c)| case_type(c).as_deref() == Some(kind) && !c["AccountId"].is_empty())
+            .map(|(_, c)| c["AccountId"].clone())
+            .unwrap_or_else(|| panic!("no account with a {kind} case"));
+        accounts.push(account);
+    }
+    let request = RestoreRequested {
+        target_org_id: sandbox_id.to_string(),
+        ..restore_request(
+            &backup.backup_id.to_string(),
+            &accounts,
+            RestoreMode::Execute,
+        )
+    };
+    let restore = wait_for_restore(&env, request_restore(&broker, request).await?, WAIT).await?;
+    worker.stop().await;
+
+    let plan: serde_json::Value =
+        serde_json::from_str(restore.plan_json.as_deref().expect("plan"))?;
+    let missing: Vec<&str> = plan["record_types"]["missing"]
+        .as_object()
+        .expect("missing record types")
+        .values()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(missing, ["Case.Support"], "{plan}");
+    assert!(
+        plan["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().unwrap_or_default().contains("Case.Support"))),
+        "{plan}"
+    );
+
+    // Every record written; each keeps its record type by name (none where the sandbox lacks
+    // it) and its owner by email.
+    let rows = env
+        .catalog
+        .restore_rows(&restore.restore_id, None, None)
+        .await?;
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|r| !matches!(r.state, RecordState::Written | RecordState::Linked))
+        .map(|r| (&r.sobject, &r.source_id, &r.error))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let to = snapshot(&sandbox);
+    let email = |org: &HashMap<String, (String, BTreeMap<String, String>)>, user: &str| {
+        org.get(user).map(|(_, u)| u["Email"].clone())
+    };
+    let mut typed = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| matches!(r.sobject.as_str(), "Account" | "Opportunity" | "Case"))
+    {
+        let (_, was) = &from[&row.source_id];
+        let (_, now) = &to[row.target_id.as_deref().expect("restored")];
+        let want = record_type_name(&from, was).filter(|k| k != "Case.Support");
+        assert_eq!(
+            record_type_name(&to, now),
+            want,
+            "{} {}",
+            row.sobject,
+            row.source_id
+        );
+        *typed.entry(want).or_insert(0) += 1;
+        assert_eq!(
+            email(&to, &now["OwnerId"]),
+            email(&from, &was["OwnerId"]),
+            "owner of {} {}",
+            row.sobject,
+            row.source_id
+        );
+    }
+    assert!(
+        typed.contains_key(&Some("Case.Billing".to_owned())),
+        "{typed:?}"
+    );
+    assert!(
+        typed.contains_key(&None),
+        "no case lost its record type: {typed:?}"
+    );
+    source.shutdown().await;
+    sandbox.shutdown().await;
+    env.cleanup().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_in_the_recycle_bin_is_undeleted_and_keeps_its_id() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;

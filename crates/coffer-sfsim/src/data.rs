@@ -20,7 +20,8 @@ use md5::{Digest, Md5};
 use crate::OrgSeed;
 use crate::ids::{id_counter, pod_of, record_id};
 use crate::schema::{
-    BENCHMARK_OBJECT, ObjectDef, RESTORE_KEY_OBJECTS, add_restore_key, benchmark, objects,
+    BENCHMARK_OBJECT, ObjectDef, RECORD_TYPES, RESTORE_KEY_OBJECTS, add_restore_key, benchmark,
+    objects,
 };
 
 /// One generated record: a CSV cell value per field of its [`ObjectDef`], in describe order.
@@ -265,10 +266,11 @@ impl Counts {
             ("ContentVersion", documents + documents.div_ceil(3)),
             ("ContentDocumentLink", documents),
             (BENCHMARK_OBJECT, asked(BENCHMARK_OBJECT, 0)),
+            ("RecordType", record_types_of(seed).len()),
         ]);
         let deleted = by_name
             .keys()
-            .filter(|name| **name != "User")
+            .filter(|name| !matches!(**name, "User" | "RecordType"))
             .filter_map(|name| Some((*name, *seed.deleted.get(*name)?)))
             .collect();
         Counts { by_name, deleted }
@@ -285,6 +287,18 @@ pub struct Org {
     seed: u64,
     pod: String,
     counts: Arc<Counts>,
+    /// The org's record types (of [`RECORD_TYPES`], less those its seed leaves out), in id
+    /// order.
+    record_types: Arc<[(&'static str, &'static str, &'static str)]>,
+}
+
+/// The record types an org of `seed` has.
+fn record_types_of(seed: &OrgSeed) -> Vec<(&'static str, &'static str, &'static str)> {
+    RECORD_TYPES
+        .iter()
+        .filter(|(_, name, _)| !seed.missing_record_types.contains(*name))
+        .copied()
+        .collect()
 }
 
 /// Generates the org described by `seed`; the same seed always yields the same org.
@@ -307,6 +321,7 @@ pub fn generate(seed: &OrgSeed) -> Org {
         seed: seed.seed,
         pod,
         counts: Arc::new(counts),
+        record_types: record_types_of(seed).into(),
     }
 }
 
@@ -366,10 +381,44 @@ impl Org {
             "ContentVersion" => content_version(&mut c, &mut rng, index),
             "ContentDocumentLink" => content_document_link(&mut c, &mut rng, index),
             BENCHMARK_OBJECT => benchmark_record(&mut c, &mut rng, index),
+            "RecordType" => self.record_type_row(&mut c, &mut rng, index),
             _ => {}
         }
         c.values.resize(object.fields.len(), None);
+        if let Some(at) = object.index_of("RecordTypeId") {
+            c.values[at] = self.record_type_of(object.name, index);
+        }
         c.values
+    }
+
+    /// Row `index` of RecordType.
+    fn record_type_row(&self, c: &mut Cells, rng: &mut Rng, index: usize) {
+        let Some((sobject, name, label)) = self.record_types.get(index).copied() else {
+            return;
+        };
+        c.id("RecordType", index);
+        c.set(label);
+        c.set(name);
+        c.set(sobject);
+        c.bool(true);
+        c.audit(rng);
+    }
+
+    /// The record type of row `index` of `sobject`: its object's record types in turn (of all
+    /// [`RECORD_TYPES`], so orgs agree on each row's type by name), none where this org lacks
+    /// it.
+    fn record_type_of(&self, sobject: &str, index: usize) -> Option<String> {
+        let kinds: Vec<&str> = RECORD_TYPES
+            .iter()
+            .filter(|(o, _, _)| *o == sobject)
+            .map(|(_, name, _)| *name)
+            .collect();
+        let name = kinds.get(index % kinds.len().max(1))?;
+        let at = self
+            .record_types
+            .iter()
+            .position(|(o, n, _)| *o == sobject && n == name)?;
+        Some(self.id("RecordType", at))
     }
 
     /// Every live row of `object`, generated lazily.
@@ -479,6 +528,7 @@ fn key_prefix(object: &str) -> &'static str {
         "ContentDocumentLink" => "06A",
         "Case" => "500",
         "Invoice__c" => "a0I",
+        "RecordType" => "012",
         BENCHMARK_OBJECT => "a0B",
         _ => "000",
     }

@@ -43,7 +43,7 @@ pub mod soap;
 pub mod soql;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +81,9 @@ pub struct OrgSeed {
     /// [`schema::RESTORE_KEY_FIELD`], to the objects a restore inserts into (see
     /// [`schema::RESTORE_KEY_OBJECTS`]). Off by default, as in a new org.
     pub restore_key: bool,
+    /// Record types (by `DeveloperName`, of [`schema::RECORD_TYPES`]) this org does not have,
+    /// as a sandbox might lack one its production org has. Its records get none.
+    pub missing_record_types: BTreeSet<String>,
 }
 
 impl OrgSeed {
@@ -95,7 +98,14 @@ impl OrgSeed {
             rows: BTreeMap::new(),
             deleted: BTreeMap::new(),
             restore_key: false,
+            missing_record_types: BTreeSet::new(),
         }
+    }
+
+    /// Leaves record type `developer_name` out of the org.
+    pub fn without_record_type(mut self, developer_name: impl Into<String>) -> Self {
+        self.missing_record_types.insert(developer_name.into());
+        self
     }
 
     /// Adds the restore key field to the objects a restore inserts into.

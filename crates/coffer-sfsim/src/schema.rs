@@ -386,6 +386,7 @@ fn account() -> ObjectDef {
         child("Opportunity", "AccountId", Some("Opportunities"), true),
         child("Task", "WhatId", Some("Tasks"), true),
     ];
+    fields.push(record_type_field());
     object("Account", "Account", "001", fields, children)
 }
 
@@ -476,6 +477,7 @@ fn opportunity() -> ObjectDef {
     ]);
     fields.extend(audit_fields());
     let children = vec![child("Task", "WhatId", Some("Tasks"), true)];
+    fields.push(record_type_field());
     object("Opportunity", "Opportunity", "006", fields, children)
 }
 
@@ -499,6 +501,7 @@ fn case() -> ObjectDef {
     ]);
     fields.extend(audit_fields());
     let children = vec![child("Task", "WhatId", Some("Tasks"), true)];
+    fields.push(record_type_field());
     object("Case", "Case", "500", fields, children)
 }
 
@@ -699,6 +702,47 @@ fn restricting(mut rel: ChildRel) -> ChildRel {
     rel
 }
 
+/// The record types of the simulated org, as (object, `DeveloperName`, label): Salesforce
+/// gives each its own id per org, so a restore into another org maps them by developer name.
+pub const RECORD_TYPES: &[(&str, &str, &str)] = &[
+    ("Account", "Customer", "Customer"),
+    ("Account", "Partner", "Partner"),
+    ("Case", "Billing", "Billing"),
+    ("Case", "Support", "Support"),
+    ("Opportunity", "New_Business", "New Business"),
+    ("Opportunity", "Renewal", "Renewal"),
+];
+
+/// `RecordTypeId`: the record's record type (the profile's default when left empty on create).
+fn record_type_field() -> FieldDef {
+    FieldDef::new("RecordTypeId", "reference", "Record Type ID").refs(&["RecordType"], "RecordType")
+}
+
+/// `RecordType`: read-only metadata as far as data APIs go.
+fn record_type() -> ObjectDef {
+    let read_only = |f: FieldDef| FieldDef {
+        createable: false,
+        updateable: false,
+        ..f
+    };
+    let mut fields = vec![
+        FieldDef::new("Id", "id", "Record Type ID")
+            .system()
+            .lookup(),
+    ];
+    fields.extend(
+        [
+            FieldDef::new("Name", "string", "Record Type Label").required(),
+            FieldDef::new("DeveloperName", "string", "Record Type Name").required(),
+            FieldDef::new("SobjectType", "picklist", "SObject Type Name").required(),
+            FieldDef::new("IsActive", "boolean", "Active").required(),
+        ]
+        .map(read_only),
+    );
+    fields.extend(audit_fields());
+    object("RecordType", "Record Type", "012", fields, Vec::new())
+}
+
 /// The external id field an admin adds so that restores insert exactly once (Coffer's
 /// `--restore-key-field` default): Text(18), External ID, Unique.
 pub const RESTORE_KEY_FIELD: &str = "Coffer_Source_Id__c";
@@ -735,6 +779,7 @@ pub fn objects() -> Vec<ObjectDef> {
         content_version(),
         invoice(),
         opportunity(),
+        record_type(),
         task(),
         user(),
     ]

@@ -178,7 +178,7 @@ impl Writer<'_> {
             let existing = made.get(new).map(Vec::as_slice).unwrap_or_default();
             for (link, source) in links_of.get(old.as_str()).into_iter().flatten() {
                 let entity = source.get("LinkedEntityId").cloned().unwrap_or_default();
-                let Some(entity) = remap(&entity, &map, planned) else {
+                let Some(entity) = remap(&entity, &map, planned, self.plan.same_org) else {
                     continue;
                 };
                 if let Some((id, _)) = existing.iter().find(|(_, linked)| *linked == entity) {

@@ -64,9 +64,24 @@ pub struct StoredPlan {
     /// target has it. Inserts into other objects are plain creates.
     #[serde(default)]
     pub restore_key: RestoreKey,
-    /// What the operator should know before executing (inserts that a crash could repeat).
+    /// What the operator should know before executing (inserts that a crash could repeat,
+    /// record types the target lacks).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Into another org: each backed-up record type to the target's of the same object and
+    /// developer name.
+    #[serde(default)]
+    pub record_types: RecordTypeMap,
+}
+
+/// How record types of the backed-up org become record types of the target org.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordTypeMap {
+    /// Source record type id to target record type id.
+    pub map: BTreeMap<String, String>,
+    /// Source record types the target org lacks (id to `Object.DeveloperName`): records of
+    /// them are written without one, and take the target's default.
+    pub missing: BTreeMap<String, String>,
 }
 
 /// Which objects of the target org take keyed inserts.
@@ -144,8 +159,14 @@ pub(crate) async fn plan_restore(
         .map(|b| b.backup_id)
         .collect();
     let describes = snapshot(ctx, restore.backup_id).await?;
-    let (records, left_out) = leave_out_files(expand(ctx, &chain, scope).await?);
     let same_org = restore.target_org_id == restore.org_id;
+    // Into another org a record cannot be created without its required parents (masters,
+    // required lookups), which exist there only if the restore brings them.
+    let required = match same_org {
+        true => HashSet::new(),
+        false => required_lookups(&describes),
+    };
+    let (records, left_out) = leave_out_files(expand(ctx, &chain, scope, &required).await?);
     let earlier = ctx
         .catalog
         .restored_before(
@@ -183,10 +204,22 @@ pub(crate) async fn plan_restore(
         })
         .collect();
     let restore_key = restore_key(ctx, target, &counts).await?;
-    let warnings = unkeyed_warnings(&restore_key, &counts);
+    let record_types = match same_org {
+        true => RecordTypeMap::default(),
+        false => map_record_types(ctx, &chain, target).await?,
+    };
+    let mut warnings = unkeyed_warnings(&restore_key, &counts);
+    warnings.extend(record_types.missing.iter().map(|(id, name)| {
+        format!(
+            "record type {name} ({id}) has no match in the target org: records of it are \
+             restored with the target's default record type. Create {name} there first to \
+             keep it."
+        )
+    }));
     let plan = StoredPlan {
         restore_key,
         warnings,
+        record_types,
         backup_id: restore.backup_id.to_string(),
         chain: chain.iter().map(ToString::to_string).collect(),
         same_org,
@@ -292,6 +325,7 @@ async fn expand(
     ctx: &BackupContext,
     chain: &[BackupId],
     scope: &Scope,
+    required: &HashSet<(String, String)>,
 ) -> Result<BTreeMap<(String, String), ChainRecord>, WorkerError> {
     let catalog = &ctx.catalog;
     let mut found: BTreeMap<String, ChainRecord> = BTreeMap::new();
@@ -333,11 +367,66 @@ async fn expand(
         let children = children_of(ctx, chain, &frontier, &found).await?;
         frontier = add_live(&mut found, children);
     }
+    add_required_parents(ctx, chain, required, &mut found).await?;
     add_file_documents(ctx, chain, &mut found).await?;
     Ok(found
         .into_values()
         .map(|r| ((r.sobject.clone(), r.record_id.clone()), r))
         .collect())
+}
+
+/// The (object, field) pairs of lookups a record cannot be created without.
+fn required_lookups(describes: &BTreeMap<String, SObjectDescribe>) -> HashSet<(String, String)> {
+    describes
+        .values()
+        .flat_map(|d| {
+            d.fields
+                .iter()
+                .filter(|f| !f.nillable && f.createable && !f.reference_to.is_empty())
+                .map(|f| (d.name.clone(), f.name.clone()))
+        })
+        .collect()
+}
+
+/// Adds, until none is missing, the parents that records in `found` point at through a
+/// `required` lookup.
+async fn add_required_parents(
+    ctx: &BackupContext,
+    chain: &[BackupId],
+    required: &HashSet<(String, String)>,
+    found: &mut BTreeMap<String, ChainRecord>,
+) -> Result<(), WorkerError> {
+    if required.is_empty() {
+        return Ok(());
+    }
+    let mut frontier: Vec<String> = found.keys().cloned().collect();
+    while !frontier.is_empty() {
+        let versions: Vec<(BackupId, String)> = frontier
+            .iter()
+            .filter_map(|id| found.get(id).map(|r| (r.backup_id, id.clone())))
+            .collect();
+        let parents: BTreeSet<String> = ctx
+            .catalog
+            .version_links(&versions)
+            .await?
+            .into_iter()
+            .filter(|(child, field, parent)| {
+                let sobject = found
+                    .get(child)
+                    .map(|r| r.sobject.clone())
+                    .unwrap_or_default();
+                required.contains(&(sobject, field.clone())) && !found.contains_key(parent)
+            })
+            .map(|(_, _, parent)| parent)
+            .collect();
+        let parents: Vec<String> = parents.into_iter().collect();
+        let records = ctx
+            .catalog
+            .chain_records(chain, None, Some(&parents))
+            .await?;
+        frontier = add_live(found, records);
+    }
+    Ok(())
 }
 
 /// Maps the backed-up org's users to the target org's active users by email (case-insensitive);
@@ -394,6 +483,49 @@ async fn map_users(
         }
     }
     map.defaulted.sort();
+    Ok(map)
+}
+
+/// Maps the record types the backup holds to the target org's by object and developer name
+/// (their ids differ from org to org).
+async fn map_record_types(
+    ctx: &BackupContext,
+    chain: &[BackupId],
+    target: &SalesforceClient,
+) -> Result<RecordTypeMap, WorkerError> {
+    let kinds = ctx
+        .catalog
+        .chain_records(chain, Some(&["RecordType".to_owned()]), None)
+        .await?;
+    let source = super::source::read_versions(ctx, &kinds).await?;
+    let mut results = target.rest_query(
+        "SELECT Id, SobjectType, DeveloperName FROM RecordType",
+        QueryOperation::Query,
+    );
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    while let Some(page) = results.next_page().await? {
+        for row in &page.records {
+            if let (Some(id), Some(object), Some(name)) = (row.get(0), row.get(1), row.get(2)) {
+                by_name.insert(format!("{object}.{name}"), id.to_owned());
+            }
+        }
+    }
+    let mut map = RecordTypeMap::default();
+    for (id, row) in &source {
+        let object = row
+            .get("SobjectType")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let name = row
+            .get("DeveloperName")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let key = format!("{object}.{name}");
+        match by_name.get(&key) {
+            Some(target) => map.map.insert(id.clone(), target.clone()),
+            None => map.missing.insert(id.clone(), key),
+        };
+    }
     Ok(map)
 }
 

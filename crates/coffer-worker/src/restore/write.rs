@@ -240,6 +240,8 @@ impl Writer<'_> {
             map,
             planned,
             users: &self.plan.users.map,
+            record_types: &self.plan.record_types,
+            same_org: self.plan.same_org,
         }
     }
 
@@ -573,7 +575,7 @@ impl Writer<'_> {
                 let Some(parent) = source.get(*field).filter(|v| !v.is_empty()) else {
                     continue;
                 };
-                if let Some(id) = remap(parent, &map, planned) {
+                if let Some(id) = remap(parent, &map, planned, self.plan.same_org) {
                     record = record.field(*field, id);
                 }
             }
@@ -613,17 +615,20 @@ impl Writer<'_> {
 /// Why a planned record was not written: its row is missing from the backup's parts.
 const NOT_IN_BACKUP: &str = "the backup's row was not found";
 
-/// The target id for a lookup to `parent`: its new id if the restore wrote it; its own id if
-/// the restore does not cover it (it exists in the org, or is a user, a record type...);
-/// nothing if the restore covers it but could not write it.
+/// The target id for a lookup to `parent`: its new id if the restore wrote it; nothing if the
+/// restore covers it but could not write it. A parent the restore does not cover keeps its id
+/// in the org the backup was taken of (it exists there, or is a user, a record type...); in
+/// another org that id means nothing, so the lookup is left empty (`--parents` brings such
+/// parents along).
 pub(crate) fn remap(
     parent: &str,
     map: &HashMap<String, String>,
     planned: &HashSet<String>,
+    same_org: bool,
 ) -> Option<String> {
     match map.get(parent) {
         Some(target) => Some(target.clone()),
-        None if planned.contains(parent) => None,
+        None if planned.contains(parent) || !same_org => None,
         None => Some(parent.to_owned()),
     }
 }
@@ -636,6 +641,10 @@ struct FieldMapping<'a> {
     planned: &'a HashSet<String>,
     /// Into another org: its users for the backed-up ones.
     users: &'a BTreeMap<String, String>,
+    /// Into another org: its record types for the backed-up ones.
+    record_types: &'a super::plan::RecordTypeMap,
+    /// Whether the target is the org the backup was taken of.
+    same_org: bool,
 }
 
 impl FieldMapping<'_> {
@@ -666,10 +675,14 @@ impl FieldMapping<'_> {
                 }
                 continue;
             }
-            let value = match (field.reference_to.is_empty(), self.users.get(cell)) {
+            if self.record_types.missing.contains_key(cell) {
+                continue; // the target lacks it: its default applies (the plan warns)
+            }
+            let outside = self.users.get(cell).or(self.record_types.map.get(cell));
+            let value = match (field.reference_to.is_empty(), outside) {
                 (true, _) => typed(field, cell),
-                (false, Some(user)) => Value::String(user.clone()),
-                (false, None) => match remap(cell, self.map, self.planned) {
+                (false, Some(target)) => Value::String(target.clone()),
+                (false, None) => match remap(cell, self.map, self.planned, self.same_org) {
                     Some(id) => Value::String(id),
                     None => continue,
                 },
