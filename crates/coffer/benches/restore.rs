@@ -3,13 +3,15 @@
 //! A generated org of related records (`BENCH_RESTORE_ACCOUNTS` Accounts, default 9,000, with
 //! their parent hierarchy, Contacts, Opportunities, Cases, Tasks, Invoices, attachments and
 //! files: about 100,000 records) is backed up through the real queue, simulator, bucket and
-//! catalog; then one fresh `coffer worker` process restores all of it from the backup into an
+//! catalog; then a fresh `coffer worker` process restores all of it from the backup into an
 //! empty org (a new sandbox: every record is inserted under a new id) with
 //! `coffer restore start --object Account --children 2 --target-org ... --execute --wait`:
-//! plan, inserts through sObject Collections with every lookup remapped, file bodies read back
-//! from the bucket, second pass of self-lookups, report. It prints the records restored,
-//! seconds from request to completion, records/s, and the restoring worker's peak resident
-//! memory (`VmHWM`).
+//! plan, inserts with every lookup remapped, file bodies read back from the bucket, second pass
+//! of self-lookups, report. It does so twice: into an org without the restore key field
+//! (sObject Collections, 200 records a call) and into one with it (Bulk API 2.0 upsert jobs for
+//! objects with 2,000 inserts or more). Each row prints the records restored, seconds from
+//! request to completion, records/s, and the restoring worker's peak resident memory
+//! (`VmHWM`).
 //!
 //! The client keeps an org under 25 API calls/s (its share of the org's allowance) and writes
 //! 200 records a call, so about 5,000 records/s is the ceiling the API budget sets.
@@ -82,8 +84,11 @@ fn run_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
 /// The empty org restored into (same pod, so the same users).
 const TARGET_ORG_ID: &str = "00D5g0000004TgtAAA";
 
-async fn start_org(org_id: &str, accounts: usize) -> anyhow::Result<SimHandle> {
-    let org = OrgSeed::new(coffer_core::OrgId::new(org_id)?, 11, accounts, 5);
+async fn start_org(org_id: &str, accounts: usize, keyed: bool) -> anyhow::Result<SimHandle> {
+    let mut org = OrgSeed::new(coffer_core::OrgId::new(org_id)?, 11, accounts, 5);
+    if keyed {
+        org = org.with_restore_key();
+    }
     let config = SimConfig {
         default_page_size: 50_000,
         ..SimConfig::local(org)
@@ -100,13 +105,36 @@ fn records(sim: &SimHandle) -> usize {
         .sum()
 }
 
+/// How a run writes: the org restored into, and whether it has the restore key field.
+struct Mode {
+    name: &'static str,
+    target: &'static str,
+    keyed: bool,
+}
+
+/// Both ways a restore writes: sObject Collections (no restore key in the target) and, into an
+/// org with the key, Bulk API 2.0 upserts for every object with 2,000 inserts or more.
+const MODES: &[Mode] = &[
+    Mode {
+        name: "collections",
+        target: TARGET_ORG_ID,
+        keyed: false,
+    },
+    Mode {
+        name: "bulk+key",
+        target: KEYED_TARGET_ORG_ID,
+        keyed: true,
+    },
+];
+
+/// The empty org with the restore key field restored into by the keyed run.
+const KEYED_TARGET_ORG_ID: &str = "00D5g0000004TgkAAA";
+
 async fn restore_run(accounts: usize) -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
-    let sim = start_org(TEST_ORG_ID, accounts).await?;
-    let target = start_org(TARGET_ORG_ID, 0).await?;
+    let sim = start_org(TEST_ORG_ID, accounts, false).await?;
     env.create_tenant("bench", "").await?;
     env.connect_org("bench", &sim).await?;
-    env.connect_org("bench", &target).await?;
     env.broker().await?;
 
     let backup_worker = start_worker(&env, "backup")?;
@@ -126,13 +154,69 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
         .parse()?;
     let backup = env.wait_for_backup(job, Duration::from_secs(3_600)).await?;
     stop(backup_worker)?;
-
     let before = records(&sim);
-    let left = records(&target);
 
-    let worker = start_worker(&env, "restore")?;
+    println!(
+        "{:>12} {:>9} {:>12} {:>10} {:>8} {:>9} {:>10} {:>13}",
+        "mode",
+        "accounts",
+        "org records",
+        "restored",
+        "failed",
+        "seconds",
+        "records/s",
+        "peak RSS MiB"
+    );
+    let mut notes = Vec::new();
+    for mode in MODES {
+        let target = start_org(mode.target, 0, mode.keyed).await?;
+        env.connect_org("bench", &target).await?;
+        let left = records(&target);
+        let run = restore_into(&env, &backup.backup_id.to_string(), mode).await?;
+        let after = records(&target);
+        println!(
+            "{:>12} {:>9} {:>12} {:>10} {:>8} {:>9.2} {:>10.0} {:>13}",
+            mode.name,
+            accounts,
+            before,
+            run.restored,
+            run.failed.values().sum::<usize>(),
+            run.seconds,
+            run.restored as f64 / run.seconds,
+            run.peak_kib
+                .map_or_else(|| "n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
+        );
+        for (reason, n) in &run.failed {
+            notes.push(format!("{}: failed x{n}: {reason}", mode.name));
+        }
+        notes.push(format!(
+            "{}: {left} records in the target org before, {after} after",
+            mode.name
+        ));
+        target.shutdown().await;
+    }
+    println!("records: {before} in the org backed up");
+    for note in notes {
+        println!("{note}");
+    }
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+/// What one restore run measured.
+struct Run {
+    restored: u64,
+    failed: std::collections::BTreeMap<String, usize>,
+    seconds: f64,
+    peak_kib: Option<u64>,
+}
+
+/// Restores every Account of the backup with two levels of children into `mode`'s org, with a
+/// fresh worker, and measures it.
+async fn restore_into(env: &TestEnv, backup_id: &str, mode: &Mode) -> anyhow::Result<Run> {
+    let worker = start_worker(env, mode.name)?;
     let started = Instant::now();
-    let mut restore = coffer(&env);
+    let mut restore = coffer(env);
     restore.args([
         "restore",
         "start",
@@ -141,19 +225,19 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
         "--org",
         TEST_ORG_ID,
         "--backup",
-        &backup.backup_id.to_string(),
+        backup_id,
         "--object",
         "Account",
         "--children",
         "2",
         "--target-org",
-        TARGET_ORG_ID,
+        mode.target,
         "--execute",
         "--wait",
         "--json",
     ]);
     let report = run_json(restore)?;
-    let elapsed = started.elapsed();
+    let seconds = started.elapsed().as_secs_f64();
     let peak_kib = peak_rss_kib(worker.id());
     stop(worker)?;
     if report["state"] != "complete" {
@@ -168,41 +252,21 @@ async fn restore_run(accounts: usize) -> anyhow::Result<()> {
         .filter(|(k, _)| k.ends_with(":written") || k.ends_with(":linked"))
         .filter_map(|(_, v)| v.as_u64())
         .sum();
-    let failures = report["failed"].as_array().cloned().unwrap_or_default();
-    let failed = failures.len();
-    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
-    for failure in &failures {
+    let mut failed: std::collections::BTreeMap<String, usize> = Default::default();
+    for failure in report["failed"].as_array().into_iter().flatten() {
         let key = format!(
             "{}: {}",
             failure["sobject"].as_str().unwrap_or_default(),
             failure["error"].as_str().unwrap_or_default()
         );
-        *reasons.entry(key).or_default() += 1;
+        *failed.entry(key).or_default() += 1;
     }
-    let after = records(&target);
-    println!(
-        "{:>9} {:>12} {:>10} {:>8} {:>9} {:>10} {:>13}",
-        "accounts", "org records", "restored", "failed", "seconds", "records/s", "peak RSS MiB"
-    );
-    println!(
-        "{:>9} {:>12} {:>10} {:>8} {:>9.2} {:>10.0} {:>13}",
-        accounts,
-        before,
+    Ok(Run {
         restored,
         failed,
-        elapsed.as_secs_f64(),
-        restored as f64 / elapsed.as_secs_f64(),
-        peak_kib.map_or_else(|| "n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
-    );
-    for (reason, n) in &reasons {
-        println!("failed x{n}: {reason}");
-    }
-    println!(
-        "records: {before} in the org backed up; {left} in the target org before, {after} after"
-    );
-    sim.shutdown().await;
-    target.shutdown().await;
-    env.cleanup().await
+        seconds,
+        peak_kib,
+    })
 }
 
 /// `VmHWM` of process `pid` in KiB (Linux): its peak resident set size so far.
