@@ -13,7 +13,9 @@
 //! - the record index and the links between records, and the state of a record as of a time
 //!   ([`records`]);
 //! - restores ([`restores`]): one row per restore job, its plan, and each record it writes with
-//!   the id it got in the target org.
+//!   the id it got in the target org;
+//! - retention policies and legal holds, and the facts the retention planner decides on
+//!   ([`retention`]).
 //!
 //! Every write that must be idempotent under redelivery is keyed so that a second attempt finds
 //! the first one's row: a backup by its job id, an object by (backup, key), a restore by its job
@@ -30,6 +32,7 @@ pub mod jobs;
 pub mod pauses;
 pub mod records;
 pub mod restores;
+pub mod retention;
 pub mod schedules;
 pub mod tasks;
 pub mod tenants;
@@ -50,6 +53,7 @@ pub use restores::{
     ChainRecord, NewRestore, PlannedRecord, RecordState, RestoreAction, RestoreCount, RestoreHold,
     RestoreMode, RestoreRecord, RestoreRow, RestoreState,
 };
+pub use retention::{HoldScope, LegalHold};
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,
 };

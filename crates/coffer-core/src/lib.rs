@@ -10,6 +10,7 @@ pub mod ids;
 pub mod layout;
 pub mod policy;
 pub mod restore;
+pub mod retention;
 pub mod sealed;
 pub mod secret;
 

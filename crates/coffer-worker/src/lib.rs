@@ -13,11 +13,13 @@
 //! ```
 //!
 //! [`lookup`] reads one record as of a time back from the backup that holds it; [`restore`]
-//! plans and writes records of a backup back into an org, links rebuilt.
+//! plans and writes records of a backup back into an org, links rebuilt; [`janitor`] plans
+//! what retention no longer keeps.
 
 pub mod backup;
 pub mod error;
 pub mod handler;
+pub mod janitor;
 pub mod lookup;
 pub mod restore;
 pub mod settings;

@@ -3,7 +3,9 @@
 mod backups;
 mod demo;
 mod enqueue;
+mod janitor;
 mod restore;
+mod retention;
 mod schedule;
 mod scheduler;
 mod sfsim;
@@ -35,6 +37,12 @@ pub enum Command {
     /// Restore records of a backup into an org (plan, execute, status).
     #[command(subcommand)]
     Restore(restore::RestoreCommand),
+    /// Retention policies and legal holds.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
+    /// What retention no longer keeps (`plan`).
+    #[command(subcommand)]
+    Janitor(janitor::JanitorCommand),
     /// Per-tenant backup schedules: cron expressions in a time zone.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -60,6 +68,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Storage(cmd) => storage::run(cmd).await,
         Command::Backups(cmd) => backups::run(cmd).await,
         Command::Restore(cmd) => restore::run(cmd).await,
+        Command::Retention(cmd) => retention::run(cmd).await,
+        Command::Janitor(cmd) => janitor::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Migrate { services } => {

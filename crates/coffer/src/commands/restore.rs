@@ -143,15 +143,22 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     let restore = wait(
         &catalog,
         job_id,
+        args.execute,
         !args.json && std::io::stdout().is_terminal(),
     )
     .await?;
     report(&catalog, &restore, args.json).await
 }
 
-/// Polls the catalog until the restore of `job` is planned, complete or failed; draws a
-/// progress bar of records settled when `bar`.
-async fn wait(catalog: &Catalog, job: JobId, bar: bool) -> anyhow::Result<RestoreRecord> {
+/// Polls the catalog until the restore of `job` is complete or failed (or, plan only, planned:
+/// an executing restore passes through `planned` on its way to writing); draws a progress bar
+/// of records settled when `bar`.
+async fn wait(
+    catalog: &Catalog,
+    job: JobId,
+    execute: bool,
+    bar: bool,
+) -> anyhow::Result<RestoreRecord> {
     let progress = bar.then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -176,10 +183,12 @@ async fn wait(catalog: &Catalog, job: JobId, bar: bool) -> anyhow::Result<Restor
                 bar.set_position(settled);
                 bar.set_message(restore.state.as_str());
             }
-            if matches!(
-                restore.state,
-                RestoreState::Planned | RestoreState::Complete | RestoreState::Failed
-            ) {
+            let done = match restore.state {
+                RestoreState::Complete | RestoreState::Failed => true,
+                RestoreState::Planned => !execute,
+                _ => false,
+            };
+            if done {
                 if let Some(bar) = &progress {
                     bar.finish_and_clear();
                 }
