@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,21 +20,17 @@ use coffer_testkit::{TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{Reaped, coffer, run_json, wait_for_exit};
+use common::{Reaped, coffer, kill_seed, logs_of, run_json, wait_for_exit};
 
 const KILLS: usize = 5;
 
-/// Starts a worker process with a short task lease and small parts, logging to its own file.
+/// Starts a worker process with a short task lease and small parts.
 fn spawn_worker(env: &TestEnv, n: usize) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
-    let log = std::env::temp_dir().join(format!("coffer-kill-{}-{n}.log", env.id));
-    let child = coffer(env)
-        .arg("worker")
-        .env("COFFER_TASK_LEASE", "2s")
-        .env("COFFER_MAX_PART_BYTES", "4096")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    Ok((Reaped(child), log))
+    let vars = [
+        ("COFFER_TASK_LEASE", "2s"),
+        ("COFFER_MAX_PART_BYTES", "4096"),
+    ];
+    common::spawn_worker(env, "kill", n, &vars)
 }
 
 async fn backup_state(env: &TestEnv, job: JobId) -> anyhow::Result<Option<BackupRecord>> {
@@ -56,11 +52,7 @@ fn gunzip_csv(body: &[u8]) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_completes_although_its_workers_are_killed_at_random_points() -> anyhow::Result<()>
 {
-    let seed: u64 = match std::env::var("COFFER_KILL_SEED") {
-        Ok(s) => s.parse()?,
-        Err(_) => rand::random(),
-    };
-    eprintln!("kill test seed: COFFER_KILL_SEED={seed}");
+    let seed = kill_seed()?;
     let mut rng = StdRng::seed_from_u64(seed);
 
     let env = TestEnv::new().await?;
@@ -117,14 +109,10 @@ async fn a_backup_completes_although_its_workers_are_killed_at_random_points() -
             Some(b) if b.state == BackupState::Complete => break b,
             Some(b) if b.state == BackupState::Failed => bail!("backup failed (seed {seed})"),
             _ if Instant::now() > deadline => {
-                let tails: Vec<String> = logs
-                    .iter()
-                    .map(|l| std::fs::read_to_string(l).unwrap_or_default())
-                    .collect();
                 bail!(
                     "no complete backup (seed {seed}); logs:\n{}",
-                    tails.join("\n---\n")
-                );
+                    logs_of(&logs)
+                )
             }
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,19 +22,12 @@ use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{Reaped, coffer, run_json, wait_for_backup};
+use common::{Reaped, coffer, kill_seed, logs_of, run_json, wait_for_backup};
 
 const KILLS: usize = 4;
 
-/// Starts a worker process logging to its own file.
 fn spawn_worker(env: &TestEnv, n: usize) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
-    let log = std::env::temp_dir().join(format!("coffer-kill-restore-{}-{n}.log", env.id));
-    let child = coffer(env)
-        .arg("worker")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    Ok((Reaped(child), log))
+    common::spawn_worker(env, "kill-restore", n, &[])
 }
 
 async fn restore_of(env: &TestEnv, job: JobId) -> anyhow::Result<Option<RestoreRecord>> {
@@ -57,21 +49,9 @@ async fn wait_for_plan(env: &TestEnv, job: JobId) -> anyhow::Result<()> {
     }
 }
 
-fn logs_of(logs: &[std::path::PathBuf]) -> String {
-    let tails: Vec<String> = logs
-        .iter()
-        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
-        .collect();
-    tails.join("\n---\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_killed_at_random_points_ends_as_an_uninterrupted_one() -> anyhow::Result<()> {
-    let seed: u64 = match std::env::var("COFFER_KILL_SEED") {
-        Ok(s) => s.parse()?,
-        Err(_) => rand::random(),
-    };
-    eprintln!("kill test seed: COFFER_KILL_SEED={seed}");
+    let seed = kill_seed()?;
     let mut rng = StdRng::seed_from_u64(seed);
 
     let env = TestEnv::new().await?;

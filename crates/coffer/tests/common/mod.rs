@@ -91,3 +91,40 @@ pub async fn wait_for_backup(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The seed of a kill test's random points: `COFFER_KILL_SEED` when set (a replay), else a new
+/// one; printed either way, so a failure can be replayed.
+pub fn kill_seed() -> anyhow::Result<u64> {
+    let seed: u64 = match std::env::var("COFFER_KILL_SEED") {
+        Ok(s) => s.parse()?,
+        Err(_) => rand::random(),
+    };
+    eprintln!("kill test seed: COFFER_KILL_SEED={seed}");
+    Ok(seed)
+}
+
+/// Starts `coffer worker` number `n` of a test with the extra environment `vars`, its log in a
+/// file of its own (returned) named after `label`.
+pub fn spawn_worker(
+    env: &TestEnv,
+    label: &str,
+    n: usize,
+    vars: &[(&str, &str)],
+) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
+    let log = std::env::temp_dir().join(format!("coffer-{label}-{}-{n}.log", env.id));
+    let mut cmd = coffer(env);
+    cmd.arg("worker")
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    Ok((Reaped(cmd.spawn()?), log))
+}
+
+/// The workers' logs, one after the other, for a failure message.
+pub fn logs_of(logs: &[std::path::PathBuf]) -> String {
+    let logs: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+        .collect();
+    logs.join("\n---\n")
+}
