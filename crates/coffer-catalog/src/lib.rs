@@ -107,6 +107,15 @@ impl Catalog {
         &self.pool
     }
 
+    /// The database's clock: the one every stored time (leases, pauses, `sent_at`, backup
+    /// times) was stamped with, so comparisons with it agree across machines.
+    pub async fn now(&self) -> Result<time::OffsetDateTime, CatalogError> {
+        let row = sqlx::query("SELECT CURRENT_TIMESTAMP(6) AS now")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("now")?)
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), CatalogError> {
         let row = sqlx::query("SELECT 1 AS one").fetch_one(&self.pool).await?;

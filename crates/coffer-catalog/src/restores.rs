@@ -524,14 +524,6 @@ impl Catalog {
         Ok(())
     }
 
-    /// The database's clock, against which [`RestoreRow::sent_at`] was stamped.
-    pub async fn now(&self) -> Result<OffsetDateTime, CatalogError> {
-        let row = sqlx::query("SELECT CURRENT_TIMESTAMP(6) AS now")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("now")?)
-    }
-
     /// Marks rows failed with their Salesforce error, for `(source_id, error)` pairs. Rows
     /// already written or linked keep their state.
     pub async fn mark_failed(

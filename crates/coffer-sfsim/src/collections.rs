@@ -290,11 +290,7 @@ async fn collection(
         Err(refusal) => return refuse(refusal),
     };
     if sim.faults.fail_this_collection_write() {
-        return sf_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SERVER_UNAVAILABLE",
-            "Server unavailable, please retry later.",
-        );
+        return unavailable();
     }
     sim.faults.delay_write().await;
     let bodies = bodies_of(&sim, &items);
@@ -302,13 +298,13 @@ async fn collection(
     let results = keep_bodies(&sim, results, bodies);
     sim.faults.delay_write().await;
     if sim.faults.lose_this_collection_answer() {
-        return answer_lost();
+        return unavailable();
     }
     axum::Json(results.iter().map(result_json).collect::<Vec<_>>()).into_response()
 }
 
-/// The `503` of a write whose answer the fault injection drops after the commit.
-fn answer_lost() -> Response {
+/// The `503` of a write the fault injection refuses, before or after applying it.
+fn unavailable() -> Response {
     sf_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "SERVER_UNAVAILABLE",
@@ -354,7 +350,7 @@ pub async fn upsert(
         ));
     }
     if sim.faults.fail_this_collection_write() {
-        return answer_lost();
+        return unavailable();
     }
     sim.faults.delay_write().await;
     let bodies = bodies_of(&sim, &items);
@@ -364,7 +360,7 @@ pub async fn upsert(
     let results = keep_bodies(&sim, results, bodies);
     sim.faults.delay_write().await;
     if sim.faults.lose_this_collection_answer() {
-        return answer_lost();
+        return unavailable();
     }
     let answer: Vec<Value> = results
         .iter()

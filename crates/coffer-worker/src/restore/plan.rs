@@ -375,15 +375,18 @@ async fn expand(
         .collect())
 }
 
-/// The (object, field) pairs of lookups a record cannot be created without.
+/// The (object, field) pairs of lookups a record cannot be created without, as
+/// [`lookups_of`] marks them required.
 fn required_lookups(describes: &BTreeMap<String, SObjectDescribe>) -> HashSet<(String, String)> {
-    describes
-        .values()
-        .flat_map(|d| {
-            d.fields
-                .iter()
-                .filter(|f| !f.nillable && f.createable && !f.reference_to.is_empty())
-                .map(|f| (d.name.clone(), f.name.clone()))
+    let all: Vec<&SObjectDescribe> = describes.values().collect();
+    lookups_of(&all)
+        .into_iter()
+        .flat_map(|o| {
+            let sobject = o.sobject;
+            o.lookups
+                .into_iter()
+                .filter(|l| l.required)
+                .map(move |l| (sobject.clone(), l.name))
         })
         .collect()
 }

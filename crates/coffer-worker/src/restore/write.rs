@@ -214,9 +214,10 @@ impl Writer<'_> {
         let records: Vec<(String, SObjectRecord)> = in_doubt
             .iter()
             .filter_map(|r| {
+                let source = sources.get(&r.source_id)?;
                 Some((
                     r.source_id.clone(),
-                    fields.record(sources.get(&r.source_id)?, None),
+                    fields.insert(source, &r.source_id, None),
                 ))
             })
             .collect();
@@ -278,9 +279,7 @@ impl Writer<'_> {
         for row in rows {
             match sources.get(&row.source_id) {
                 Some(source) => {
-                    let record = fields
-                        .record(source, None)
-                        .field(key, row.source_id.clone());
+                    let record = fields.insert(source, &row.source_id, Some(key));
                     records.push((row.source_id.clone(), record));
                 }
                 None => missing.push((row.source_id.clone(), NOT_IN_BACKUP.to_owned())),
@@ -349,17 +348,11 @@ impl Writer<'_> {
                 missing.push((row.source_id.clone(), NOT_IN_BACKUP.to_owned()));
                 continue;
             };
-            match (row.action, key) {
-                (RestoreAction::Update, _) => {
+            match row.action {
+                RestoreAction::Update => {
                     updates.push((row, fields.record(source, Some(&row.source_id))))
                 }
-                (_, Some(key)) => inserts.push((
-                    row,
-                    fields
-                        .record(source, None)
-                        .field(key, row.source_id.clone()),
-                )),
-                (_, None) => inserts.push((row, fields.record(source, None))),
+                _ => inserts.push((row, fields.insert(source, &row.source_id, key))),
             }
         }
         self.failed(&missing).await?;
@@ -648,6 +641,16 @@ struct FieldMapping<'a> {
 }
 
 impl FieldMapping<'_> {
+    /// The record that creates `source_id`: [`FieldMapping::record`] without an id, carrying
+    /// the source id in the restore `key` where the object has one.
+    fn insert(&self, source: &SourceRow, source_id: &str, key: Option<&str>) -> SObjectRecord {
+        let record = self.record(source, None);
+        match key {
+            Some(key) => record.field(key, source_id.to_owned()),
+            None => record,
+        }
+    }
+
     /// The record to create (`id` none) or to update (`id` set): every field the operation may
     /// set, typed, lookups remapped, second-pass lookups left out. An update also clears what
     /// was empty in the backup.
