@@ -7,11 +7,7 @@
 mod common;
 
 use coffer_catalog::records::INDEX_BATCH_ROWS;
-use coffer_catalog::{
-    BackupRecord, Catalog, IndexedRecord, NewObject, NewStorage, ObjectKind, RecordLink, Sse,
-    StorageAccess,
-};
-use coffer_core::layout::BasePath;
+use coffer_catalog::{BackupRecord, Catalog, IndexedRecord, NewObject, ObjectKind, RecordLink};
 use coffer_core::{JobId, OrgId, TenantId};
 use common::TestDb;
 use time::OffsetDateTime;
@@ -25,21 +21,7 @@ fn ids() -> (TenantId, OrgId) {
 }
 
 async fn storage(catalog: &Catalog) -> u64 {
-    let (tenant, _) = ids();
-    let storage = NewStorage {
-        bucket: "acme-backups".to_owned(),
-        region: "us-east-1".to_owned(),
-        endpoint: None,
-        base_path: BasePath::default(),
-        sse: Sse::S3,
-        access: StorageAccess::Vendor,
-    };
-    catalog
-        .put_tenant(&tenant, "Acme", &storage)
-        .await
-        .unwrap()
-        .storage
-        .storage_id
+    common::vendor_tenant(catalog, &ids().0).await
 }
 
 fn account(n: usize) -> String {

@@ -10,11 +10,9 @@ use std::collections::HashMap;
 
 use coffer_catalog::records::INDEX_BATCH_ROWS;
 use coffer_catalog::{
-    BackupRecord, Catalog, CatalogError, ChainRecord, IndexedRecord, NewRestore, NewStorage,
-    PlannedRecord, RecordLink, RecordState, RestoreAction, RestoreCount, RestoreMode, RestoreRow,
-    RestoreState, Sse, StorageAccess,
+    BackupRecord, Catalog, CatalogError, ChainRecord, IndexedRecord, NewRestore, PlannedRecord,
+    RecordLink, RecordState, RestoreAction, RestoreCount, RestoreMode, RestoreRow, RestoreState,
 };
-use coffer_core::layout::BasePath;
 use coffer_core::{BackupId, JobId, OrgId, TenantId};
 use common::TestDb;
 use time::OffsetDateTime;
@@ -32,21 +30,7 @@ fn sandbox() -> OrgId {
 }
 
 async fn storage(catalog: &Catalog) -> u64 {
-    let (tenant, _) = ids();
-    let storage = NewStorage {
-        bucket: "acme-backups".to_owned(),
-        region: "us-east-1".to_owned(),
-        endpoint: None,
-        base_path: BasePath::default(),
-        sse: Sse::S3,
-        access: StorageAccess::Vendor,
-    };
-    catalog
-        .put_tenant(&tenant, "Acme", &storage)
-        .await
-        .unwrap()
-        .storage
-        .storage_id
+    common::vendor_tenant(catalog, &ids().0).await
 }
 
 fn account(n: usize) -> String {

@@ -8,8 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use coffer_catalog::{Catalog, HoldScope, NewStorage, Sse, StorageAccess};
-use coffer_core::layout::BasePath;
+use coffer_catalog::{Catalog, HoldScope};
 use coffer_core::retention::{BackupStage, Decision, KeepReason, Policy, plan};
 use coffer_core::{BackupId, JobId, OrgId, TenantId};
 use common::TestDb;
@@ -23,20 +22,7 @@ fn org() -> OrgId {
 }
 
 async fn storage(catalog: &Catalog) -> u64 {
-    let storage = NewStorage {
-        bucket: "acme-backups".to_owned(),
-        region: "us-east-1".to_owned(),
-        endpoint: None,
-        base_path: BasePath::default(),
-        sse: Sse::S3,
-        access: StorageAccess::Vendor,
-    };
-    catalog
-        .put_tenant(&tenant(), "Acme", &storage)
-        .await
-        .unwrap()
-        .storage
-        .storage_id
+    common::vendor_tenant(catalog, &tenant()).await
 }
 
 /// A backup completed `days` days ago (an incremental of `base` when given), back-dated.

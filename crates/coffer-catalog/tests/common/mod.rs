@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use coffer_catalog::Catalog;
+use coffer_catalog::{Catalog, NewStorage, Sse, StorageAccess};
+use coffer_core::TenantId;
+use coffer_core::layout::BasePath;
 use secrecy::SecretString;
 use sqlx::Connection;
 
@@ -62,4 +64,23 @@ impl TestDb {
 /// Same as [`TestDb::new`].
 pub async fn fresh_catalog() -> TestDb {
     TestDb::new().await
+}
+
+/// Creates `tenant` ("Acme") writing to the vendor's bucket `acme-backups`; returns its storage
+/// id.
+pub async fn vendor_tenant(catalog: &Catalog, tenant: &TenantId) -> u64 {
+    let storage = NewStorage {
+        bucket: "acme-backups".to_owned(),
+        region: "us-east-1".to_owned(),
+        endpoint: None,
+        base_path: BasePath::default(),
+        sse: Sse::S3,
+        access: StorageAccess::Vendor,
+    };
+    catalog
+        .put_tenant(tenant, "Acme", &storage)
+        .await
+        .expect("put tenant")
+        .storage
+        .storage_id
 }
