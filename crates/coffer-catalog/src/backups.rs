@@ -22,6 +22,9 @@ pub enum BackupState {
     Complete,
     /// Gave up; the reason is in `last_error`.
     Failed,
+    /// Retention is deleting it: no longer restorable, never resumed; the janitor removes the
+    /// row once its objects are gone.
+    Expiring,
 }
 
 impl BackupState {
@@ -30,6 +33,7 @@ impl BackupState {
             "running" => Ok(BackupState::Running),
             "complete" => Ok(BackupState::Complete),
             "failed" => Ok(BackupState::Failed),
+            "expiring" => Ok(BackupState::Expiring),
             other => Err(CatalogError::Corrupt(format!(
                 "unknown backup state {other:?}"
             ))),
@@ -42,6 +46,7 @@ impl BackupState {
             BackupState::Running => "running",
             BackupState::Complete => "complete",
             BackupState::Failed => "failed",
+            BackupState::Expiring => "expiring",
         }
     }
 }
@@ -186,6 +191,8 @@ impl Catalog {
         kind: &str,
         base: Option<BackupId>,
     ) -> Result<BackupRecord, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        refuse_while_files_swept(&mut tx, tenant_id, org_id).await?;
         sqlx::query(
             "INSERT IGNORE INTO backups (backup_id, job_id, tenant_id, org_id, storage_id, kind, base_backup_id, state) \
              VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
@@ -197,12 +204,13 @@ impl Catalog {
         .bind(storage_id)
         .bind(kind)
         .bind(base.map(|b| b.to_string()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE backups SET state = 'running', last_error = NULL WHERE job_id = ? AND state = 'failed'")
             .bind(job_id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         self.backup_of_job(job_id)
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("backup of job {job_id} vanished")))
@@ -293,7 +301,7 @@ impl Catalog {
              objects = (SELECT COUNT(*) FROM backup_objects o WHERE o.backup_id = b.backup_id), \
              record_count = (SELECT COALESCE(SUM(row_count), 0) FROM backup_objects o WHERE o.backup_id = b.backup_id AND o.kind = 'records'), \
              bytes = (SELECT COALESCE(SUM(size_bytes), 0) FROM backup_objects o WHERE o.backup_id = b.backup_id) \
-             WHERE b.backup_id = ?",
+             WHERE b.backup_id = ? AND b.state IN ('running', 'failed')",
         )
         .bind(backup_id.to_string())
         .execute(&self.pool)
@@ -305,7 +313,7 @@ impl Catalog {
 
     /// Marks the backup failed with a reason (no secrets: the reason is shown to operators).
     pub async fn fail_backup(&self, backup_id: BackupId, reason: &str) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE backups SET state = 'failed', last_error = ? WHERE backup_id = ? AND state <> 'complete'")
+        sqlx::query("UPDATE backups SET state = 'failed', last_error = ? WHERE backup_id = ? AND state IN ('running', 'failed')")
             .bind(reason)
             .bind(backup_id.to_string())
             .execute(&self.pool)
@@ -345,6 +353,35 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(object_from_row).collect()
+    }
+}
+
+/// Refuses (retryably) to start or revive a backup of an org whose unreferenced file bodies the
+/// janitor is deleting: a backup could otherwise decide to reuse a body the janitor is about
+/// to delete. Holds the org row shared until the caller commits, against
+/// [`Catalog::begin_files_sweep`], which takes it exclusively.
+async fn refuse_while_files_swept(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    tenant_id: &TenantId,
+    org_id: &OrgId,
+) -> Result<(), CatalogError> {
+    let row = sqlx::query(
+        "SELECT files_sweep_until > CURRENT_TIMESTAMP(6) AS busy FROM orgs \
+         WHERE tenant_id = ? AND org_id = ? LOCK IN SHARE MODE",
+    )
+    .bind(tenant_id.as_str())
+    .bind(org_id.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let busy = match row {
+        Some(row) => row.try_get::<Option<i64>, _>("busy")?.unwrap_or(0) != 0,
+        None => false,
+    };
+    match busy {
+        true => Err(CatalogError::Busy(format!(
+            "the janitor is deleting unreferenced file bodies of org {org_id}; the backup starts once it is done"
+        ))),
+        false => Ok(()),
     }
 }
 

@@ -35,6 +35,9 @@ pub enum CatalogError {
     /// The change is not allowed in the current state (the message says what to do first).
     #[error("{0}")]
     Refused(String),
+    /// Another process holds what this needs for a while (the message says what); try later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// MySQL error codes that mean "try again": deadlock, lock wait timeout, too many connections,
@@ -67,7 +70,7 @@ impl CatalogError {
 impl Classify for CatalogError {
     fn class(&self) -> ErrorClass {
         match self {
-            CatalogError::Unavailable(_) => ErrorClass::Retryable,
+            CatalogError::Unavailable(_) | CatalogError::Busy(_) => ErrorClass::Retryable,
             CatalogError::Query { code, .. } if RETRYABLE_MYSQL_CODES.contains(&code.as_str()) => {
                 ErrorClass::Retryable
             }

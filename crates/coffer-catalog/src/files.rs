@@ -270,7 +270,7 @@ impl Catalog {
     }
 }
 
-fn file_object_from_row(row: &MySqlRow) -> Result<FileObject, CatalogError> {
+pub(crate) fn file_object_from_row(row: &MySqlRow) -> Result<FileObject, CatalogError> {
     Ok(FileObject {
         tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id")?)?,
         org_id: OrgId::new(row.try_get::<String, _>("org_id")?)?,

@@ -15,7 +15,9 @@
 //! - restores ([`restores`]): one row per restore job, its plan, and each record it writes with
 //!   the id it got in the target org;
 //! - retention policies and legal holds, and the facts the retention planner decides on
-//!   ([`retention`]).
+//!   ([`retention`]);
+//! - retention sweeps ([`sweeps`]): stored plans, marks, the locked re-check before a backup
+//!   is deleted, and the fence around deleting unreferenced file bodies.
 //!
 //! Every write that must be idempotent under redelivery is keyed so that a second attempt finds
 //! the first one's row: a backup by its job id, an object by (backup, key), a restore by its job
@@ -34,6 +36,7 @@ pub mod records;
 pub mod restores;
 pub mod retention;
 pub mod schedules;
+pub mod sweeps;
 pub mod tasks;
 pub mod tenants;
 
@@ -57,6 +60,7 @@ pub use retention::{HoldScope, LegalHold};
 pub use schedules::{
     Claim, CronSchedule, NewSchedule, ScheduleKind, ScheduleRecord, ScheduledRun, SchedulerLeader,
 };
+pub use sweeps::{Expiry, FilesFence, RetentionMark};
 pub use tasks::{PlannedTask, StrandedTask, TaskCounts, TaskLease, TaskRecord, TaskSlice};
 pub use tenants::{
     NewStorage, OrgRecord, OwnStorage, Sse, StorageAccess, StorageRecord, StorageTest,

@@ -85,6 +85,24 @@ impl Catalog {
         .transpose()
     }
 
+    /// The tenant's own policy (not an org's), if set.
+    pub async fn tenant_retention_policy(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Option<Policy>, CatalogError> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT policy_json FROM retention_policies WHERE tenant_id = ? AND org_id = ''",
+        )
+        .bind(tenant_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        json.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| CatalogError::Corrupt(format!("retention policy of {tenant_id}: {e}")))
+        })
+        .transpose()
+    }
+
     /// Places a hold; returns its id.
     pub async fn place_hold(
         &self,
@@ -156,8 +174,9 @@ impl Catalog {
             .collect()
     }
 
-    /// Every backup of the org as the retention planner sees it: stage, time, base, and
-    /// whether a hold in force covers it.
+    /// Every backup of the org as the retention planner sees it: stage, time, base, whether a
+    /// hold in force covers it and whether a restore in progress reads it. Backups already
+    /// being deleted (`expiring`) are left out: they are past deciding.
     pub async fn retention_facts(
         &self,
         tenant_id: &TenantId,
@@ -167,8 +186,11 @@ impl Catalog {
             "SELECT b.backup_id, b.state, COALESCE(b.completed_at, b.started_at) AS at, \
              b.base_backup_id, EXISTS (SELECT 1 FROM legal_holds h WHERE h.tenant_id = b.tenant_id \
                AND h.released_at IS NULL AND (h.org_id = '' OR h.org_id = b.org_id) \
-               AND (h.backup_id = '' OR h.backup_id = b.backup_id)) AS held \
-             FROM backups b WHERE b.tenant_id = ? AND b.org_id = ?",
+               AND (h.backup_id = '' OR h.backup_id = b.backup_id)) AS held, \
+             EXISTS (SELECT 1 FROM restores r WHERE r.backup_id = b.backup_id \
+               AND (r.state IN ('planning', 'running') OR (r.state = 'planned' AND r.mode = 'execute'))) \
+               AS restoring \
+             FROM backups b WHERE b.tenant_id = ? AND b.org_id = ? AND b.state <> 'expiring'",
         )
         .bind(tenant_id.as_str())
         .bind(org_id.as_str())
@@ -188,6 +210,7 @@ impl Catalog {
                     at: row.try_get("at")?,
                     base: base.map(|b| b.parse()).transpose()?,
                     held: row.try_get::<i64, _>("held")? != 0,
+                    restoring: row.try_get::<i64, _>("restoring")? != 0,
                 })
             })
             .collect()

@@ -13,6 +13,7 @@ pub mod restore;
 pub mod retention;
 pub mod sealed;
 pub mod secret;
+pub mod sweep;
 
 pub use error::{Classify, ErrorClass};
 pub use ids::{BackupId, IdError, JobId, OrgId, SObjectName, TenantId};

@@ -14,6 +14,7 @@
 //! - the newest complete backup of the org (there is always one to restore from);
 //! - under a legal hold (of its tenant, org, or itself; the caller says which are held);
 //! - running (its objects are still being written);
+//! - read by a restore in progress;
 //! - the base of a kept or running incremental, however far down the chain (an incremental
 //!   holds only what changed since its base, so its base is part of it).
 //!
@@ -45,12 +46,20 @@ pub struct Policy {
     pub keep_weekly: Option<u32>,
     /// Keep the newest backup of each of the newest N months that have one (UTC).
     pub keep_monthly: Option<u32>,
+    /// On a versioned bucket, delete the versions Coffer wrote instead of only adding delete
+    /// markers (the tenant's choice: markers keep the bytes, and their cost, until the bucket's
+    /// own lifecycle rules expire them). Not a rule: it says how, not what, to delete.
+    #[serde(default)]
+    pub delete_versions: bool,
 }
 
 impl Policy {
     /// Whether the policy has any rule (an empty policy deletes nothing).
     pub fn is_empty(&self) -> bool {
-        *self == Policy::default()
+        Policy {
+            delete_versions: false,
+            ..*self
+        } == Policy::default()
     }
 
     /// The policy in words, for reports: `30 days, last 7, 7 daily, 4 weekly, 12 monthly`.
@@ -97,6 +106,8 @@ pub struct BackupFacts {
     pub base: Option<BackupId>,
     /// Under a legal hold (its own, its org's or its tenant's).
     pub held: bool,
+    /// Read by a restore that is planning or running.
+    pub restoring: bool,
 }
 
 /// Why a backup is kept.
@@ -109,6 +120,8 @@ pub enum KeepReason {
     Hold,
     /// Still running.
     Running,
+    /// Read by a restore in progress.
+    Restoring,
     /// Younger than `keep_days`.
     Days,
     /// One of the `keep_last` newest.
@@ -196,6 +209,9 @@ pub fn plan(policy: &Policy, backups: &[BackupFacts], now: OffsetDateTime) -> Ve
     for b in &ordered {
         if b.held {
             keep(b.backup_id, KeepReason::Hold);
+        }
+        if b.restoring {
+            keep(b.backup_id, KeepReason::Restoring);
         }
         match b.stage {
             BackupStage::Running => keep(b.backup_id, KeepReason::Running),
@@ -344,6 +360,7 @@ mod tests {
             at: NOW - Duration::days(days) - Duration::hours(hours),
             base: None,
             held: false,
+            restoring: false,
         }
     }
 

@@ -15,7 +15,11 @@
 //!   the object, sends small objects in one PUT, checksums every byte, creates objects only if
 //!   absent, and always ends in Complete or Abort.
 //! - [`copy`]: server-side copies inside a bucket, created only if the destination is absent.
-//! - [`list`] and [`delete`]: listing a prefix and deleting keys in batches.
+//! - [`list`]: listing a prefix: objects with size and time, every version and delete marker
+//!   ([`list::list_versions`], [`list::versioning_on`]), and open multipart uploads with their
+//!   start time, which [`list::abort_upload`] discards.
+//! - [`delete`]: deleting objects and versions in batches of 1,000, several requests at a time
+//!   ([`delete::delete_objects`]), retryable per-key refusals sent again and the rest reported.
 //! - [`reader`]: streams an object back and checks its recorded size and SHA-256.
 //! - [`provision`]: creating buckets and KMS keys, for the demo and the tests (in production the
 //!   customer or the vendor's infrastructure code owns these).
@@ -26,6 +30,7 @@ pub mod access;
 pub mod client;
 pub mod copy;
 pub mod credentials;
+pub mod delete;
 pub mod error;
 pub mod list;
 pub mod multipart;
@@ -42,4 +47,3 @@ pub use target::{BucketTarget, Encryption};
 
 /// Re-export so callers can name the client type without depending on the SDK directly.
 pub use aws_sdk_s3::Client as S3Client;
-pub mod delete;

@@ -153,6 +153,9 @@ impl TestEnv {
                         let reason = self.catalog.job(job).await?.and_then(|j| j.last_error);
                         anyhow::bail!("backup {} failed: {reason:?}", b.backup_id)
                     }
+                    BackupState::Expiring => {
+                        anyhow::bail!("backup {} is being deleted by retention", b.backup_id)
+                    }
                     BackupState::Running => {}
                 }
             }

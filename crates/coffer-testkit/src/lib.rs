@@ -5,8 +5,12 @@
 //! `scripts/stack env` prints, with the same defaults. [`TestEnv::new`] gives a test its own
 //! database (migrated), queue prefix, bucket and KMS key, so tests run in parallel without
 //! seeing each other; [`TestEnv::cleanup`] removes the database and queues.
+//! [`consistency::problems`] checks that a bucket and the catalog agree; [`history`] makes
+//! back-dated backup histories for retention tests and benchmarks.
 
+pub mod consistency;
 pub mod env;
+pub mod history;
 pub mod iam;
 pub mod logs;
 pub mod org;

@@ -116,6 +116,10 @@ pub enum WorkerError {
         /// Bytes received.
         actual: u64,
     },
+    /// The janitor could not finish a step (keys the store refused, a fence lost); what it
+    /// started stays recorded and the next sweep finishes it.
+    #[error("retention: {0}")]
+    Janitor(String),
 }
 
 impl WorkerError {
@@ -145,7 +149,8 @@ impl Classify for WorkerError {
             | WorkerError::OrgPaused { .. }
             | WorkerError::HeldElsewhere { .. }
             | WorkerError::FileChecksum { .. }
-            | WorkerError::FileSize { .. } => ErrorClass::Retryable,
+            | WorkerError::FileSize { .. }
+            | WorkerError::Janitor(_) => ErrorClass::Retryable,
             WorkerError::Decode(_)
             | WorkerError::InvalidJob(_)
             | WorkerError::UnknownTenant(_)

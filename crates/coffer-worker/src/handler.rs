@@ -25,9 +25,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_catalog::{Catalog, JobState, OrgPause, RestoreState};
-use coffer_core::{Classify, ErrorClass, JobId};
+use coffer_core::{Classify, ErrorClass, JobId, TenantId};
 use coffer_proto::v1::job_envelope::Job;
-use coffer_proto::v1::{self, BackupRequested, ExtractTaskRequested, RestoreRequested, job_event};
+use coffer_proto::v1::{
+    self, BackupRequested, ExtractTaskRequested, RestoreRequested, RetentionSweepRequested, job_event,
+};
 use coffer_queue::{JobDelivery, JobHandler, Outcome, Publisher};
 use tracing::Instrument;
 
@@ -35,6 +37,7 @@ use crate::backup::{
     BackupContext, BackupJob, Progress, TaskPublisher, plan_backup, republish_stranded, run_task,
 };
 use crate::error::WorkerError;
+use crate::janitor::sweep::{Janitor, SweepSettings, sweep_all, sweep_tenant};
 use crate::restore::{RestoreJob, run_restore};
 use crate::settings::WorkerSettings;
 use crate::storage::StorageClients;
@@ -97,9 +100,7 @@ impl Worker {
             Some(Job::RestoreRequested(msg)) => {
                 Box::pin(self.handle_restore(job_id, &msg, delivery)).await
             }
-            Some(Job::RetentionSweepRequested(_)) => {
-                Err(WorkerError::Unsupported("retention sweep"))
-            }
+            Some(Job::RetentionSweepRequested(msg)) => self.handle_sweep(job_id, &msg).await,
             None => Err(WorkerError::Decode(coffer_proto::DecodeError::NoJob)),
         }
     }
@@ -146,6 +147,43 @@ impl Worker {
                 Ok(progress) => self.progressed(&job, &progress).await,
                 Err(e) => Err(self.failed(&job, e, delivery).await),
             }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A retention sweep of one tenant (or every tenant, when the message names none). What
+    /// fails inside is logged and left for the next sweep; the message is done either way.
+    async fn handle_sweep(
+        &self,
+        job_id: JobId,
+        msg: &RetentionSweepRequested,
+    ) -> Result<(), WorkerError> {
+        let settings = SweepSettings {
+            dry_run: msg.dry_run,
+            ..self.ctx.settings.retention.clone()
+        };
+        let janitor = Janitor {
+            catalog: &self.ctx.catalog,
+            storage: &self.ctx.storage,
+            settings: &settings,
+            name: &self.name,
+        };
+        let span = tracing::info_span!("retention_sweep", %job_id, tenant = %msg.tenant_id, dry_run = msg.dry_run);
+        async {
+            let report = match msg.tenant_id.as_str() {
+                "" => sweep_all(&janitor).await?,
+                tenant => {
+                    let tenant_id = TenantId::new(tenant).map_err(crate::backup::invalid)?;
+                    if self.ctx.catalog.tenant(&tenant_id).await?.is_none() {
+                        return Err(WorkerError::UnknownTenant(tenant.to_owned()));
+                    }
+                    sweep_tenant(&janitor, &tenant_id).await?
+                }
+            };
+            let expired: usize = report.orgs.iter().map(|o| o.expired.len()).sum();
+            tracing::info!(orgs = report.orgs.len(), expired, failed = report.has_failures(), "retention sweep finished");
+            Ok(())
         }
         .instrument(span)
         .await

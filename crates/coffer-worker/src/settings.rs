@@ -7,6 +7,7 @@ use coffer_core::sealed::EnvelopeKey;
 use coffer_salesforce::IncrementalOptions;
 
 use crate::backup::files::{FilePolicy, FileSettings};
+use crate::janitor::sweep::SweepSettings;
 use coffer_storage::{MIN_PART_SIZE, S3Settings};
 
 /// How the worker reaches storage and sizes what it writes.
@@ -65,6 +66,8 @@ pub struct WorkerSettings {
     /// Opens customers' sealed storage secrets; without it, storages with access keys fail
     /// with a message that says so.
     pub envelope_key: Option<EnvelopeKey>,
+    /// How retention sweeps (from `RetentionSweepRequested` messages) delete.
+    pub retention: SweepSettings,
 }
 
 /// The default [`WorkerSettings::restore_key_field`].
@@ -95,6 +98,7 @@ impl WorkerSettings {
             max_api_share: Some(0.8),
             org_pause: Duration::from_secs(3600),
             envelope_key: None,
+            retention: SweepSettings::default(),
         }
     }
 

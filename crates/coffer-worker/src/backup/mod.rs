@@ -144,6 +144,7 @@ pub async fn plan_backup(
     let started = Instant::now();
     let (tenant, org) = load_tenant_and_org(&ctx.catalog, job).await?;
     let backup = begin(ctx, job, &tenant).await?;
+    refuse_expiring(&backup)?;
     if backup.state == BackupState::Complete {
         tracing::info!(backup_id = %backup.backup_id, "backup already complete, nothing to do");
         return Ok(Progress::Complete {
@@ -172,6 +173,18 @@ pub async fn plan_backup(
     Ok(Progress::Continues {
         backup_id: backup.backup_id,
     })
+}
+
+/// A backup retention is deleting is never written to again: a replayed job or a stray task
+/// for it goes to the dead-letter queue with this reason.
+pub(crate) fn refuse_expiring(backup: &BackupRecord) -> Result<(), WorkerError> {
+    match backup.state {
+        BackupState::Expiring => Err(WorkerError::InvalidJob(format!(
+            "backup {} was deleted by retention; request a new backup instead of replaying this job",
+            backup.backup_id
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Finds or creates the job's backup. An incremental continues from the org's newest complete
@@ -351,7 +364,13 @@ pub async fn finalize_backup(
         .collect::<Result<Vec<SObjectDescribe>, _>>()?;
     let manifest_key = prefix.manifest_key(&backup.backup_id);
     // A finaliser that crashed after writing it left one; objects are created only if absent.
-    coffer_storage::delete::delete_key(&client, &target.bucket, &manifest_key).await?;
+    // Looked for first: on a versioned bucket a blind delete would leave a marker per backup.
+    if coffer_storage::copy::object_size(&client, &target.bucket, &manifest_key)
+        .await?
+        .is_some()
+    {
+        coffer_storage::delete::delete_key(&client, &target.bucket, &manifest_key).await?;
+    }
     let written: Vec<NewObject> = catalog
         .backup_objects(backup.backup_id)
         .await?

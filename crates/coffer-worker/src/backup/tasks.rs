@@ -141,6 +141,7 @@ pub async fn run_task(
             msg.tenant_id, msg.org_id
         )));
     }
+    super::refuse_expiring(&backup)?;
     if backup.state == BackupState::Complete {
         return Ok(complete(backup, true, started));
     }

@@ -1,12 +1,27 @@
-//! The retention janitor: what retention no longer keeps, planned per org.
+//! The retention janitor: deletes what retention no longer keeps, and keeps the bucket clean.
 //!
-//! The flow (as `../shared/design.md` draws it): **plan** which backups fall out of each org's
-//! policy, with the reason for every decision ([`plan_org`], built on the pure
-//! [`coffer_core::retention::plan`]); then mark, wait a grace period, delete the objects and the
-//! file bodies no kept backup references, and remove the catalog rows, each step resumable.
-//! This module has the plan; the steps that delete come next.
+//! One sweep of one org ([`sweep::sweep_org`]) follows the flow in the design:
 //!
-//! Times are the database's clock, so janitors on machines with skewed clocks agree.
+//! 1. **plan** which backups fall out of the org's policy, with the reason for every decision
+//!    ([`plan_org`], on the pure [`coffer_core::retention::plan`]), and store the plan;
+//! 2. **mark** what it deletes, due after the grace period; lift marks the plan no longer
+//!    agrees with ([`coffer_core::sweep::steps`]);
+//! 3. for each due backup, re-check it under a lock and make it `expiring`, then **delete its
+//!    objects** (DeleteObjects, 1,000 keys a request, per-key failures kept) and **its rows**
+//!    ([`expire`]);
+//! 4. delete the **file bodies no backup references** any more, with the org fenced against
+//!    new backups ([`files`]);
+//! 5. abort **multipart uploads** left open longer than a threshold ([`uploads`]).
+//!
+//! Every step is idempotent: a janitor killed anywhere leaves marks and `expiring` backups that
+//! the next sweep finishes. [`sweep::sweep_all`] sweeps every tenant and never stops on one
+//! tenant's error. Times are the database's clock, so janitors on machines with skewed clocks
+//! agree.
+
+pub mod expire;
+pub mod files;
+pub mod sweep;
+pub mod uploads;
 
 use coffer_catalog::Catalog;
 use coffer_core::retention::{Decision, Policy, plan};

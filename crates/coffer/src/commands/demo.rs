@@ -225,6 +225,10 @@ async fn wait_for_backup(
                     "backup {} failed; see the worker log above",
                     backup.backup_id
                 ),
+                BackupState::Expiring => bail!(
+                    "backup {} is being deleted by retention",
+                    backup.backup_id
+                ),
                 BackupState::Running => {}
             }
         }

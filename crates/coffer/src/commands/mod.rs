@@ -40,9 +40,9 @@ pub enum Command {
     /// Retention policies and legal holds.
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
-    /// What retention no longer keeps (`plan`).
-    #[command(subcommand)]
-    Janitor(janitor::JanitorCommand),
+    /// Retention sweeps: `plan`, `run` (one sweep, for cron), `marks`; `janitor --every 1h`
+    /// sweeps in a loop.
+    Janitor(janitor::JanitorArgs),
     /// Per-tenant backup schedules: cron expressions in a time zone.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -115,8 +115,17 @@ pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
     shutdown.cancel();
 }
 
-/// `500ms`, `10s`, `2m`, `1h` (or a bare number of seconds).
+/// `500ms`, `10s`, `2m`, `1h`, `7d` (or a bare number of seconds), longer than zero.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err("a duration must be longer than zero".to_owned());
+    }
+    Ok(d)
+}
+
+/// As [`parse_duration`], zero allowed (`0` or `0s`: a grace period that is over at once).
+pub(crate) fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -124,16 +133,13 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 1m, 1h)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m or h)")),
-    };
-    if d.is_zero() {
-        return Err("a duration must be longer than zero".to_owned());
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 1m, 1h, 7d)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!("invalid duration unit in {s:?} (ms, s, m, h or d)")),
     }
-    Ok(d)
 }

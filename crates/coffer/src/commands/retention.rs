@@ -54,6 +54,10 @@ pub struct SetArgs {
     /// Keep the newest backup of each of the N newest months that have one (UTC).
     #[arg(long)]
     keep_monthly: Option<u32>,
+    /// On a versioned bucket, delete every version Coffer wrote of what retention removes,
+    /// not only add delete markers (read from the tenant's policy).
+    #[arg(long)]
+    delete_versions: bool,
 }
 
 /// `retention show` options.
@@ -138,6 +142,7 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
         keep_daily: args.keep_daily,
         keep_weekly: args.keep_weekly,
         keep_monthly: args.keep_monthly,
+        delete_versions: args.delete_versions,
     };
     if policy.is_empty() {
         bail!(

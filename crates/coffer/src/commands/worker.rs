@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use coffer_worker::janitor::sweep::SweepSettings;
 use coffer_worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +56,12 @@ pub struct WorkerArgs {
     /// sObject Collections (only on objects with the restore key field).
     #[arg(long, env = "COFFER_RESTORE_BULK_THRESHOLD", default_value_t = 2_000)]
     restore_bulk_threshold: usize,
+    /// Retention sweeps from messages: between marking a backup and deleting it.
+    #[arg(long, env = "COFFER_RETENTION_GRACE", default_value = "1d", value_parser = super::parse_duration_or_zero)]
+    retention_grace: Duration,
+    /// Retention sweeps from messages: multipart uploads open longer than this are aborted.
+    #[arg(long, env = "COFFER_STALE_UPLOAD_AGE", default_value = "1d", value_parser = super::parse_duration_or_zero)]
+    stale_upload_age: Duration,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -86,6 +93,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         slice_rows: args.slice_rows,
         restore_key_field: args.restore_key_field,
         restore_bulk_threshold: args.restore_bulk_threshold,
+        retention: SweepSettings {
+            grace: args.retention_grace,
+            stale_upload_age: args.stale_upload_age,
+            ..SweepSettings::default()
+        },
         ..WorkerSettings::new(args.services.s3())
     };
     let lease = settings.task_lease;
