@@ -47,6 +47,16 @@ impl Fixture {
         })
     }
 
+    /// What the erasure runs with (as `coffer erase` builds it).
+    fn context(&self) -> coffer_worker::backup::BackupContext {
+        coffer_worker::backup::BackupContext {
+            worker_name: "erase-test".to_owned(),
+            catalog: self.env.catalog.clone(),
+            storage: StorageClients::new(self.env.s3.clone(), "coffer".to_owned(), None),
+            settings: small_part_settings(&self.env),
+        }
+    }
+
     fn prefix(&self) -> OrgPrefix {
         OrgPrefix::new(&BasePath::new("coffer").expect("a valid base path"), &self.tenant, &self.org)
     }
@@ -354,6 +364,19 @@ async fn on_a_versioned_bucket_the_versions_go_only_when_the_tenant_allows_it() 
     assert_eq!(expired(&swept), vec![second.backup_id]);
     assert!(versions(second.backup_id).await?.is_empty(), "no version of the deleted backup is left");
     f.assert_consistent().await?;
+
+    // An erasure leaves no older version of a rewritten part behind.
+    let (header, rows) = f.sim.table("Contact").expect("contacts");
+    let person = rows[0][header.iter().position(|h| h == "Id").unwrap()].clone();
+    let erased = coffer_worker::janitor::erase::erase_records(&f.context(), &f.tenant, &f.org, &[person], "ticket 9").await?;
+    assert_eq!(erased.backups, 1);
+    let newest = c.backups_of(&f.tenant, &f.org).await?[0].backup_id;
+    for object in c.backup_objects(newest).await? {
+        let all = coffer_storage::list::list_versions(&env.s3_client, &env.bucket, &object.key).await?;
+        let of_key: Vec<_> = all.iter().filter(|v| v.key == object.key).collect();
+        assert_eq!(of_key.len(), 1, "{} keeps one version: {of_key:?}", object.key);
+    }
+    f.assert_consistent().await?;
     worker.stop().await;
     f.env.cleanup().await?;
     Ok(())
@@ -388,5 +411,105 @@ async fn request_sweep(env: &TestEnv, tenant: &str) -> anyhow::Result<()> {
             payload: &payload,
         })
         .await?;
+    Ok(())
+}
+
+/// Every decompressed records part of `sobject` in `backup`, as (header, rows).
+async fn parts_of(
+    f: &Fixture,
+    backup: BackupId,
+    sobject: &str,
+) -> anyhow::Result<Vec<(Vec<String>, Vec<Vec<String>>)>> {
+    let mut parts = Vec::new();
+    for object in f.env.catalog.backup_objects(backup).await? {
+        if object.sobject.as_deref() == Some(sobject) {
+            let read = read_object(&f.env.s3_client, &f.env.bucket, &object.key).await?;
+            parts.push(gunzip_csv(&read.body)?);
+        }
+    }
+    Ok(parts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_contact_leaves_every_kept_backup_and_is_never_restored() -> anyhow::Result<()> {
+    let f = Fixture::new(6).await?;
+    let c = &f.env.catalog;
+    let worker = start_worker(&f.env, small_part_settings(&f.env)).await?;
+    let (header, rows) = f.sim.table("Contact").expect("contacts");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let person = rows[0][col("Id")].clone();
+    let account = rows[0][col("AccountId")].clone();
+    let first = f.backup(2).await?;
+    // The person changes: the incremental holds them too.
+    f.sim.update("Contact", &person, &[("LastName", Some("Forgotten-Person-Name"))])?;
+    let broker = f.env.broker().await?;
+    let job = request_backup_of_kind(&broker, "acme", f.org.as_str(), coffer_proto::v1::BackupKind::Incremental).await?;
+    let incremental = wait_for_backup(&f.env, job, WAIT).await?;
+    assert_eq!(incremental.base_backup_id, Some(first.backup_id));
+
+    let ctx = f.context();
+    let erased = coffer_worker::janitor::erase::erase_records(&ctx, &f.tenant, &f.org, std::slice::from_ref(&person), "ticket 42").await?;
+    assert_eq!(erased.new_tombstones, 1);
+    assert_eq!(erased.backups, 2, "both backups held the person");
+    assert!(erased.pending.is_empty());
+
+    for backup in [first.backup_id, incremental.backup_id] {
+        let mut others_kept = 0;
+        for (header, rows) in parts_of(&f, backup, "Contact").await? {
+            let id = header.iter().position(|h| h == "Id").unwrap();
+            for row in rows {
+                if row[id] == person {
+                    let values: Vec<&String> = row.iter().enumerate().filter(|(i, v)| *i != id && !v.is_empty()).map(|(_, v)| v).collect();
+                    assert!(values.is_empty(), "erased row of {backup} still holds {values:?}");
+                } else if row.iter().filter(|v| !v.is_empty()).count() > 1 {
+                    others_kept += 1;
+                }
+            }
+        }
+        // The incremental holds only the person; the full backup holds the others too.
+        if backup == first.backup_id {
+            assert!(others_kept > 0, "the other contacts of {backup} keep their values");
+        }
+        let manifest_key = f.prefix().manifest_key(&backup);
+        let manifest = read_object(&f.env.s3_client, &f.env.bucket, &manifest_key).await?;
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest.body)?;
+        for object in c.backup_objects(backup).await? {
+            if object.key == manifest_key {
+                continue;
+            }
+            let listed = manifest["objects"].as_array().unwrap().iter().find(|o| o["key"] == object.key.as_str());
+            assert_eq!(listed.and_then(|o| o["sha256"].as_str()), Some(object.sha256.as_str()), "manifest of {backup} for {}", object.key);
+        }
+    }
+    f.assert_consistent().await?;
+    assert!(c.erased_records(&f.tenant, &f.org).await?.contains(&person));
+    assert!(c.pending_erasures(&f.tenant, &f.org).await?.is_empty());
+    let again = coffer_worker::janitor::erase::erase_records(&ctx, &f.tenant, &f.org, std::slice::from_ref(&person), "ticket 42").await?;
+    assert_eq!((again.new_tombstones, again.parts_rewritten), (0, 0), "erasing twice changes nothing");
+
+    // A restore of the person's account with its children leaves the person out, and says so.
+    let later = f.backup(0).await?;
+    let restore = coffer_proto::v1::RestoreRequested {
+        tenant_id: "acme".to_owned(),
+        org_id: f.org.to_string(),
+        backup_id: later.backup_id.to_string(),
+        as_of_unix_ms: 0,
+        target_org_id: String::new(),
+        scope: Some(coffer_proto::v1::RestoreScope {
+            sobjects: Vec::new(),
+            record_ids: vec![account],
+            child_depth: 2,
+            parent_depth: 0,
+        }),
+        mode: coffer_proto::v1::RestoreMode::PlanOnly as i32,
+    };
+    let restore = wait_for_restore(&f.env, request_restore(&broker, restore).await?, WAIT).await?;
+    let planned = c.restore_rows(&restore.restore_id, Some("Contact"), None).await?;
+    assert!(!planned.is_empty(), "the account's other contacts are planned");
+    assert!(planned.iter().all(|r| r.source_id != person), "the erased person is never planned");
+    let plan: serde_json::Value = serde_json::from_str(restore.plan_json.as_deref().expect("plan"))?;
+    assert_eq!(plan["left_out"]["Contact (erased)"]["records"], 1, "{plan}");
+    worker.stop().await;
+    f.env.cleanup().await?;
     Ok(())
 }

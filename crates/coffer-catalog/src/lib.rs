@@ -16,6 +16,8 @@
 //!   the id it got in the target org;
 //! - retention policies and legal holds, and the facts the retention planner decides on
 //!   ([`retention`]);
+//! - erasure of records from every kept backup, and the tombstones restores honour
+//!   ([`erasure`]);
 //! - retention sweeps ([`sweeps`]): stored plans, marks, the locked re-check before a backup
 //!   is deleted, and the fence around deleting unreferenced file bodies.
 //!
@@ -28,6 +30,7 @@
 
 pub mod backups;
 mod conflicts;
+pub mod erasure;
 pub mod error;
 pub mod files;
 pub mod jobs;
@@ -47,6 +50,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
+pub use erasure::PartToErase;
 pub use error::CatalogError;
 pub use files::{BackupFile, FileObject, NewFileObject};
 pub use jobs::JobState;

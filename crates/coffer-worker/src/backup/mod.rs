@@ -342,12 +342,20 @@ async fn base_cursors(
         .collect()
 }
 
-/// Writes the manifest and marks the backup complete; safe to run again, and by two workers
-/// at once (both write the same manifest from the same rows).
-pub async fn finalize_backup(
+/// How [`store_manifest`] writes: created (a finaliser's, after removing what a crashed one
+/// left), or replacing the current one (after an erasure rewrote parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManifestWrite {
+    Create,
+    Replace,
+}
+
+/// Writes the backup's `manifest.json` from its catalog rows and records it.
+pub(crate) async fn store_manifest(
     ctx: &BackupContext,
     backup: &BackupRecord,
-) -> Result<BackupRecord, WorkerError> {
+    how: ManifestWrite,
+) -> Result<(), WorkerError> {
     let catalog = &ctx.catalog;
     let org = org_of(catalog, backup).await?;
     let BackupPlace {
@@ -365,9 +373,10 @@ pub async fn finalize_backup(
     let manifest_key = prefix.manifest_key(&backup.backup_id);
     // A finaliser that crashed after writing it left one; objects are created only if absent.
     // Looked for first: on a versioned bucket a blind delete would leave a marker per backup.
-    if coffer_storage::copy::object_size(&client, &target.bucket, &manifest_key)
-        .await?
-        .is_some()
+    if how == ManifestWrite::Create
+        && coffer_storage::copy::object_size(&client, &target.bucket, &manifest_key)
+            .await?
+            .is_some()
     {
         coffer_storage::delete::delete_key(&client, &target.bucket, &manifest_key).await?;
     }
@@ -383,8 +392,20 @@ pub async fn finalize_backup(
         written: &written,
         files: &files,
     };
-    let manifest = write_manifest(ctx, &client, &target, &prefix, backup, &org, contents).await?;
+    let place = (&client, &target, &prefix);
+    let manifest = write_manifest(ctx, place, backup, &org, contents, how).await?;
     catalog.record_object(backup.backup_id, &manifest).await?;
+    Ok(())
+}
+
+/// Writes the manifest and marks the backup complete; safe to run again, and by two workers
+/// at once (both write the same manifest from the same rows).
+pub async fn finalize_backup(
+    ctx: &BackupContext,
+    backup: &BackupRecord,
+) -> Result<BackupRecord, WorkerError> {
+    let catalog = &ctx.catalog;
+    store_manifest(ctx, backup, ManifestWrite::Create).await?;
     let complete = catalog.complete_backup(backup.backup_id).await?;
     tracing::info!(backup_id = %backup.backup_id, objects = complete.objects, records = complete.record_count, "backup finalised");
     Ok(complete)
@@ -549,9 +570,7 @@ struct Contents<'a> {
 /// Writes `manifest.json` and returns its object row.
 async fn write_manifest(
     ctx: &BackupContext,
-    client: &S3Client,
-    target: &BucketTarget,
-    prefix: &OrgPrefix,
+    (client, target, prefix): (&S3Client, &BucketTarget, &OrgPrefix),
     backup: &BackupRecord,
     org: &OrgRecord,
     Contents {
@@ -559,6 +578,7 @@ async fn write_manifest(
         written,
         files,
     }: Contents<'_>,
+    how: ManifestWrite,
 ) -> Result<NewObject, WorkerError> {
     let started_at = backup
         .started_at
@@ -592,7 +612,7 @@ async fn write_manifest(
         max_in_flight: 1,
         content_type: "application/json".to_owned(),
         expected_size: Some(body.len() as u64),
-        ..UploadOptions::default()
+        overwrite: how == ManifestWrite::Replace,
     };
     let mut upload = MultipartWriter::create(
         client,

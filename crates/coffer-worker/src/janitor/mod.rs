@@ -13,11 +13,15 @@
 //!    new backups ([`files`]);
 //! 5. abort **multipart uploads** left open longer than a threshold ([`uploads`]).
 //!
+//! [`erase`] removes given records from every kept backup (GDPR) and keeps their tombstones,
+//! which restores honour.
+//!
 //! Every step is idempotent: a janitor killed anywhere leaves marks and `expiring` backups that
 //! the next sweep finishes. [`sweep::sweep_all`] sweeps every tenant and never stops on one
 //! tenant's error. Times are the database's clock, so janitors on machines with skewed clocks
 //! agree.
 
+pub mod erase;
 pub mod expire;
 pub mod files;
 pub mod sweep;

@@ -166,7 +166,11 @@ pub(crate) async fn plan_restore(
         true => HashSet::new(),
         false => required_lookups(&describes),
     };
-    let (records, left_out) = leave_out_files(expand(ctx, &chain, scope, &required).await?);
+    let (records, mut left_out) = leave_out_files(expand(ctx, &chain, scope, &required).await?);
+    let erased = catalog
+        .erased_records(&restore.tenant_id, &restore.org_id)
+        .await?;
+    let records = leave_out_erased(records, &erased, &mut left_out);
     let earlier = ctx
         .catalog
         .restored_before(
@@ -318,6 +322,31 @@ fn leave_out_files(
         })
         .collect();
     (kept, left_out)
+}
+
+/// Leaves out the records erased on request (their tombstones): never restored, from any
+/// backup, even one taken before the erasure was asked.
+fn leave_out_erased(
+    records: BTreeMap<(String, String), ChainRecord>,
+    erased: &BTreeSet<String>,
+    left_out: &mut BTreeMap<String, LeftOut>,
+) -> BTreeMap<(String, String), ChainRecord> {
+    records
+        .into_iter()
+        .filter(|((sobject, id), _)| {
+            let gone = erased.contains(id);
+            if gone {
+                left_out
+                    .entry(format!("{sobject} (erased)"))
+                    .or_insert_with(|| LeftOut {
+                        records: 0,
+                        reason: "erased on request (coffer erase): never restored".to_owned(),
+                    })
+                    .records += 1;
+            }
+            !gone
+        })
+        .collect()
 }
 
 /// The records in scope, by (sobject, id), each at its newest version in the chain.

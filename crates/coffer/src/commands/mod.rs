@@ -3,6 +3,7 @@
 mod backups;
 mod demo;
 mod enqueue;
+mod erase;
 mod janitor;
 mod restore;
 mod retention;
@@ -43,6 +44,9 @@ pub enum Command {
     /// Retention sweeps: `plan`, `run` (one sweep, for cron), `marks`; `janitor --every 1h`
     /// sweeps in a loop.
     Janitor(janitor::JanitorArgs),
+    /// Erase records (a person's) from every kept backup of an org (GDPR); their tombstones
+    /// keep any later restore from bringing them back.
+    Erase(erase::EraseArgs),
     /// Per-tenant backup schedules: cron expressions in a time zone.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -70,6 +74,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Restore(cmd) => restore::run(cmd).await,
         Command::Retention(cmd) => retention::run(cmd).await,
         Command::Janitor(cmd) => janitor::run(cmd).await,
+        Command::Erase(args) => Box::pin(erase::run(args)).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Migrate { services } => {
