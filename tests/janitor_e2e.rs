@@ -86,17 +86,18 @@ impl Fixture {
     /// Every object and body a backup's catalog rows name is in the bucket with its size.
     async fn assert_restorable(&self, backup: BackupId) -> anyhow::Result<()> {
         let c = &self.env.catalog;
+        let storage_id = c.backup(backup).await?.expect("backup row").storage_id;
+        let bucket = c.storage(storage_id).await?.settings.bucket;
         let objects = c.backup_objects(backup).await?;
         assert!(!objects.is_empty(), "backup {backup} has objects");
         for object in objects {
-            let read = read_object(&self.env.s3_client, &self.env.bucket, &object.key).await?;
+            let read = read_object(&self.env.s3_client, &bucket, &object.key).await?;
             assert_eq!(read.length as u64, object.size, "{}", object.key);
         }
-        let storage_id = c.backup(backup).await?.expect("backup row").storage_id;
         for sha in self.referenced_bodies(backup).await? {
             let body = c.file_object(&self.tenant, &self.org, storage_id, &sha).await?;
             let body = body.unwrap_or_else(|| panic!("body {sha} of backup {backup} lost its row"));
-            read_object(&self.env.s3_client, &self.env.bucket, &body.key).await?;
+            read_object(&self.env.s3_client, &bucket, &body.key).await?;
         }
         Ok(())
     }
@@ -309,7 +310,7 @@ async fn a_mark_waits_out_the_grace_period_and_a_hold_placed_meanwhile_saves_the
     assert!(waiting.marked.is_empty() && waiting.expired.is_empty());
     f.assert_restorable(old.backup_id).await?;
 
-    sqlx::query("UPDATE retention_marks SET delete_after = CURRENT_TIMESTAMP(6) - INTERVAL 1 SECOND")
+    sqlx::query("UPDATE retention_marks SET marked_at = CURRENT_TIMESTAMP(6) - INTERVAL 2 HOUR")
         .execute(c.pool())
         .await?;
     let due = f.sweep(grace).await?;
@@ -510,6 +511,59 @@ async fn an_erased_contact_leaves_every_kept_backup_and_is_never_restored() -> a
     let plan: serde_json::Value = serde_json::from_str(restore.plan_json.as_deref().expect("plan"))?;
     assert_eq!(plan["left_out"]["Contact (erased)"]["records"], 1, "{plan}");
     worker.stop().await;
+    f.env.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_moved_storage_is_swept_where_each_backup_lives() -> anyhow::Result<()> {
+    use coffer_catalog::{NewStorage, Sse, StorageAccess};
+    use coffer_testkit::history;
+    let f = Fixture::new(2).await?;
+    let (env, c) = (&f.env, &f.env.catalog);
+    let (tenant, org) = (&f.tenant, &f.org);
+    let body_a = history::body(env, tenant, org, 1).await?;
+    let old = [
+        history::backup(env, tenant, org, 40, 10, std::slice::from_ref(&body_a), 30).await?,
+        history::backup(env, tenant, org, 40, 10, std::slice::from_ref(&body_a), 20).await?,
+    ];
+    // The tenant moves to another bucket; its next backups go there.
+    let second = format!("{}-moved", env.bucket);
+    coffer_storage::provision::ensure_bucket(&env.s3_client, &second, &env.stack.region).await?;
+    let moved = NewStorage {
+        bucket: second.clone(),
+        region: env.stack.region.clone(),
+        endpoint: None,
+        base_path: BasePath::new("coffer")?,
+        sse: Sse::S3,
+        access: StorageAccess::Vendor,
+    };
+    c.put_tenant(tenant, "Tenant acme", &moved).await?;
+    let body_b = history::body(env, tenant, org, 1).await?;
+    assert_eq!(body_a, body_b, "the same body, stored again in the new bucket");
+    let new = [
+        history::backup(env, tenant, org, 40, 10, std::slice::from_ref(&body_b), 5).await?,
+        history::backup(env, tenant, org, 40, 10, std::slice::from_ref(&body_b), 0).await?,
+    ];
+    c.put_retention_policy(tenant, None, &Policy { keep_last: Some(2), ..Policy::default() })
+        .await?;
+
+    let swept = f.sweep(at_once()).await?;
+    assert!(swept.failures.is_empty(), "{:?}", swept.failures);
+    assert_eq!(expired(&swept), sorted(old.to_vec()));
+    let org_prefix = f.prefix();
+    assert!(
+        list_keys(&env.s3_client, &env.bucket, org_prefix.as_str()).await?.is_empty(),
+        "nothing of the org is left in the old bucket (its body was referenced there only by the old backups)"
+    );
+    for backup in new {
+        f.assert_restorable(backup).await?;
+    }
+    assert_eq!(swept.files.as_ref().map(|f| f.deleted), Some(1));
+    for bucket in [&env.bucket, &second] {
+        let problems = consistency::problems(c, &env.s3_client, bucket, &BasePath::new("coffer")?, tenant, org).await?;
+        assert!(problems.is_empty(), "{bucket}: {problems:#?}");
+    }
     f.env.cleanup().await?;
     Ok(())
 }

@@ -47,7 +47,8 @@ pub struct RetentionMark {
     /// When it was marked.
     #[serde(with = "time::serde::rfc3339")]
     pub marked_at: OffsetDateTime,
-    /// Not deleted before this.
+    /// When it was due by the grace period in force when it was marked (a sweep uses the
+    /// grace period configured then: due once that long has passed since `marked_at`).
     #[serde(with = "time::serde::rfc3339")]
     pub delete_after: OffsetDateTime,
     /// Objects deleted so far.
@@ -115,7 +116,7 @@ impl Catalog {
         org_id: &OrgId,
     ) -> Result<Vec<Mark>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT backup_id, stage, delete_after FROM retention_marks \
+            "SELECT backup_id, stage, marked_at FROM retention_marks \
              WHERE tenant_id = ? AND org_id = ? AND stage IN ('marked', 'deleting') ORDER BY marked_at",
         )
         .bind(tenant_id.as_str())
@@ -127,7 +128,7 @@ impl Catalog {
                 Ok(Mark {
                     backup_id: row.try_get::<String, _>("backup_id")?.parse()?,
                     stage: stage_of(row)?,
-                    delete_after: row.try_get("delete_after")?,
+                    marked_at: row.try_get("marked_at")?,
                 })
             })
             .collect()

@@ -33,8 +33,8 @@ pub struct Mark {
     pub backup_id: BackupId,
     /// Where it is.
     pub stage: MarkStage,
-    /// Not deleted before this.
-    pub delete_after: OffsetDateTime,
+    /// When it was marked: due once the grace period (as configured now) has passed since.
+    pub marked_at: OffsetDateTime,
 }
 
 /// What one sweep of one org does after planning.
@@ -74,7 +74,7 @@ pub fn steps(decisions: &[Decision], marks: &[Mark], now: OffsetDateTime, grace:
                     steps.expire.push(id);
                 }
             }
-            (Decision::Delete { .. }, Some(mark)) if mark.delete_after <= now => {
+            (Decision::Delete { .. }, Some(mark)) if mark.marked_at + grace <= now => {
                 steps.expire.push(id)
             }
             (Decision::Delete { .. }, Some(_)) => {}
@@ -109,11 +109,11 @@ mod tests {
         }
     }
 
-    fn mark(n: u128, stage: MarkStage, due_in_hours: i64) -> Mark {
+    fn mark(n: u128, stage: MarkStage, hours_ago: i64) -> Mark {
         Mark {
             backup_id: id(n),
             stage,
-            delete_after: NOW + Duration::hours(due_in_hours),
+            marked_at: NOW - Duration::hours(hours_ago),
         }
     }
 
@@ -123,11 +123,20 @@ mod tests {
         let first = steps(&[delete(1)], &[], NOW, grace);
         assert_eq!(first.mark, vec![(id(1), DeleteReason::Failed)]);
         assert!(first.expire.is_empty());
-        let waiting = steps(&[delete(1)], &[mark(1, MarkStage::Marked, 2)], NOW, grace);
+        let waiting = steps(&[delete(1)], &[mark(1, MarkStage::Marked, 24)], NOW, grace);
         assert_eq!(waiting, Steps::default());
-        let due = steps(&[delete(1)], &[mark(1, MarkStage::Marked, -1)], NOW, grace);
+        let due = steps(&[delete(1)], &[mark(1, MarkStage::Marked, 7 * 24)], NOW, grace);
         assert_eq!(due.expire, vec![id(1)]);
         assert!(due.mark.is_empty());
+    }
+
+    #[test]
+    fn the_grace_period_configured_now_decides_when_an_earlier_mark_is_due() {
+        let marked_a_day_ago = [mark(1, MarkStage::Marked, 24)];
+        let week = steps(&[delete(1)], &marked_a_day_ago, NOW, Duration::days(7));
+        assert!(week.expire.is_empty());
+        let shortened = steps(&[delete(1)], &marked_a_day_ago, NOW, Duration::hours(12));
+        assert_eq!(shortened.expire, vec![id(1)]);
     }
 
     #[test]
@@ -139,14 +148,14 @@ mod tests {
 
     #[test]
     fn a_mark_the_plan_no_longer_agrees_with_is_lifted_even_when_due() {
-        let lifted = steps(&[keep(1)], &[mark(1, MarkStage::Marked, -5)], NOW, Duration::ZERO);
+        let lifted = steps(&[keep(1)], &[mark(1, MarkStage::Marked, 500)], NOW, Duration::ZERO);
         assert_eq!(lifted.unmark, vec![id(1)]);
         assert!(lifted.expire.is_empty());
     }
 
     #[test]
     fn a_started_deletion_is_finished_whatever_the_plan() {
-        let marks = [mark(1, MarkStage::Deleting, 3)];
+        let marks = [mark(1, MarkStage::Deleting, 0)];
         let resumed = steps(&[], &marks, NOW, Duration::days(1));
         assert_eq!(resumed.resume, vec![id(1)]);
         assert!(resumed.unmark.is_empty() && resumed.expire.is_empty());

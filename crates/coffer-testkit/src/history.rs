@@ -11,15 +11,25 @@ use sqlx::{MySql, QueryBuilder};
 
 use crate::TestEnv;
 
-/// Objects PUT at once.
-const PUTS_IN_FLIGHT: usize = 32;
+/// Objects PUT at once (the emulator stalls under many more while other tests run).
+const PUTS_IN_FLIGHT: usize = 8;
 
-/// Where a tenant's org writes: its storage id and key prefix.
+/// Where a tenant's org writes now: its storage id and key prefix.
 pub async fn place(
     env: &TestEnv,
     tenant: &TenantId,
     org: &OrgId,
 ) -> anyhow::Result<(u64, OrgPrefix)> {
+    let (storage_id, prefix, _) = place_in(env, tenant, org).await?;
+    Ok((storage_id, prefix))
+}
+
+/// As [`place`], with the storage's bucket.
+async fn place_in(
+    env: &TestEnv,
+    tenant: &TenantId,
+    org: &OrgId,
+) -> anyhow::Result<(u64, OrgPrefix, String)> {
     let record = env
         .catalog
         .tenant(tenant)
@@ -27,7 +37,7 @@ pub async fn place(
         .ok_or_else(|| anyhow::anyhow!("no tenant {tenant}"))?;
     let storage = record.storage;
     let prefix = OrgPrefix::new(&storage.settings.base_path, tenant, org);
-    Ok((storage.storage_id, prefix))
+    Ok((storage.storage_id, prefix, storage.settings.bucket))
 }
 
 /// A complete backup of `objects` records parts (a few bytes each) and `records` index rows,
@@ -41,7 +51,7 @@ pub async fn backup(
     bodies: &[String],
     days_ago: u32,
 ) -> anyhow::Result<BackupId> {
-    let (storage_id, prefix) = place(env, tenant, org).await?;
+    let (storage_id, prefix, bucket) = place_in(env, tenant, org).await?;
     let c = &env.catalog;
     let backup = c
         .begin_backup(JobId::generate(), tenant, org, storage_id, "full")
@@ -50,7 +60,7 @@ pub async fn backup(
     let keys: Vec<String> = (1..=objects)
         .map(|n| format!("{}records/Account/part-{n:05}.csv.gz", prefix.backup_prefix(&backup)))
         .collect();
-    put_all(env, &keys).await?;
+    put_all(env, &bucket, &keys).await?;
     insert_object_rows(env, backup, &keys).await?;
     insert_record_rows(env, backup, records).await?;
     let refs: Vec<BackupFile> = bodies.iter().enumerate().map(|(i, sha)| reference(i, sha)).collect();
@@ -70,11 +80,11 @@ pub async fn backup(
 
 /// A file body stored at its content address and recorded; returns its SHA-256.
 pub async fn body(env: &TestEnv, tenant: &TenantId, org: &OrgId, n: usize) -> anyhow::Result<String> {
-    let (storage_id, prefix) = place(env, tenant, org).await?;
+    let (storage_id, prefix, bucket) = place_in(env, tenant, org).await?;
     let bytes = format!("body number {n}").into_bytes();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     let key = prefix.file_key(&sha)?;
-    put(env, &key, bytes.clone()).await?;
+    put(env, &bucket, &key, bytes.clone()).await?;
     let object = NewFileObject {
         storage_id,
         sha256: sha.clone(),
@@ -99,19 +109,19 @@ fn reference(i: usize, sha: &str) -> BackupFile {
     }
 }
 
-/// PUTs a few bytes at every key, [`PUTS_IN_FLIGHT`] at a time.
-pub async fn put_all(env: &TestEnv, keys: &[String]) -> anyhow::Result<()> {
-    futures::stream::iter(keys.iter().map(|key| put(env, key, b"id,name\n".to_vec())))
+/// PUTs a few bytes at every key of `bucket`, [`PUTS_IN_FLIGHT`] at a time.
+pub async fn put_all(env: &TestEnv, bucket: &str, keys: &[String]) -> anyhow::Result<()> {
+    futures::stream::iter(keys.iter().map(|key| put(env, bucket, key, b"id,name\n".to_vec())))
         .buffer_unordered(PUTS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
 }
 
-async fn put(env: &TestEnv, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+async fn put(env: &TestEnv, bucket: &str, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
     env.s3_client
         .put_object()
-        .bucket(&env.bucket)
+        .bucket(bucket)
         .key(key)
         .body(bytes.into())
         .send()

@@ -145,3 +145,59 @@ async fn a_policy_and_a_hold_decide_the_plan_and_the_newest_backup_stays() -> an
     assert_eq!(decided[&id(0)].0, "delete");
     env.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_run_deletes_what_the_plan_drops_and_marks_records_it() -> anyhow::Result<()> {
+    use coffer_testkit::history;
+    let env = TestEnv::new().await?;
+    env.create_tenant("acme", "coffer").await?;
+    let (tenant, org) = (TenantId::new("acme")?, OrgId::new(ORG)?);
+    env.catalog
+        .put_org(&OrgRecord {
+            tenant_id: tenant.clone(),
+            org_id: org.clone(),
+            login_url: "http://127.0.0.1:1".to_owned(),
+            client_id: "id".to_owned(),
+            client_secret: SecretString::from("secret".to_owned()),
+            api_version: "62.0".to_owned(),
+        })
+        .await?;
+    let old = history::backup(&env, &tenant, &org, 5, 5, &[], 30).await?;
+    let newest = history::backup(&env, &tenant, &org, 5, 5, &[], 1).await?;
+    let set = coffer(&env)
+        .args(["retention", "set", "--tenant", "acme", "--keep-last", "1"])
+        .output()?;
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+
+    // The default grace period (a day) marks and waits; run with `--grace 0`, the mark is due.
+    let mut marked = coffer(&env);
+    marked.args(["janitor", "run", "--tenant", "acme", "--json"]);
+    let report = run_json(marked)?;
+    assert_eq!(report["orgs"][0]["marked"][0], old.to_string(), "{report}");
+    assert_eq!(report["orgs"][0]["expired"].as_array().map(Vec::len), Some(0));
+    let mut now = coffer(&env);
+    now.args(["janitor", "run", "--tenant", "acme", "--grace", "0", "--json"]);
+    let report = run_json(now)?;
+    assert_eq!(report["orgs"][0]["expired"][0]["backup_id"], old.to_string(), "{report}");
+    assert_eq!(report["orgs"][0]["expired"][0]["objects_deleted"], 5);
+    assert!(env.catalog.backup(old).await?.is_none());
+    assert!(env.catalog.backup(newest).await?.is_some());
+
+    let mut marks = coffer(&env);
+    marks.args(["janitor", "marks", "--tenant", "acme", "--json"]);
+    let marks = run_json(marks)?;
+    assert_eq!(marks["marks"][0]["backup_id"], old.to_string());
+    assert_eq!(marks["marks"][0]["stage"], "deleted");
+    assert_eq!(marks["marks"][0]["reason"]["rule"], "expired");
+
+    // `coffer janitor` alone says what to do; `coffer erase` refuses what is not a record id.
+    let bare = coffer(&env).arg("janitor").output()?;
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--every"));
+    let bad = coffer(&env)
+        .args(["erase", "--tenant", "acme", "--org", ORG, "--record", "../../etc"])
+        .output()?;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("18-character"));
+    env.cleanup().await
+}
