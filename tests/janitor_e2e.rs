@@ -65,7 +65,7 @@ impl Fixture {
         let broker = self.env.broker().await?;
         let job = request_backup(&broker, "acme", self.org.as_str()).await?;
         let backup = wait_for_backup(&self.env, job, WAIT).await?;
-        back_date(&self.env, backup.backup_id, days_ago).await?;
+        coffer_testkit::history::back_date(&self.env.catalog, backup.backup_id, days_ago).await?;
         Ok(backup)
     }
 
@@ -132,20 +132,6 @@ impl Fixture {
         assert!(mark.deleted_at.is_some());
         Ok(())
     }
-}
-
-async fn back_date(env: &TestEnv, backup: BackupId, days: u32) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE backups SET started_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY - INTERVAL 1 HOUR, \
-         completed_at = IF(completed_at IS NULL, NULL, CURRENT_TIMESTAMP(6) - INTERVAL ? DAY) \
-         WHERE backup_id = ?",
-    )
-    .bind(days)
-    .bind(days)
-    .bind(backup.to_string())
-    .execute(env.catalog.pool())
-    .await?;
-    Ok(())
 }
 
 fn at_once() -> SweepSettings {
@@ -215,7 +201,7 @@ async fn a_sweep_deletes_what_the_policy_drops_and_keeps_all_a_kept_backup_needs
         .begin_backup(JobId::generate(), &f.tenant, &f.org, held.storage_id, "full")
         .await?;
     c.fail_backup(failed.backup_id, "gave up").await?;
-    back_date(env, failed.backup_id, 3).await?;
+    coffer_testkit::history::back_date(c, failed.backup_id, 3).await?;
     let failed_prefix = f.prefix().backup_prefix(&failed.backup_id);
     put(env, &format!("{failed_prefix}records/Account/part-00001.csv.gz"), b"partial").await?;
     open_upload(env, &format!("{failed_prefix}records/Contact/part-00001.csv.gz")).await?;

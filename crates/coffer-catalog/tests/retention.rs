@@ -27,34 +27,11 @@ async fn storage(catalog: &Catalog) -> u64 {
 
 /// A backup completed `days` days ago (an incremental of `base` when given), back-dated.
 async fn backup(c: &Catalog, storage_id: u64, days: u32, base: Option<BackupId>) -> BackupId {
-    let job = JobId::generate();
-    let b = match base {
-        Some(base) => c
-            .begin_incremental_backup(job, &tenant(), &org(), storage_id, base)
-            .await
-            .unwrap(),
-        None => c
-            .begin_backup(job, &tenant(), &org(), storage_id, "full")
-            .await
-            .unwrap(),
-    };
-    c.complete_backup(b.backup_id).await.unwrap();
-    back_date(c, b.backup_id, days).await;
-    b.backup_id
+    common::backup(c, (&tenant(), &org()), storage_id, days, base).await.0
 }
 
 async fn back_date(c: &Catalog, id: BackupId, days: u32) {
-    sqlx::query(
-        "UPDATE backups SET started_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY - INTERVAL 1 HOUR, \
-         completed_at = IF(completed_at IS NULL, NULL, CURRENT_TIMESTAMP(6) - INTERVAL ? DAY) \
-         WHERE backup_id = ?",
-    )
-    .bind(days)
-    .bind(days)
-    .bind(id.to_string())
-    .execute(c.pool())
-    .await
-    .unwrap();
+    common::back_date(c, id, days).await;
 }
 
 async fn decide(c: &Catalog) -> Vec<Decision> {

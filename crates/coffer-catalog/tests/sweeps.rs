@@ -44,29 +44,7 @@ async fn setup(c: &Catalog) -> u64 {
 
 /// A complete backup `days` days old (an incremental of `base` when given), with its job.
 async fn backup(c: &Catalog, storage_id: u64, days: u32, base: Option<BackupId>) -> (BackupId, JobId) {
-    let job = JobId::generate();
-    let b = match base {
-        Some(base) => c
-            .begin_incremental_backup(job, &tenant(), &org(), storage_id, base)
-            .await
-            .unwrap(),
-        None => c
-            .begin_backup(job, &tenant(), &org(), storage_id, "full")
-            .await
-            .unwrap(),
-    };
-    c.complete_backup(b.backup_id).await.unwrap();
-    sqlx::query(
-        "UPDATE backups SET started_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY - INTERVAL 1 HOUR, \
-         completed_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY WHERE backup_id = ?",
-    )
-    .bind(days)
-    .bind(days)
-    .bind(b.backup_id.to_string())
-    .execute(c.pool())
-    .await
-    .unwrap();
-    (b.backup_id, job)
+    common::backup(c, (&tenant(), &org()), storage_id, days, base).await
 }
 
 async fn expiry(c: &Catalog, id: BackupId) -> Expiry {

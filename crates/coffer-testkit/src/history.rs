@@ -66,16 +66,28 @@ pub async fn backup(
     let refs: Vec<BackupFile> = bodies.iter().enumerate().map(|(i, sha)| reference(i, sha)).collect();
     c.record_backup_files(backup, &refs).await?;
     c.complete_backup(backup).await?;
+    back_date(c, backup, days_ago).await?;
+    Ok(backup)
+}
+
+/// Moves a backup `days` days into the past: it completed then (if it did) and started an
+/// hour before.
+pub async fn back_date(
+    catalog: &coffer_catalog::Catalog,
+    backup: BackupId,
+    days: u32,
+) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE backups SET started_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY - INTERVAL 1 HOUR, \
-         completed_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY WHERE backup_id = ?",
+         completed_at = IF(completed_at IS NULL, NULL, CURRENT_TIMESTAMP(6) - INTERVAL ? DAY) \
+         WHERE backup_id = ?",
     )
-    .bind(days_ago)
-    .bind(days_ago)
+    .bind(days)
+    .bind(days)
     .bind(backup.to_string())
-    .execute(c.pool())
+    .execute(catalog.pool())
     .await?;
-    Ok(backup)
+    Ok(())
 }
 
 /// A file body stored at its content address and recorded; returns its SHA-256.

@@ -23,15 +23,7 @@ async fn backup(env: &TestEnv, storage_id: u64, days: u32) -> anyhow::Result<Bac
         .begin_backup(JobId::generate(), &tenant, &org, storage_id, "full")
         .await?;
     env.catalog.complete_backup(b.backup_id).await?;
-    sqlx::query(
-        "UPDATE backups SET started_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY - INTERVAL 1 HOUR, \
-         completed_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY WHERE backup_id = ?",
-    )
-    .bind(days)
-    .bind(days)
-    .bind(b.backup_id.to_string())
-    .execute(env.catalog.pool())
-    .await?;
+    coffer_testkit::history::back_date(&env.catalog, b.backup_id, days).await?;
     Ok(b.backup_id)
 }
 

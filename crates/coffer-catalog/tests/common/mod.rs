@@ -84,3 +84,39 @@ pub async fn vendor_tenant(catalog: &Catalog, tenant: &TenantId) -> u64 {
         .storage
         .storage_id
 }
+
+/// A complete backup of `org` completed `days` days ago (an incremental of `base` when given),
+/// back-dated; with the job that made it.
+pub async fn backup(
+    c: &Catalog,
+    (tenant, org): (&TenantId, &coffer_core::OrgId),
+    storage_id: u64,
+    days: u32,
+    base: Option<coffer_core::BackupId>,
+) -> (coffer_core::BackupId, coffer_core::JobId) {
+    let job = coffer_core::JobId::generate();
+    let b = match base {
+        Some(base) => c.begin_incremental_backup(job, tenant, org, storage_id, base).await,
+        None => c.begin_backup(job, tenant, org, storage_id, "full").await,
+    }
+    .expect("begin backup");
+    c.complete_backup(b.backup_id).await.expect("complete backup");
+    back_date(c, b.backup_id, days).await;
+    (b.backup_id, job)
+}
+
+/// Moves a backup `days` days into the past: it completed then (if it did) and started an
+/// hour before.
+pub async fn back_date(c: &Catalog, id: coffer_core::BackupId, days: u32) {
+    sqlx::query(
+        "UPDATE backups SET started_at = CURRENT_TIMESTAMP(6) - INTERVAL ? DAY - INTERVAL 1 HOUR, \
+         completed_at = IF(completed_at IS NULL, NULL, CURRENT_TIMESTAMP(6) - INTERVAL ? DAY) \
+         WHERE backup_id = ?",
+    )
+    .bind(days)
+    .bind(days)
+    .bind(id.to_string())
+    .execute(c.pool())
+    .await
+    .expect("back-date");
+}
