@@ -34,7 +34,8 @@ impl Fixture {
     async fn new(accounts: usize) -> anyhow::Result<Fixture> {
         let env = TestEnv::new().await?;
         let sim = start_sim(accounts, 2, 25).await?;
-        env.create_tenant("acme", "coffer").await?;
+        // SSE-S3: these tests read objects back while others write (see create_tenant_with).
+        env.create_tenant_with("acme", "coffer", coffer_catalog::Sse::S3).await?;
         env.connect_org("acme", &sim).await?;
         let clients = StorageClients::new(env.s3.clone(), "coffer".to_owned(), None);
         let org = sim.org_id().clone();
