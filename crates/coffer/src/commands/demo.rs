@@ -1,10 +1,14 @@
-//! `coffer demo`: one real backup, end to end, on the local stack.
+//! `coffer demo`: one real backup and restore, end to end, on the local stack.
 //!
 //! 1. bring the stack up if a service does not answer (`scripts/stack up`);
 //! 2. create tenant `demo` with bucket `coffer-demo` and a new KMS key (SSE-KMS);
 //! 3. start a seeded simulated org and connect it;
 //! 4. start a worker, publish a BackupRequested on the queue, wait for the backup to complete;
-//! 5. print what was written and how to look at it (or one JSON object with `--json`).
+//! 5. delete five accounts with everything their delete takes and purge them from the org's
+//!    Recycle Bin, publish a RestoreRequested for them with two levels of children, wait for
+//!    the restore, and count the org's records again;
+//! 6. print what was written and restored and how to look at it (or one JSON object with
+//!    `--json`).
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -13,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use coffer_catalog::{
-    BackupRecord, BackupState, Catalog, NewStorage, ObjectRecord, OrgRecord, Sse, StorageAccess,
+    BackupRecord, BackupState, Catalog, NewStorage, ObjectRecord, OrgRecord, RecordState, Sse,
+    StorageAccess,
 };
+use coffer_proto::v1::job_envelope::Job;
 use coffer_core::layout::BasePath;
 use coffer_core::{JobId, OrgId, TenantId};
 use coffer_sfsim::{OrgSeed, SimConfig, SimHandle};
@@ -61,10 +67,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let kms_key_id = create_tenant(&catalog, &args.services).await?;
     let sim = start_sim(&args).await?;
     connect_org(&catalog, &sim).await?;
+    let worker = DemoWorker::start(&catalog, &args.services).await?;
     let started = Instant::now();
-    let backup = backup_through_the_queue(&catalog, &args.services).await?;
+    let backup = backup_through_the_queue(&catalog, &worker).await;
     let duration = started.elapsed();
+    let restored = match &backup {
+        Ok(backup) => restore_through_the_queue(&catalog, &worker, &sim, backup).await,
+        Err(_) => Err(anyhow::anyhow!("no backup to restore from")),
+    };
+    worker.stop().await?;
     sim.shutdown().await;
+    let (backup, restored) = (backup?, restored?);
     let objects = catalog.backup_objects(backup.backup_id).await?;
     let report = Report {
         backup: &backup,
@@ -72,6 +85,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         duration,
         kms_key_id: &kms_key_id,
         services: &args.services,
+        restored: &restored,
     };
     if args.json {
         print_json(&report.json())
@@ -175,21 +189,47 @@ async fn connect_org(catalog: &Catalog, sim: &SimHandle) -> anyhow::Result<()> {
     Ok(catalog.put_org(&org).await?)
 }
 
-/// Runs a worker, publishes the job, waits for the backup, stops the worker.
+/// A worker consuming the queue for the length of the demo.
+struct DemoWorker {
+    broker: coffer_queue::Broker,
+    shutdown: CancellationToken,
+    consumer: tokio::task::JoinHandle<Result<(), coffer_queue::QueueError>>,
+}
+
+impl DemoWorker {
+    async fn start(catalog: &Catalog, services: &Services) -> anyhow::Result<DemoWorker> {
+        let queue = services.queue();
+        let broker = connect::broker(&queue).await?;
+        let settings = WorkerSettings::new(services.s3());
+        let worker = Worker::new(catalog.clone(), settings).with_events(broker.publisher().await?);
+        let shutdown = CancellationToken::new();
+        let consumer = tokio::spawn(coffer_queue::run_consumer(
+            queue,
+            Arc::new(worker),
+            shutdown.clone(),
+        ));
+        Ok(DemoWorker {
+            broker,
+            shutdown,
+            consumer,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.consumer
+            .await
+            .context("consumer task")?
+            .context("consumer")
+    }
+}
+
+/// Publishes a backup job and waits for the backup.
 async fn backup_through_the_queue(
     catalog: &Catalog,
-    services: &Services,
+    worker: &DemoWorker,
 ) -> anyhow::Result<BackupRecord> {
-    let queue = services.queue();
-    let broker = connect::broker(&queue).await?;
-    let settings = WorkerSettings::new(services.s3());
-    let worker = Worker::new(catalog.clone(), settings).with_events(broker.publisher().await?);
-    let shutdown = CancellationToken::new();
-    let consumer = tokio::spawn(coffer_queue::run_consumer(
-        queue,
-        Arc::new(worker),
-        shutdown.clone(),
-    ));
+    let broker = &worker.broker;
     let job = publish_backup(
         &broker.publisher().await?,
         &TenantId::new(TENANT)?,
@@ -202,13 +242,91 @@ async fn backup_through_the_queue(
         "demo: published backup job {job} on {}",
         broker.topology().jobs_queue()
     );
-    let result = wait_for_backup(catalog, job, Duration::from_secs(300)).await;
-    shutdown.cancel();
-    consumer
-        .await
-        .context("consumer task")?
-        .context("consumer")?;
-    result
+    wait_for_backup(catalog, job, Duration::from_secs(300)).await
+}
+
+/// What the restore step did.
+struct Restored {
+    job: JobId,
+    restore_id: String,
+    accounts: usize,
+    deleted: usize,
+    written: u64,
+    failed: u64,
+    records_before: usize,
+    records_after: usize,
+    duration: Duration,
+}
+
+/// Live records in the simulated org, every object.
+fn live_records(sim: &SimHandle) -> usize {
+    sim.sobjects()
+        .iter()
+        .filter_map(|name| sim.table(name))
+        .map(|(_, rows)| rows.len())
+        .sum()
+}
+
+/// Deletes and purges five accounts (with what their delete takes), restores them with two
+/// levels of children through the queue, and counts the org's records again.
+async fn restore_through_the_queue(
+    catalog: &Catalog,
+    worker: &DemoWorker,
+    sim: &SimHandle,
+    backup: &BackupRecord,
+) -> anyhow::Result<Restored> {
+    let (header, rows) = sim.table("Account").context("the org has no accounts")?;
+    let id = header.iter().position(|h| h == "Id").context("Account.Id")?;
+    let accounts: Vec<String> = rows.iter().take(5).map(|r| r[id].clone()).collect();
+    let records_before = live_records(sim);
+    let doomed: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    sim.delete("Account", &doomed)?;
+    sim.empty_recycle_bin();
+    let deleted = records_before - live_records(sim);
+    eprintln!("demo: deleted and purged {} accounts ({deleted} records with what their delete took)", accounts.len());
+    let started = Instant::now();
+    let request = coffer_proto::v1::RestoreRequested {
+        tenant_id: TENANT.to_owned(),
+        org_id: DEMO_ORG.to_owned(),
+        backup_id: backup.backup_id.to_string(),
+        as_of_unix_ms: 0,
+        target_org_id: String::new(),
+        scope: Some(coffer_proto::v1::RestoreScope {
+            sobjects: Vec::new(),
+            record_ids: accounts.clone(),
+            child_depth: 2,
+            parent_depth: 0,
+        }),
+        mode: coffer_proto::v1::RestoreMode::Execute as i32,
+    };
+    let publisher = worker.broker.publisher().await?;
+    let job = Job::RestoreRequested(request);
+    let job = super::enqueue::publish_job(&publisher, &TenantId::new(TENANT)?, "restore_requested", job).await?;
+    eprintln!("demo: published restore job {job}");
+    let restore = tokio::time::timeout(
+        Duration::from_secs(300),
+        super::restore::wait(catalog, job, true, false),
+    )
+    .await
+    .context("the restore did not finish within 5 minutes")??;
+    if restore.state != coffer_catalog::RestoreState::Complete {
+        bail!("restore {} ended {}: {:?}", restore.restore_id, restore.state.as_str(), restore.error);
+    }
+    let counts = catalog.restore_counts(&restore.restore_id).await?;
+    let count = |states: &[RecordState]| -> u64 {
+        counts.iter().filter(|c| states.contains(&c.state)).map(|c| c.count).sum()
+    };
+    Ok(Restored {
+        job,
+        restore_id: restore.restore_id.clone(),
+        accounts: accounts.len(),
+        deleted,
+        written: count(&[RecordState::Written, RecordState::Linked]),
+        failed: count(&[RecordState::Failed]),
+        records_before,
+        records_after: live_records(sim),
+        duration: started.elapsed(),
+    })
 }
 
 async fn wait_for_backup(
@@ -254,6 +372,7 @@ struct Report<'a> {
     duration: Duration,
     kms_key_id: &'a str,
     services: &'a Services,
+    restored: &'a Restored,
 }
 
 impl Report<'_> {
@@ -279,6 +398,16 @@ impl Report<'_> {
             "records": b.record_count,
             "bytes": b.bytes,
             "duration_ms": self.duration.as_millis() as u64,
+            "restore": {
+                "restore_id": self.restored.restore_id,
+                "accounts": self.restored.accounts,
+                "deleted_records": self.restored.deleted,
+                "written": self.restored.written,
+                "failed": self.restored.failed,
+                "org_records_before": self.restored.records_before,
+                "org_records_after": self.restored.records_after,
+                "duration_ms": self.restored.duration.as_millis() as u64,
+            },
         })
     }
 
@@ -302,12 +431,32 @@ impl Report<'_> {
             "\n  {} objects, {} records, {} bytes, SSE-KMS key {}",
             b.objects, b.record_count, b.bytes, self.kms_key_id
         ));
+        let r = self.restored;
+        say(format!(
+            "\nrestore {}: {} accounts deleted and purged with what their delete took ({} records), \
+             restored from backup {} in {:.2} s: {} records written, {} failed; the org has {} \
+             records again (it had {} before the delete)",
+            r.restore_id,
+            r.accounts,
+            r.deleted,
+            b.backup_id,
+            r.duration.as_secs_f64(),
+            r.written,
+            r.failed,
+            r.records_after,
+            r.records_before
+        ));
         let endpoint = self.endpoint();
         say("\nlook at it:");
         say(format!(
             "  {} backups show --backup {}",
             coffer_command(),
             b.backup_id
+        ));
+        say(format!(
+            "  {} restore status --job {}",
+            coffer_command(),
+            r.job
         ));
         say(format!(
             "  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --endpoint-url {endpoint} s3 ls --recursive s3://{BUCKET}/coffer/"

@@ -153,7 +153,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
 /// Polls the catalog until the restore of `job` is complete or failed (or, plan only, planned:
 /// an executing restore passes through `planned` on its way to writing); draws a progress bar
 /// of records settled when `bar`.
-async fn wait(
+pub(super) async fn wait(
     catalog: &Catalog,
     job: JobId,
     execute: bool,
