@@ -245,7 +245,11 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("0s").is_err());
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("10d").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("10w").is_err());
         assert!(parse_duration("fast").is_err());
+        // A grace period may be zero (due at once); other durations may not.
+        assert_eq!(super::super::parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(super::super::parse_duration_or_zero("0s"), Ok(Duration::ZERO));
     }
 }
