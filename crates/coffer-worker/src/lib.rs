@@ -14,7 +14,8 @@
 //!
 //! [`lookup`] reads one record as of a time back from the backup that holds it; [`restore`]
 //! plans and writes records of a backup back into an org, links rebuilt; [`janitor`] plans
-//! what retention no longer keeps.
+//! what retention no longer keeps; [`verify`] checks that a tenant's storages and the catalog
+//! agree (`coffer verify`).
 
 pub mod backup;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod lookup;
 pub mod restore;
 pub mod settings;
 pub mod storage;
+pub mod verify;
 
 pub use error::WorkerError;
 pub use handler::Worker;

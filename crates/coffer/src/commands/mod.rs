@@ -12,6 +12,7 @@ mod scheduler;
 mod sfsim;
 mod storage;
 mod tenant;
+mod verify;
 mod worker;
 
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub enum Command {
     /// Erase records (a person's) from every kept backup of an org (GDPR); their tombstones
     /// keep any later restore from bringing them back.
     Erase(erase::EraseArgs),
+    /// Check that a tenant's storages and the catalog agree: every object present with its
+    /// size (a sample read back, SHA-256 checked), nothing unknown, no stale upload, manifests
+    /// in step. Exits 1 when anything disagrees.
+    Verify(verify::VerifyArgs),
     /// Per-tenant backup schedules: cron expressions in a time zone.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -75,6 +80,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Retention(cmd) => retention::run(cmd).await,
         Command::Janitor(cmd) => janitor::run(cmd).await,
         Command::Erase(args) => Box::pin(erase::run(args)).await,
+        Command::Verify(args) => Box::pin(verify::run(args)).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Migrate { services } => {
