@@ -372,13 +372,8 @@ pub(crate) async fn store_manifest(
         .collect::<Result<Vec<SObjectDescribe>, _>>()?;
     let manifest_key = prefix.manifest_key(&backup.backup_id);
     // A finaliser that crashed after writing it left one; objects are created only if absent.
-    // Looked for first: on a versioned bucket a blind delete would leave a marker per backup.
-    if how == ManifestWrite::Create
-        && coffer_storage::copy::object_size(&client, &target.bucket, &manifest_key)
-            .await?
-            .is_some()
-    {
-        coffer_storage::delete::delete_key(&client, &target.bucket, &manifest_key).await?;
+    if how == ManifestWrite::Create {
+        remove_earlier_manifest(&client, &target.bucket, &manifest_key).await?;
     }
     let written: Vec<NewObject> = catalog
         .backup_objects(backup.backup_id)
@@ -396,6 +391,21 @@ pub(crate) async fn store_manifest(
     let manifest = write_manifest(ctx, place, backup, &org, contents, how).await?;
     catalog.record_object(backup.backup_id, &manifest).await?;
     Ok(())
+}
+
+/// Deletes a manifest an earlier finaliser left. Looked for first, because on a versioned
+/// bucket a blind delete leaves a delete marker per backup; but a customer's policy may not
+/// allow the look (HeadObject of a missing key is a 403 without ListBucket), and then the
+/// delete goes blind, as it always may.
+async fn remove_earlier_manifest(
+    client: &S3Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(), WorkerError> {
+    match coffer_storage::copy::object_size(client, bucket, key).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) | Err(_) => Ok(coffer_storage::delete::delete_key(client, bucket, key).await?),
+    }
 }
 
 /// Writes the manifest and marks the backup complete; safe to run again, and by two workers

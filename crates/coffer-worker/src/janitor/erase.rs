@@ -91,7 +91,7 @@ pub async fn finish_erasures(
         }
         if backup.state == BackupState::Complete {
             store_manifest(ctx, &backup, ManifestWrite::Replace).await?;
-            if versioning_on(&place.client, &place.target.bucket).await? {
+            if versioned(&place).await {
                 let key = place.prefix.manifest_key(&backup_id);
                 delete_older_versions(&place, &key).await?;
             }
@@ -202,7 +202,6 @@ async fn write_back(
     compression: Option<Compression>,
     bytes: Vec<u8>,
 ) -> Result<(u64, String), WorkerError> {
-    let bucket = &place.target.bucket;
     let options = UploadOptions {
         content_type: compression.map_or("text/csv", Compression::content_type).to_owned(),
         expected_size: Some(bytes.len() as u64),
@@ -212,11 +211,25 @@ async fn write_back(
     let mut writer = MultipartWriter::create(&place.client, &place.target, part.key.clone(), options).await?;
     writer.write(&bytes).await?;
     let written = writer.finish().await?;
-    if versioning_on(&place.client, bucket).await? {
+    if versioned(place).await {
         delete_older_versions(place, &part.key).await?;
     }
     tracing::info!(key = %part.key, records = part.record_ids.len(), "records part rewritten without erased records");
     Ok((written.size, written.sha256_hex))
+}
+
+/// Whether the bucket keeps versions. A customer's policy may not allow asking
+/// (`s3:GetBucketVersioning`, not in the policy `coffer storage policy` prints): then it is
+/// taken as unversioned, and the warning names what to grant so older versions go too.
+async fn versioned(place: &BackupPlace) -> bool {
+    let bucket = &place.target.bucket;
+    match versioning_on(&place.client, bucket).await {
+        Ok(on) => on,
+        Err(e) => {
+            tracing::warn!(%bucket, error = %e, "cannot tell whether the bucket keeps versions; if it does, older versions still hold erased values: grant s3:GetBucketVersioning, s3:ListBucketVersions and s3:DeleteObjectVersion on it");
+            false
+        }
+    }
 }
 
 /// Deletes every version of `key` but the current one.
