@@ -6,10 +6,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use coffer_catalog::OrgRecord;
 use coffer_core::{BackupId, JobId, OrgId, TenantId};
 use coffer_testkit::TestEnv;
-use secrecy::SecretString;
 
 use common::{coffer, run_json};
 
@@ -57,16 +55,7 @@ fn plan(env: &TestEnv) -> anyhow::Result<BTreeMap<String, (String, String)>> {
 async fn a_policy_and_a_hold_decide_the_plan_and_the_newest_backup_stays() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let tenant = env.create_tenant("acme", "").await?;
-    env.catalog
-        .put_org(&OrgRecord {
-            tenant_id: TenantId::new("acme")?,
-            org_id: OrgId::new(ORG)?,
-            login_url: "http://127.0.0.1:1".to_owned(),
-            client_id: "id".to_owned(),
-            client_secret: SecretString::from("secret".to_owned()),
-            api_version: "62.0".to_owned(),
-        })
-        .await?;
+    common::offline_org(&env, &TenantId::new("acme")?, &OrgId::new(ORG)?).await?;
     let storage_id = tenant.storage.storage_id;
     let mut ids = Vec::new();
     for days in [40, 20, 10, 3] {
@@ -144,16 +133,7 @@ async fn janitor_run_deletes_what_the_plan_drops_and_marks_records_it() -> anyho
     let env = TestEnv::new().await?;
     env.create_tenant("acme", "coffer").await?;
     let (tenant, org) = (TenantId::new("acme")?, OrgId::new(ORG)?);
-    env.catalog
-        .put_org(&OrgRecord {
-            tenant_id: tenant.clone(),
-            org_id: org.clone(),
-            login_url: "http://127.0.0.1:1".to_owned(),
-            client_id: "id".to_owned(),
-            client_secret: SecretString::from("secret".to_owned()),
-            api_version: "62.0".to_owned(),
-        })
-        .await?;
+    common::offline_org(&env, &tenant, &org).await?;
     let old = history::backup(&env, &tenant, &org, 5, 5, &[], 30).await?;
     let newest = history::backup(&env, &tenant, &org, 5, 5, &[], 1).await?;
     let set = coffer(&env)

@@ -11,14 +11,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use coffer_catalog::OrgRecord;
 use coffer_core::retention::Policy;
 use coffer_core::sweep::MarkStage;
 use coffer_core::{JobId, OrgId, TenantId};
 use coffer_testkit::{TestEnv, consistency, history};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
-use secrecy::SecretString;
 
 use common::{Reaped, coffer, kill_seed, run_json};
 
@@ -51,16 +49,7 @@ async fn a_janitor_killed_at_random_points_is_finished_by_the_next_run() -> anyh
     let tenant = TenantId::new("acme")?;
     let org = OrgId::new("00D000000000042AAA")?;
     env.create_tenant("acme", "coffer").await?;
-    env.catalog
-        .put_org(&OrgRecord {
-            tenant_id: tenant.clone(),
-            org_id: org.clone(),
-            login_url: "https://login.example".to_owned(),
-            client_id: "id".to_owned(),
-            client_secret: SecretString::from("s".to_owned()),
-            api_version: "62.0".to_owned(),
-        })
-        .await?;
+    common::offline_org(&env, &tenant, &org).await?;
 
     // Twenty daily backups; each references two bodies of its own and one shared by all.
     let shared = history::body(&env, &tenant, &org, 0).await?;

@@ -9,12 +9,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use coffer_catalog::{NewObject, ObjectKind, OrgRecord, Sse};
+use coffer_catalog::{NewObject, ObjectKind, Sse};
 use coffer_core::layout::OrgPrefix;
 use coffer_core::{BackupId, OrgId, TenantId};
 use coffer_storage::{BucketTarget, Encryption, MultipartWriter, UploadOptions};
 use coffer_testkit::{TestEnv, history};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use common::{coffer, run_json};
@@ -139,16 +138,7 @@ async fn verify_is_clean_on_a_sound_history_and_names_every_kind_of_damage() -> 
     let env = TestEnv::new().await?;
     env.create_tenant_with("acme", "coffer", Sse::S3).await?;
     let (tenant, org) = (TenantId::new("acme")?, OrgId::new(ORG)?);
-    env.catalog
-        .put_org(&OrgRecord {
-            tenant_id: tenant.clone(),
-            org_id: org.clone(),
-            login_url: "http://127.0.0.1:1".to_owned(),
-            client_id: "id".to_owned(),
-            client_secret: SecretString::from("secret".to_owned()),
-            api_version: "62.0".to_owned(),
-        })
-        .await?;
+    common::offline_org(&env, &tenant, &org).await?;
     let (_, prefix) = history::place(&env, &tenant, &org).await?;
     let body = history::body(&env, &tenant, &org, 1).await?;
     let old = history::backup(&env, &tenant, &org, 3, 3, std::slice::from_ref(&body), 10).await?;

@@ -128,3 +128,23 @@ pub fn logs_of(logs: &[std::path::PathBuf]) -> String {
         .collect();
     logs.join("\n---\n")
 }
+
+/// Connects `org` to `tenant` in the catalog with a login no one answers: for tests that
+/// work on the catalog and the bucket only (histories, sweeps, verification).
+pub async fn offline_org(
+    env: &TestEnv,
+    tenant: &coffer_core::TenantId,
+    org: &coffer_core::OrgId,
+) -> anyhow::Result<()> {
+    env.catalog
+        .put_org(&coffer_catalog::OrgRecord {
+            tenant_id: tenant.clone(),
+            org_id: org.clone(),
+            login_url: "http://127.0.0.1:1".to_owned(),
+            client_id: "id".to_owned(),
+            client_secret: secrecy::SecretString::from("secret".to_owned()),
+            api_version: "62.0".to_owned(),
+        })
+        .await?;
+    Ok(())
+}
