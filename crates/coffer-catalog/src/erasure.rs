@@ -118,7 +118,10 @@ impl Catalog {
                 let backup_id: BackupId = row.try_get::<String, _>("backup_id")?.parse()?;
                 let key: String = row.try_get("object_key")?;
                 let record: String = row.try_get("record_id")?;
-                match parts.iter_mut().find(|p| p.backup_id == backup_id && p.key == key) {
+                match parts
+                    .iter_mut()
+                    .find(|p| p.backup_id == backup_id && p.key == key)
+                {
                     Some(part) => part.record_ids.push(record),
                     None => parts.push(PartToErase {
                         backup_id,
@@ -156,7 +159,11 @@ impl Catalog {
                 "DELETE FROM backup_links WHERE backup_id = ? AND child_id = ?",
                 "DELETE FROM backup_files WHERE backup_id = ? AND record_id = ?",
             ] {
-                sqlx::query(sql).bind(&backup).bind(id).execute(&mut *tx).await?;
+                sqlx::query(sql)
+                    .bind(&backup)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;

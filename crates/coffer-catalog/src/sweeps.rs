@@ -301,11 +301,12 @@ impl Catalog {
         lease_seconds: i64,
     ) -> Result<FilesFence, CatalogError> {
         let mut tx = self.pool.begin().await?;
-        let org = sqlx::query("SELECT org_id FROM orgs WHERE tenant_id = ? AND org_id = ? FOR UPDATE")
-            .bind(tenant_id.as_str())
-            .bind(org_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let org =
+            sqlx::query("SELECT org_id FROM orgs WHERE tenant_id = ? AND org_id = ? FOR UPDATE")
+                .bind(tenant_id.as_str())
+                .bind(org_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
         if org.is_none() {
             return Err(CatalogError::NotFound(format!(
                 "org {org_id} of tenant {tenant_id} does not exist"
@@ -402,9 +403,8 @@ impl Catalog {
         sha256s: &[String],
     ) -> Result<(), CatalogError> {
         for chunk in sha256s.chunks(crate::files::FILE_BATCH_ROWS) {
-            let mut q = sqlx::QueryBuilder::<MySql>::new(
-                "DELETE FROM file_objects WHERE tenant_id = ",
-            );
+            let mut q =
+                sqlx::QueryBuilder::<MySql>::new("DELETE FROM file_objects WHERE tenant_id = ");
             q.push_bind(tenant_id.as_str())
                 .push(" AND org_id = ")
                 .push_bind(org_id.as_str())
@@ -457,9 +457,10 @@ impl Catalog {
 
     /// The ids of every tenant.
     pub async fn tenant_ids(&self) -> Result<Vec<TenantId>, CatalogError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(&self.pool)
-            .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+                .fetch_all(&self.pool)
+                .await?;
         ids.into_iter()
             .map(|id| TenantId::new(id).map_err(CatalogError::from))
             .collect()
@@ -534,7 +535,11 @@ async fn still_needed(
     for (why, sql) in checks {
         let q = sqlx::query_scalar::<_, i64>(sql);
         let q = match why.starts_with("it is the newest") {
-            true => q.bind(completed_at).bind(&tenant).bind(&org).bind(completed_at),
+            true => q
+                .bind(completed_at)
+                .bind(&tenant)
+                .bind(&org)
+                .bind(completed_at),
             false => q.bind(&tenant).bind(&org).bind(&id),
         };
         if q.fetch_one(&mut **tx).await? > 0 {
@@ -549,7 +554,9 @@ fn stage_of(row: &MySqlRow) -> Result<MarkStage, CatalogError> {
         "marked" => Ok(MarkStage::Marked),
         "deleting" => Ok(MarkStage::Deleting),
         "deleted" => Ok(MarkStage::Deleted),
-        other => Err(CatalogError::Corrupt(format!("unknown mark stage {other:?}"))),
+        other => Err(CatalogError::Corrupt(format!(
+            "unknown mark stage {other:?}"
+        ))),
     }
 }
 

@@ -27,7 +27,9 @@ async fn storage(catalog: &Catalog) -> u64 {
 
 /// A backup completed `days` days ago (an incremental of `base` when given), back-dated.
 async fn backup(c: &Catalog, storage_id: u64, days: u32, base: Option<BackupId>) -> BackupId {
-    common::backup(c, (&tenant(), &org()), storage_id, days, base).await.0
+    common::backup(c, (&tenant(), &org()), storage_id, days, base)
+        .await
+        .0
 }
 
 async fn back_date(c: &Catalog, id: BackupId, days: u32) {

@@ -43,18 +43,27 @@ async fn setup(c: &Catalog) -> u64 {
 }
 
 /// A complete backup `days` days old (an incremental of `base` when given), with its job.
-async fn backup(c: &Catalog, storage_id: u64, days: u32, base: Option<BackupId>) -> (BackupId, JobId) {
+async fn backup(
+    c: &Catalog,
+    storage_id: u64,
+    days: u32,
+    base: Option<BackupId>,
+) -> (BackupId, JobId) {
     common::backup(c, (&tenant(), &org()), storage_id, days, base).await
 }
 
 async fn expiry(c: &Catalog, id: BackupId) -> Expiry {
-    c.mark_backup(id, 1, &DeleteReason::Failed, 0).await.unwrap();
+    c.mark_backup(id, 1, &DeleteReason::Failed, 0)
+        .await
+        .unwrap();
     c.begin_expiry(id).await.unwrap()
 }
 
 fn refused_because(e: Expiry, why: &str) {
     match e {
-        Expiry::Refused(reason) => assert!(reason.contains(why), "refused for {reason:?}, not {why:?}"),
+        Expiry::Refused(reason) => {
+            assert!(reason.contains(why), "refused for {reason:?}, not {why:?}")
+        }
         Expiry::Started => panic!("expiry started; expected it refused because {why}"),
     }
 }
@@ -131,9 +140,14 @@ async fn a_failed_backup_revived_by_its_replayed_job_is_not_deleted() {
         .unwrap()
         .backup_id;
     c.fail_backup(failed, "gave up").await.unwrap();
-    c.mark_backup(failed, 1, &DeleteReason::Failed, 0).await.unwrap();
+    c.mark_backup(failed, 1, &DeleteReason::Failed, 0)
+        .await
+        .unwrap();
     // The job is replayed before the janitor gets to it.
-    let revived = c.begin_backup(job, &tenant(), &org(), s, "full").await.unwrap();
+    let revived = c
+        .begin_backup(job, &tenant(), &org(), s, "full")
+        .await
+        .unwrap();
     assert_eq!(revived.state, BackupState::Running);
     refused_because(c.begin_expiry(failed).await.unwrap(), "it is running");
     assert_eq!(state(c, failed).await, Some(BackupState::Running));
@@ -160,10 +174,23 @@ async fn removing_a_backup_removes_every_row_and_keeps_the_mark_as_the_record() 
     assert_eq!(c.begin_expiry(old).await.unwrap(), Expiry::Started);
     c.note_deletion(old, 3, None).await.unwrap();
     let removed = c.remove_backup_rows(old).await.unwrap();
-    assert_eq!(removed, 1 + 2 + 1 + 1 + 1, "records, links, files, objects, backup");
+    assert_eq!(
+        removed,
+        1 + 2 + 1 + 1 + 1,
+        "records, links, files, objects, backup"
+    );
     assert_eq!(state(c, old).await, None);
-    for table in ["backup_records", "backup_links", "backup_files", "backup_objects"] {
-        assert_eq!(rows(c, table, old).await, 0, "{table} of the deleted backup");
+    for table in [
+        "backup_records",
+        "backup_links",
+        "backup_files",
+        "backup_objects",
+    ] {
+        assert_eq!(
+            rows(c, table, old).await,
+            0,
+            "{table} of the deleted backup"
+        );
         assert!(rows(c, table, kept).await > 0, "{table} of the kept backup");
     }
     assert!(c.open_marks(&tenant(), &org()).await.unwrap().is_empty());
@@ -188,13 +215,21 @@ async fn a_file_body_is_unreferenced_once_no_backup_of_its_storage_holds_it() {
     let (old, _) = backup(c, s, 30, None).await;
     let (kept, _) = backup(c, s, 0, None).await;
     for sha in ["1", "2", "3"] {
-        c.record_file_object(&tenant(), &org(), &body(s, sha)).await.unwrap();
+        c.record_file_object(&tenant(), &org(), &body(s, sha))
+            .await
+            .unwrap();
     }
-    c.record_backup_files(old, &[reference("1"), reference("2")]).await.unwrap();
-    c.record_backup_files(kept, &[reference("2")]).await.unwrap();
+    c.record_backup_files(old, &[reference("1"), reference("2")])
+        .await
+        .unwrap();
+    c.record_backup_files(kept, &[reference("2")])
+        .await
+        .unwrap();
     assert_eq!(unreferenced(c).await, vec![sha("3")]);
 
-    c.mark_backup(old, 1, &DeleteReason::Failed, 0).await.unwrap();
+    c.mark_backup(old, 1, &DeleteReason::Failed, 0)
+        .await
+        .unwrap();
     c.begin_expiry(old).await.unwrap();
     c.remove_backup_rows(old).await.unwrap();
     assert_eq!(unreferenced(c).await, vec![sha("1"), sha("3")]);
@@ -202,7 +237,10 @@ async fn a_file_body_is_unreferenced_once_no_backup_of_its_storage_holds_it() {
         .await
         .unwrap();
     assert!(unreferenced(c).await.is_empty());
-    assert_eq!(c.file_shas(&tenant(), &org(), s).await.unwrap(), vec![sha("2")]);
+    assert_eq!(
+        c.file_shas(&tenant(), &org(), s).await.unwrap(),
+        vec![sha("2")]
+    );
     db.drop().await;
 }
 
@@ -217,12 +255,16 @@ async fn the_files_fence_waits_for_running_backups_and_keeps_new_ones_out() {
         .unwrap()
         .backup_id;
     assert_eq!(
-        c.begin_files_sweep(&tenant(), &org(), "j1", 60).await.unwrap(),
+        c.begin_files_sweep(&tenant(), &org(), "j1", 60)
+            .await
+            .unwrap(),
         FilesFence::BackupRunning(running)
     );
     c.complete_backup(running).await.unwrap();
     assert_eq!(
-        c.begin_files_sweep(&tenant(), &org(), "j1", 60).await.unwrap(),
+        c.begin_files_sweep(&tenant(), &org(), "j1", 60)
+            .await
+            .unwrap(),
         FilesFence::Held
     );
     let refused = c
@@ -231,8 +273,16 @@ async fn the_files_fence_waits_for_running_backups_and_keeps_new_ones_out() {
         .unwrap_err();
     assert!(matches!(refused, CatalogError::Busy(_)), "{refused}");
     assert_eq!(refused.class(), ErrorClass::Retryable);
-    assert!(c.renew_files_sweep(&tenant(), &org(), "j1", 60).await.unwrap());
-    assert!(!c.renew_files_sweep(&tenant(), &org(), "someone else", 60).await.unwrap());
+    assert!(
+        c.renew_files_sweep(&tenant(), &org(), "j1", 60)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !c.renew_files_sweep(&tenant(), &org(), "someone else", 60)
+            .await
+            .unwrap()
+    );
     c.end_files_sweep(&tenant(), &org(), "j1").await.unwrap();
     c.begin_backup(JobId::generate(), &tenant(), &org(), s, "full")
         .await
@@ -244,11 +294,17 @@ async fn the_files_fence_waits_for_running_backups_and_keeps_new_ones_out() {
         .await
         .unwrap();
     assert_eq!(
-        c.begin_files_sweep(&tenant(), &org(), "j2", 1).await.unwrap(),
+        c.begin_files_sweep(&tenant(), &org(), "j2", 1)
+            .await
+            .unwrap(),
         FilesFence::Held
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert!(!c.renew_files_sweep(&tenant(), &org(), "j2", 60).await.unwrap());
+    assert!(
+        !c.renew_files_sweep(&tenant(), &org(), "j2", 60)
+            .await
+            .unwrap()
+    );
     c.begin_backup(JobId::generate(), &tenant(), &org(), s, "full")
         .await
         .unwrap();

@@ -52,7 +52,12 @@ pub struct Steps {
 
 /// Decides the steps of one org's sweep. `decisions` is the fresh plan (newest first), which
 /// leaves out backups already being deleted; `marks` are the org's marks not yet deleted.
-pub fn steps(decisions: &[Decision], marks: &[Mark], now: OffsetDateTime, grace: Duration) -> Steps {
+pub fn steps(
+    decisions: &[Decision],
+    marks: &[Mark],
+    now: OffsetDateTime,
+    grace: Duration,
+) -> Steps {
     let by_backup: HashMap<BackupId, &Mark> = marks.iter().map(|m| (m.backup_id, m)).collect();
     let mut steps = Steps {
         resume: marks
@@ -125,7 +130,12 @@ mod tests {
         assert!(first.expire.is_empty());
         let waiting = steps(&[delete(1)], &[mark(1, MarkStage::Marked, 24)], NOW, grace);
         assert_eq!(waiting, Steps::default());
-        let due = steps(&[delete(1)], &[mark(1, MarkStage::Marked, 7 * 24)], NOW, grace);
+        let due = steps(
+            &[delete(1)],
+            &[mark(1, MarkStage::Marked, 7 * 24)],
+            NOW,
+            grace,
+        );
         assert_eq!(due.expire, vec![id(1)]);
         assert!(due.mark.is_empty());
     }
@@ -148,7 +158,12 @@ mod tests {
 
     #[test]
     fn a_mark_the_plan_no_longer_agrees_with_is_lifted_even_when_due() {
-        let lifted = steps(&[keep(1)], &[mark(1, MarkStage::Marked, 500)], NOW, Duration::ZERO);
+        let lifted = steps(
+            &[keep(1)],
+            &[mark(1, MarkStage::Marked, 500)],
+            NOW,
+            Duration::ZERO,
+        );
         assert_eq!(lifted.unmark, vec![id(1)]);
         assert!(lifted.expire.is_empty());
     }

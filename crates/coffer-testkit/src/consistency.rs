@@ -51,7 +51,11 @@ pub async fn problems(
             continue;
         }
         for object in catalog.backup_objects(backup.backup_id).await? {
-            expect(object.key, object.size, format!("backup {}", backup.backup_id));
+            expect(
+                object.key,
+                object.size,
+                format!("backup {}", backup.backup_id),
+            );
         }
     }
     for &storage_id in &in_bucket {

@@ -58,12 +58,21 @@ pub async fn backup(
         .await?
         .backup_id;
     let keys: Vec<String> = (1..=objects)
-        .map(|n| format!("{}records/Account/part-{n:05}.csv.gz", prefix.backup_prefix(&backup)))
+        .map(|n| {
+            format!(
+                "{}records/Account/part-{n:05}.csv.gz",
+                prefix.backup_prefix(&backup)
+            )
+        })
         .collect();
     put_all(env, &bucket, &keys).await?;
     insert_object_rows(env, backup, &keys).await?;
     insert_record_rows(env, backup, records).await?;
-    let refs: Vec<BackupFile> = bodies.iter().enumerate().map(|(i, sha)| reference(i, sha)).collect();
+    let refs: Vec<BackupFile> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, sha)| reference(i, sha))
+        .collect();
     c.record_backup_files(backup, &refs).await?;
     c.complete_backup(backup).await?;
     back_date(c, backup, days_ago).await?;
@@ -91,7 +100,12 @@ pub async fn back_date(
 }
 
 /// A file body stored at its content address and recorded; returns its SHA-256.
-pub async fn body(env: &TestEnv, tenant: &TenantId, org: &OrgId, n: usize) -> anyhow::Result<String> {
+pub async fn body(
+    env: &TestEnv,
+    tenant: &TenantId,
+    org: &OrgId,
+    n: usize,
+) -> anyhow::Result<String> {
     let (storage_id, prefix, bucket) = place_in(env, tenant, org).await?;
     let bytes = format!("body number {n}").into_bytes();
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
@@ -123,10 +137,13 @@ fn reference(i: usize, sha: &str) -> BackupFile {
 
 /// PUTs a few bytes at every key of `bucket`, [`PUTS_IN_FLIGHT`] at a time.
 pub async fn put_all(env: &TestEnv, bucket: &str, keys: &[String]) -> anyhow::Result<()> {
-    futures::stream::iter(keys.iter().map(|key| put(env, bucket, key, b"id,name\n".to_vec())))
-        .buffer_unordered(PUTS_IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await?;
+    futures::stream::iter(
+        keys.iter()
+            .map(|key| put(env, bucket, key, b"id,name\n".to_vec())),
+    )
+    .buffer_unordered(PUTS_IN_FLIGHT)
+    .try_collect::<Vec<()>>()
+    .await?;
     Ok(())
 }
 
@@ -141,7 +158,11 @@ async fn put(env: &TestEnv, bucket: &str, key: &str, bytes: Vec<u8>) -> anyhow::
     Ok(())
 }
 
-async fn insert_object_rows(env: &TestEnv, backup: BackupId, keys: &[String]) -> anyhow::Result<()> {
+async fn insert_object_rows(
+    env: &TestEnv,
+    backup: BackupId,
+    keys: &[String],
+) -> anyhow::Result<()> {
     for (chunk_no, chunk) in keys.chunks(500).enumerate() {
         let mut q = QueryBuilder::<MySql>::new(
             "INSERT INTO backup_objects (backup_id, object_key, kind, sobject, part, size_bytes, sha256, row_count) ",

@@ -28,7 +28,8 @@ use coffer_catalog::{Catalog, JobState, OrgPause, RestoreState};
 use coffer_core::{Classify, ErrorClass, JobId, TenantId};
 use coffer_proto::v1::job_envelope::Job;
 use coffer_proto::v1::{
-    self, BackupRequested, ExtractTaskRequested, RestoreRequested, RetentionSweepRequested, job_event,
+    self, BackupRequested, ExtractTaskRequested, RestoreRequested, RetentionSweepRequested,
+    job_event,
 };
 use coffer_queue::{JobDelivery, JobHandler, Outcome, Publisher};
 use tracing::Instrument;
@@ -182,7 +183,12 @@ impl Worker {
                 }
             };
             let expired: usize = report.orgs.iter().map(|o| o.expired.len()).sum();
-            tracing::info!(orgs = report.orgs.len(), expired, failed = report.has_failures(), "retention sweep finished");
+            tracing::info!(
+                orgs = report.orgs.len(),
+                expired,
+                failed = report.has_failures(),
+                "retention sweep finished"
+            );
             Ok(())
         }
         .instrument(span)

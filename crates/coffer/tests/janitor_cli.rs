@@ -139,18 +139,31 @@ async fn janitor_run_deletes_what_the_plan_drops_and_marks_records_it() -> anyho
     let set = coffer(&env)
         .args(["retention", "set", "--tenant", "acme", "--keep-last", "1"])
         .output()?;
-    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
 
     // The default grace period (a day) marks and waits; run with `--grace 0`, the mark is due.
     let mut marked = coffer(&env);
     marked.args(["janitor", "run", "--tenant", "acme", "--json"]);
     let report = run_json(marked)?;
     assert_eq!(report["orgs"][0]["marked"][0], old.to_string(), "{report}");
-    assert_eq!(report["orgs"][0]["expired"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        report["orgs"][0]["expired"].as_array().map(Vec::len),
+        Some(0)
+    );
     let mut now = coffer(&env);
-    now.args(["janitor", "run", "--tenant", "acme", "--grace", "0", "--json"]);
+    now.args([
+        "janitor", "run", "--tenant", "acme", "--grace", "0", "--json",
+    ]);
     let report = run_json(now)?;
-    assert_eq!(report["orgs"][0]["expired"][0]["backup_id"], old.to_string(), "{report}");
+    assert_eq!(
+        report["orgs"][0]["expired"][0]["backup_id"],
+        old.to_string(),
+        "{report}"
+    );
     assert_eq!(report["orgs"][0]["expired"][0]["objects_deleted"], 5);
     assert!(env.catalog.backup(old).await?.is_none());
     assert!(env.catalog.backup(newest).await?.is_some());
@@ -167,7 +180,15 @@ async fn janitor_run_deletes_what_the_plan_drops_and_marks_records_it() -> anyho
     assert!(!bare.status.success());
     assert!(String::from_utf8_lossy(&bare.stderr).contains("--every"));
     let bad = coffer(&env)
-        .args(["erase", "--tenant", "acme", "--org", ORG, "--record", "../../etc"])
+        .args([
+            "erase",
+            "--tenant",
+            "acme",
+            "--org",
+            ORG,
+            "--record",
+            "../../etc",
+        ])
         .output()?;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("18-character"));

@@ -26,10 +26,19 @@ const BACKUPS: usize = 20;
 fn janitor(env: &TestEnv, n: usize) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
     let log = std::env::temp_dir().join(format!("coffer-kill-janitor-{}-{n}.log", env.id));
     let mut cmd = coffer(env);
-    cmd.args(["janitor", "run", "--tenant", "acme", "--grace", "0", "--stale-upload-age", "0"])
-        .args(["--delete-in-flight", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log)?);
+    cmd.args([
+        "janitor",
+        "run",
+        "--tenant",
+        "acme",
+        "--grace",
+        "0",
+        "--stale-upload-age",
+        "0",
+    ])
+    .args(["--delete-in-flight", "1"])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log)?);
     Ok((Reaped(cmd.spawn()?), log))
 }
 
@@ -71,11 +80,21 @@ async fn a_janitor_killed_at_random_points_is_finished_by_the_next_run() -> anyh
     env.s3_client
         .create_multipart_upload()
         .bucket(&env.bucket)
-        .key(format!("{}records/Contact/part-00001.csv.gz", prefix.backup_prefix(&backups[0])))
+        .key(format!(
+            "{}records/Contact/part-00001.csv.gz",
+            prefix.backup_prefix(&backups[0])
+        ))
         .send()
         .await?;
     env.catalog
-        .put_retention_policy(&tenant, None, &Policy { keep_last: Some(1), ..Policy::default() })
+        .put_retention_policy(
+            &tenant,
+            None,
+            &Policy {
+                keep_last: Some(1),
+                ..Policy::default()
+            },
+        )
         .await?;
 
     let mut logs = Vec::new();
@@ -89,7 +108,10 @@ async fn a_janitor_killed_at_random_points_is_finished_by_the_next_run() -> anyh
         let deadline = Instant::now() + Duration::from_secs(60);
         let moved = |now: (usize, usize)| now.0 > before.0 || now.1 > before.1;
         while !moved(progress(&env).await?) && child.try_wait()?.is_none() {
-            anyhow::ensure!(Instant::now() < deadline, "the janitor never started deleting");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the janitor never started deleting"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..250))).await;
@@ -100,18 +122,42 @@ async fn a_janitor_killed_at_random_points_is_finished_by_the_next_run() -> anyh
         }
     }
     eprintln!("{interrupted} of {KILLS} kills interrupted a sweep");
-    assert!(interrupted > 0, "no kill landed during a sweep; logs:\n{}", common::logs_of(&logs));
+    assert!(
+        interrupted > 0,
+        "no kill landed during a sweep; logs:\n{}",
+        common::logs_of(&logs)
+    );
 
     let mut last = coffer(&env);
-    last.args(["janitor", "run", "--tenant", "acme", "--grace", "0", "--stale-upload-age", "0", "--json"]);
+    last.args([
+        "janitor",
+        "run",
+        "--tenant",
+        "acme",
+        "--grace",
+        "0",
+        "--stale-upload-age",
+        "0",
+        "--json",
+    ]);
     let report = run_json(last)?;
-    assert_eq!(report["failures"].as_array().map(Vec::len), Some(0), "{report}");
+    assert_eq!(
+        report["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
 
     let left: Vec<_> = env.catalog.backups_of(&tenant, &org).await?;
-    assert_eq!(left.iter().map(|b| b.backup_id).collect::<Vec<_>>(), vec![newest]);
+    assert_eq!(
+        left.iter().map(|b| b.backup_id).collect::<Vec<_>>(),
+        vec![newest]
+    );
     let marks = env.catalog.retention_marks(&tenant).await?;
     assert_eq!(marks.len(), BACKUPS - 1);
-    assert!(marks.iter().all(|m| m.stage == MarkStage::Deleted), "{marks:#?}");
+    assert!(
+        marks.iter().all(|m| m.stage == MarkStage::Deleted),
+        "{marks:#?}"
+    );
     let (storage_id, _) = history::place(&env, &tenant, &org).await?;
     let bodies: BTreeSet<String> = env
         .catalog
@@ -119,7 +165,10 @@ async fn a_janitor_killed_at_random_points_is_finished_by_the_next_run() -> anyh
         .await?
         .into_iter()
         .collect();
-    assert_eq!(bodies, bodies_of_newest, "only the kept backup's bodies are left");
+    assert_eq!(
+        bodies, bodies_of_newest,
+        "only the kept backup's bodies are left"
+    );
     let problems = consistency::problems(
         &env.catalog,
         &env.s3_client,
@@ -129,7 +178,10 @@ async fn a_janitor_killed_at_random_points_is_finished_by_the_next_run() -> anyh
         &org,
     )
     .await?;
-    assert!(problems.is_empty(), "bucket and catalog disagree (seed {seed}): {problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "bucket and catalog disagree (seed {seed}): {problems:#?}"
+    );
     env.catalog
         .begin_backup(JobId::generate(), &tenant, &org, storage_id, "full")
         .await?;

@@ -96,11 +96,16 @@ pub async fn backup(
 ) -> (coffer_core::BackupId, coffer_core::JobId) {
     let job = coffer_core::JobId::generate();
     let b = match base {
-        Some(base) => c.begin_incremental_backup(job, tenant, org, storage_id, base).await,
+        Some(base) => {
+            c.begin_incremental_backup(job, tenant, org, storage_id, base)
+                .await
+        }
         None => c.begin_backup(job, tenant, org, storage_id, "full").await,
     }
     .expect("begin backup");
-    c.complete_backup(b.backup_id).await.expect("complete backup");
+    c.complete_backup(b.backup_id)
+        .await
+        .expect("complete backup");
     back_date(c, b.backup_id, days).await;
     (b.backup_id, job)
 }

@@ -149,7 +149,11 @@ enum Scrubbed {
 }
 
 /// Blanks every value but `Id` of the rows of `ids` in a compressed CSV part.
-fn scrub(body: &[u8], compression: Option<Compression>, ids: &BTreeSet<String>) -> Result<Scrubbed, WorkerError> {
+fn scrub(
+    body: &[u8],
+    compression: Option<Compression>,
+    ids: &BTreeSet<String>,
+) -> Result<Scrubbed, WorkerError> {
     let bad = |detail: String| WorkerError::Task(format!("erasing from a records part: {detail}"));
     let mut reader = crate::lookup::part_csv(body, compression)?;
     let header = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
@@ -163,7 +167,12 @@ fn scrub(body: &[u8], compression: Option<Compression>, ids: &BTreeSet<String>) 
     for record in reader.records() {
         let record = record.map_err(|e| bad(e.to_string()))?;
         let erased = record.get(id_at).is_some_and(|id| ids.contains(id));
-        if erased && record.iter().enumerate().any(|(i, v)| i != id_at && !v.is_empty()) {
+        if erased
+            && record
+                .iter()
+                .enumerate()
+                .any(|(i, v)| i != id_at && !v.is_empty())
+        {
             changed = true;
             let blank: Vec<&str> = (0..record.len())
                 .map(|i| if i == id_at { &record[id_at] } else { "" })
@@ -180,7 +189,9 @@ fn scrub(body: &[u8], compression: Option<Compression>, ids: &BTreeSet<String>) 
         });
     }
     let csv = out.into_inner().map_err(|e| bad(e.to_string()))?;
-    compress(&csv, compression).map(Scrubbed::Changed).map_err(|e| bad(e.to_string()))
+    compress(&csv, compression)
+        .map(Scrubbed::Changed)
+        .map_err(|e| bad(e.to_string()))
 }
 
 fn compress(csv: &[u8], compression: Option<Compression>) -> std::io::Result<Vec<u8>> {
@@ -203,12 +214,15 @@ async fn write_back(
     bytes: Vec<u8>,
 ) -> Result<(u64, String), WorkerError> {
     let options = UploadOptions {
-        content_type: compression.map_or("text/csv", Compression::content_type).to_owned(),
+        content_type: compression
+            .map_or("text/csv", Compression::content_type)
+            .to_owned(),
         expected_size: Some(bytes.len() as u64),
         overwrite: true,
         ..UploadOptions::default()
     };
-    let mut writer = MultipartWriter::create(&place.client, &place.target, part.key.clone(), options).await?;
+    let mut writer =
+        MultipartWriter::create(&place.client, &place.target, part.key.clone(), options).await?;
     writer.write(&bytes).await?;
     let written = writer.finish().await?;
     if versioned(place).await {

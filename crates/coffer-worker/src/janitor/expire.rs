@@ -14,7 +14,9 @@ use coffer_core::BackupId;
 use coffer_core::layout::OrgPrefix;
 use coffer_storage::S3Client;
 use coffer_storage::delete::{DeleteOutcome, ObjectVersion, delete_objects};
-use coffer_storage::list::{abort_upload, list_keys, list_open_uploads, list_versions, versioning_on};
+use coffer_storage::list::{
+    abort_upload, list_keys, list_open_uploads, list_versions, versioning_on,
+};
 use serde::Serialize;
 
 use super::sweep::Janitor;
@@ -54,8 +56,12 @@ pub async fn expire_backup(
         .storage
         .client_for(&storage, &backup.org_id, "janitor")
         .await?;
-    let prefix = OrgPrefix::new(&storage.settings.base_path, &backup.tenant_id, &backup.org_id)
-        .backup_prefix(&backup_id);
+    let prefix = OrgPrefix::new(
+        &storage.settings.base_path,
+        &backup.tenant_id,
+        &backup.org_id,
+    )
+    .backup_prefix(&backup_id);
     let bucket = &storage.settings.bucket;
     let uploads_aborted = abort_all_uploads(&client, bucket, &prefix).await?;
     let known: Vec<String> = catalog
@@ -65,7 +71,8 @@ pub async fn expire_backup(
         .map(|o| o.key)
         .collect();
     let targets = targets(janitor, &client, &storage, &prefix, known).await?;
-    let outcome = delete_objects(&client, bucket, targets, janitor.settings.delete_in_flight).await?;
+    let outcome =
+        delete_objects(&client, bucket, targets, janitor.settings.delete_in_flight).await?;
     if let Some(err) = refused_keys(&outcome) {
         catalog
             .note_deletion(backup_id, outcome.deleted, Some(&err))
@@ -74,7 +81,9 @@ pub async fn expire_backup(
             "backup {backup_id} in bucket {bucket}: {err}; it stays expiring and the next sweep tries again"
         )));
     }
-    catalog.note_deletion(backup_id, outcome.deleted, None).await?;
+    catalog
+        .note_deletion(backup_id, outcome.deleted, None)
+        .await?;
     let rows_removed = catalog.remove_backup_rows(backup_id).await?;
     tracing::info!(%backup_id, tenant = %backup.tenant_id, org = %backup.org_id, objects = outcome.deleted, rows_removed, "backup deleted by retention");
     Ok(ExpiredBackup {
@@ -124,7 +133,11 @@ pub(super) async fn delete_versions(
 
 /// Aborts every upload still open under `prefix` (the backup is going: none of them will be
 /// completed).
-async fn abort_all_uploads(client: &S3Client, bucket: &str, prefix: &str) -> Result<u64, WorkerError> {
+async fn abort_all_uploads(
+    client: &S3Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<u64, WorkerError> {
     let open = list_open_uploads(client, bucket, prefix).await?;
     for upload in &open {
         abort_upload(client, bucket, upload).await?;

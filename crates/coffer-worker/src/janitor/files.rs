@@ -137,7 +137,10 @@ async fn delete_in(
     keys: Vec<String>,
 ) -> Result<u64, WorkerError> {
     let storage = janitor.catalog.storage(storage_id).await?;
-    let client = janitor.storage.client_for(&storage, org_id, "janitor").await?;
+    let client = janitor
+        .storage
+        .client_for(&storage, org_id, "janitor")
+        .await?;
     let bucket = &storage.settings.bucket;
     let mut targets = Vec::with_capacity(keys.len());
     let all_versions =
@@ -156,9 +159,12 @@ async fn delete_in(
             }),
         }
     }
-    let outcome = delete_objects(&client, bucket, targets, janitor.settings.delete_in_flight).await?;
+    let outcome =
+        delete_objects(&client, bucket, targets, janitor.settings.delete_in_flight).await?;
     match refused_keys(&outcome) {
-        Some(err) => Err(WorkerError::Janitor(format!("file bodies in bucket {bucket}: {err}"))),
+        Some(err) => Err(WorkerError::Janitor(format!(
+            "file bodies in bucket {bucket}: {err}"
+        ))),
         None => Ok(outcome.deleted),
     }
 }
@@ -171,7 +177,10 @@ async fn delete_orphans(
     storage_id: u64,
 ) -> Result<u64, WorkerError> {
     let storage = janitor.catalog.storage(storage_id).await?;
-    let client = janitor.storage.client_for(&storage, org_id, "janitor").await?;
+    let client = janitor
+        .storage
+        .client_for(&storage, org_id, "janitor")
+        .await?;
     let prefix = OrgPrefix::new(&storage.settings.base_path, tenant_id, org_id).files_prefix();
     let listed = list_objects(&client, &storage.settings.bucket, &prefix).await?;
     if listed.is_empty() {
@@ -186,7 +195,11 @@ async fn delete_orphans(
     let orphans: Vec<String> = listed
         .into_iter()
         .map(|o| o.key)
-        .filter(|key| !key.rsplit('/').next().is_some_and(|sha| known.contains(sha)))
+        .filter(|key| {
+            !key.rsplit('/')
+                .next()
+                .is_some_and(|sha| known.contains(sha))
+        })
         .collect();
     if orphans.is_empty() {
         return Ok(0);

@@ -134,7 +134,9 @@ async fn sweep_tenant_into(janitor: &Janitor<'_>, tenant_id: &TenantId, report: 
     for org in orgs {
         match Box::pin(sweep_org(janitor, tenant_id, &org.org_id)).await {
             Ok(swept) => report.orgs.push(swept),
-            Err(e) => report.failures.push(failure(tenant_id, Some(&org.org_id), &e)),
+            Err(e) => report
+                .failures
+                .push(failure(tenant_id, Some(&org.org_id), &e)),
         }
     }
 }

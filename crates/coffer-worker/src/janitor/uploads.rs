@@ -19,12 +19,15 @@ pub async fn abort_stale_uploads(
     org_id: &OrgId,
 ) -> Result<u64, WorkerError> {
     let now = janitor.catalog.now().await?;
-    let age = time::Duration::try_from(janitor.settings.stale_upload_age)
-        .unwrap_or(time::Duration::MAX);
+    let age =
+        time::Duration::try_from(janitor.settings.stale_upload_age).unwrap_or(time::Duration::MAX);
     let mut aborted = 0;
     for storage_id in janitor.catalog.storages_in_use(tenant_id).await? {
         let storage = janitor.catalog.storage(storage_id).await?;
-        let client = janitor.storage.client_for(&storage, org_id, "janitor").await?;
+        let client = janitor
+            .storage
+            .client_for(&storage, org_id, "janitor")
+            .await?;
         let prefix = OrgPrefix::new(&storage.settings.base_path, tenant_id, org_id);
         let bucket = &storage.settings.bucket;
         for upload in list_open_uploads(&client, bucket, prefix.as_str()).await? {

@@ -20,9 +20,9 @@ use coffer_catalog::{
     BackupRecord, BackupState, Catalog, NewStorage, ObjectRecord, OrgRecord, RecordState, Sse,
     StorageAccess,
 };
-use coffer_proto::v1::job_envelope::Job;
 use coffer_core::layout::BasePath;
 use coffer_core::{JobId, OrgId, TenantId};
+use coffer_proto::v1::job_envelope::Job;
 use coffer_sfsim::{OrgSeed, SimConfig, SimHandle};
 use coffer_storage::provision;
 use coffer_worker::{Worker, WorkerSettings};
@@ -276,14 +276,20 @@ async fn restore_through_the_queue(
     backup: &BackupRecord,
 ) -> anyhow::Result<Restored> {
     let (header, rows) = sim.table("Account").context("the org has no accounts")?;
-    let id = header.iter().position(|h| h == "Id").context("Account.Id")?;
+    let id = header
+        .iter()
+        .position(|h| h == "Id")
+        .context("Account.Id")?;
     let accounts: Vec<String> = rows.iter().take(5).map(|r| r[id].clone()).collect();
     let records_before = live_records(sim);
     let doomed: Vec<&str> = accounts.iter().map(String::as_str).collect();
     sim.delete("Account", &doomed)?;
     sim.empty_recycle_bin();
     let deleted = records_before - live_records(sim);
-    eprintln!("demo: deleted and purged {} accounts ({deleted} records with what their delete took)", accounts.len());
+    eprintln!(
+        "demo: deleted and purged {} accounts ({deleted} records with what their delete took)",
+        accounts.len()
+    );
     let started = Instant::now();
     let request = coffer_proto::v1::RestoreRequested {
         tenant_id: TENANT.to_owned(),
@@ -301,7 +307,13 @@ async fn restore_through_the_queue(
     };
     let publisher = worker.broker.publisher().await?;
     let job = Job::RestoreRequested(request);
-    let job = super::enqueue::publish_job(&publisher, &TenantId::new(TENANT)?, "restore_requested", job).await?;
+    let job = super::enqueue::publish_job(
+        &publisher,
+        &TenantId::new(TENANT)?,
+        "restore_requested",
+        job,
+    )
+    .await?;
     eprintln!("demo: published restore job {job}");
     let restore = tokio::time::timeout(
         Duration::from_secs(300),
@@ -310,11 +322,20 @@ async fn restore_through_the_queue(
     .await
     .context("the restore did not finish within 5 minutes")??;
     if restore.state != coffer_catalog::RestoreState::Complete {
-        bail!("restore {} ended {}: {:?}", restore.restore_id, restore.state.as_str(), restore.error);
+        bail!(
+            "restore {} ended {}: {:?}",
+            restore.restore_id,
+            restore.state.as_str(),
+            restore.error
+        );
     }
     let counts = catalog.restore_counts(&restore.restore_id).await?;
     let count = |states: &[RecordState]| -> u64 {
-        counts.iter().filter(|c| states.contains(&c.state)).map(|c| c.count).sum()
+        counts
+            .iter()
+            .filter(|c| states.contains(&c.state))
+            .map(|c| c.count)
+            .sum()
     };
     Ok(Restored {
         job,
@@ -343,10 +364,9 @@ async fn wait_for_backup(
                     "backup {} failed; see the worker log above",
                     backup.backup_id
                 ),
-                BackupState::Expiring => bail!(
-                    "backup {} is being deleted by retention",
-                    backup.backup_id
-                ),
+                BackupState::Expiring => {
+                    bail!("backup {} is being deleted by retention", backup.backup_id)
+                }
                 BackupState::Running => {}
             }
         }

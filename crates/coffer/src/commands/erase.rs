@@ -51,12 +51,20 @@ pub async fn run(args: EraseArgs) -> anyhow::Result<()> {
     let services = &args.services;
     let catalog = connect::catalog(services).await?;
     if catalog.org(&args.tenant, &args.org).await?.is_none() {
-        bail!("org {} is not connected to tenant {}", args.org, args.tenant);
+        bail!(
+            "org {} is not connected to tenant {}",
+            args.org,
+            args.tenant
+        );
     }
     let ctx = BackupContext {
         worker_name: format!("erase@{}", std::process::id()),
         catalog,
-        storage: StorageClients::new(services.s3(), services.vendor.clone(), services.envelope_key()?),
+        storage: StorageClients::new(
+            services.s3(),
+            services.vendor.clone(),
+            services.envelope_key()?,
+        ),
         settings: WorkerSettings {
             vendor: services.vendor.clone(),
             envelope_key: services.envelope_key()?,

@@ -105,7 +105,9 @@ pub async fn run(args: JanitorArgs) -> anyhow::Result<()> {
         Some(JanitorCommand::Run(args)) => sweep(args).await,
         Some(JanitorCommand::Marks(args)) => marks(args).await,
         None if args.run.every.is_some() => sweep(args.run).await,
-        None => bail!("say what to do: `coffer janitor plan|run|marks`, or `coffer janitor --every 1h`"),
+        None => {
+            bail!("say what to do: `coffer janitor plan|run|marks`, or `coffer janitor --every 1h`")
+        }
     }
 }
 
@@ -113,7 +115,11 @@ pub async fn run(args: JanitorArgs) -> anyhow::Result<()> {
 async fn sweep(args: RunArgs) -> anyhow::Result<()> {
     let catalog = connect::catalog(&args.services).await?;
     let services = &args.services;
-    let storage = StorageClients::new(services.s3(), services.vendor.clone(), services.envelope_key()?);
+    let storage = StorageClients::new(
+        services.s3(),
+        services.vendor.clone(),
+        services.envelope_key()?,
+    );
     let settings = SweepSettings {
         grace: args.grace,
         stale_upload_age: args.stale_upload_age,
@@ -142,7 +148,9 @@ async fn sweep(args: RunArgs) -> anyhow::Result<()> {
     loop {
         match sweep_once(&janitor, args.tenant.as_ref()).await {
             Ok(report) => print_report(&report, args.json)?,
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "sweep failed; trying again next time"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "sweep failed; trying again next time")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -171,7 +179,10 @@ fn print_report(report: &SweepReport, json: bool) -> anyhow::Result<()> {
         print_org_sweep(org);
     }
     for failure in &report.failures {
-        say(format!("tenant {}: FAILED {}", failure.tenant_id, failure.error));
+        say(format!(
+            "tenant {}: FAILED {}",
+            failure.tenant_id, failure.error
+        ));
     }
     Ok(())
 }
@@ -218,7 +229,9 @@ async fn marks(args: MarksArgs) -> anyhow::Result<()> {
             super::backups::rfc3339(when),
             delete_reason(&m.reason),
             m.objects_deleted,
-            m.last_error.as_deref().map_or(String::new(), |e| format!("  last error: {e}")),
+            m.last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!("  last error: {e}")),
         ));
     }
     Ok(())

@@ -249,7 +249,13 @@ mod tests {
         assert!(parse_duration("10w").is_err());
         assert!(parse_duration("fast").is_err());
         // A grace period may be zero (due at once); other durations may not.
-        assert_eq!(super::super::parse_duration_or_zero("0"), Ok(Duration::ZERO));
-        assert_eq!(super::super::parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            super::super::parse_duration_or_zero("0"),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            super::super::parse_duration_or_zero("0s"),
+            Ok(Duration::ZERO)
+        );
     }
 }
