@@ -85,13 +85,14 @@ pub async fn finish_erasures(
             continue;
         }
         let place = BackupPlace::of(ctx, &backup).await?;
+        let versioned = versioned(&place).await;
         for part in &parts {
-            rewrite_part(ctx, &place, part).await?;
+            rewrite_part(ctx, &place, versioned, part).await?;
             report.parts_rewritten += 1;
         }
         if backup.state == BackupState::Complete {
             store_manifest(ctx, &backup, ManifestWrite::Replace).await?;
-            if versioned(&place).await {
+            if versioned {
                 let key = place.prefix.manifest_key(&backup_id);
                 delete_older_versions(&place, &key).await?;
             }
@@ -110,6 +111,7 @@ pub async fn finish_erasures(
 async fn rewrite_part(
     ctx: &BackupContext,
     place: &BackupPlace,
+    versioned: bool,
     part: &PartToErase,
 ) -> Result<(), WorkerError> {
     let bucket = &place.target.bucket;
@@ -134,7 +136,7 @@ async fn rewrite_part(
         .map_err(|e| WorkerError::Task(e.to_string()))??;
     let (size, sha256) = match scrubbed {
         Scrubbed::Unchanged { size, sha256 } => (size, sha256),
-        Scrubbed::Changed(bytes) => write_back(place, part, compression, bytes).await?,
+        Scrubbed::Changed(bytes) => write_back(place, versioned, part, compression, bytes).await?,
     };
     ctx.catalog.part_rewritten(part, size, &sha256).await?;
     Ok(())
@@ -205,10 +207,11 @@ fn compress(csv: &[u8], compression: Option<Compression>) -> std::io::Result<Vec
     }
 }
 
-/// Writes the scrubbed part over the old one, then deletes every other version of it (on a
-/// versioned bucket they still hold the values). Returns its size and SHA-256.
+/// Writes the scrubbed part over the old one, then, on a `versioned` bucket, deletes every
+/// other version of it (they still hold the values). Returns its size and SHA-256.
 async fn write_back(
     place: &BackupPlace,
+    versioned: bool,
     part: &PartToErase,
     compression: Option<Compression>,
     bytes: Vec<u8>,
@@ -225,7 +228,7 @@ async fn write_back(
         MultipartWriter::create(&place.client, &place.target, part.key.clone(), options).await?;
     writer.write(&bytes).await?;
     let written = writer.finish().await?;
-    if versioned(place).await {
+    if versioned {
         delete_older_versions(place, &part.key).await?;
     }
     tracing::info!(key = %part.key, records = part.record_ids.len(), "records part rewritten without erased records");
