@@ -2,12 +2,14 @@
 //!
 //! This is the binary edge: configuration comes from flags and environment variables
 //! ([`args::Services`]), errors become `anyhow` reports with context, and logs go to stderr
-//! (stdout is kept for command output, plain or `--json`).
+//! (stdout is kept for command output, plain or `--json`). Telemetry is set up before the
+//! runtime starts and flushed after it stopped, so the spans of the last moments are sent.
 
 mod args;
 mod commands;
 mod connect;
 mod logging;
+mod telemetry;
 
 use clap::Parser;
 
@@ -31,19 +33,45 @@ struct Cli {
     )]
     log_format: logging::LogFormat,
 
+    #[command(flatten)]
+    traces: telemetry::TraceArgs,
+
     #[command(subcommand)]
     command: commands::Command,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
-    match commands::run(cli.command).await {
+    let export = cli.traces.export();
+    let guard = match coffer_telemetry::traces::init(
+        cli.log_format.into(),
+        cli.command.role(),
+        export.as_ref(),
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = run(cli.command);
+    guard.shutdown();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the command on a multi-threaded runtime, which is shut down before returning.
+fn run(command: commands::Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(commands::run(command));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

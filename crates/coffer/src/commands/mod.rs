@@ -68,6 +68,18 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+impl Command {
+    /// The part of the fleet this command plays, for its spans' `coffer.role`.
+    pub fn role(&self) -> coffer_telemetry::Role {
+        match self {
+            Command::Worker(_) => coffer_telemetry::Role::Worker,
+            Command::Scheduler(_) => coffer_telemetry::Role::Scheduler,
+            Command::Janitor(_) => coffer_telemetry::Role::Janitor,
+            _ => coffer_telemetry::Role::Cli,
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
