@@ -85,13 +85,22 @@ metrics! {
         "Single PUTs and multipart upload parts that succeeded.";
     /// Retries, by boundary.
     RETRIES_TOTAL = "coffer_retries_total", Counter, ["boundary"],
-        "Operations tried again after a retryable failure, by boundary (salesforce, s3, catalog, queue).";
+        "Calls Coffer itself tried again after a retryable failure, by boundary (salesforce; s3: DeleteObjects batches). Jobs retried through the queue are coffer_jobs_total{outcome=\"retry\"}; the AWS SDK's own request retries are not counted.";
     /// Salesforce API calls that count against the org's daily allocation.
     SALESFORCE_API_CALLS_TOTAL = "coffer_salesforce_api_calls_total", Counter, ["api"],
         "Salesforce API calls made, by API (rest, bulk, soap, blob, auth).";
     /// Share of an org's daily API allocation used, as Salesforce reported it on each call.
     SALESFORCE_API_USAGE_RATIO = "coffer_salesforce_api_usage_ratio", Histogram, [],
         "Share of the org's daily API allocation in use, observed on each response that reports it.";
+    /// Org sweeps by outcome (`clean`, `with_failures`).
+    SWEEPS_TOTAL = "coffer_sweeps_total", Counter, ["outcome"],
+        "Retention sweeps of an org, by outcome (clean, with_failures: left for the next sweep).";
+    /// Backups retention deleted.
+    BACKUPS_EXPIRED_TOTAL = "coffer_backups_expired_total", Counter, [],
+        "Backups retention deleted (objects and catalog rows).";
+    /// Objects retention deleted, by kind.
+    OBJECTS_DELETED_TOTAL = "coffer_objects_deleted_total", Counter, ["what"],
+        "Objects retention deleted: backup objects (backups) and unreferenced file bodies (files).";
     /// Orgs paused because their API allowance was used up.
     ORGS_PAUSED_TOTAL = "coffer_orgs_paused_total", Counter, [],
         "Orgs paused because their API allowance was used up.";

@@ -60,3 +60,39 @@ fn describe_all() {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The operations guide's metrics table lists exactly the metrics the code emits, with
+    /// their labels: an operator writing alerts from it writes them against real series.
+    #[test]
+    fn the_operations_guide_lists_every_metric_and_no_other() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+        let guide = std::fs::read_to_string(path).unwrap();
+        let rows: Vec<&str> = guide
+            .lines()
+            .filter(|l| l.starts_with("| `coffer_"))
+            .collect();
+        for m in ALL {
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| `{}` |", m.name)))
+                .unwrap_or_else(|| panic!("{} is missing from docs/operations.md", m.name));
+            for label in m.labels {
+                assert!(
+                    row.contains(&format!("`{label}`")),
+                    "{}: label {label}",
+                    m.name
+                );
+            }
+        }
+        assert_eq!(
+            rows.len(),
+            ALL.len(),
+            "the guide lists a metric the code lacks"
+        );
+    }
+}

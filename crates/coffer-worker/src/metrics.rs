@@ -44,3 +44,19 @@ pub(crate) fn records_restored(result: &'static str, records: u64) {
 pub(crate) fn org_paused() {
     metrics::counter!(m::ORGS_PAUSED_TOTAL).increment(1);
 }
+
+/// What one org's sweep deleted, and whether it left failures.
+pub(crate) fn swept(sweep: &crate::janitor::sweep::OrgSweep) {
+    let outcome = match sweep.failures.is_empty() {
+        true => "clean",
+        false => "with_failures",
+    };
+    metrics::counter!(m::SWEEPS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::counter!(m::BACKUPS_EXPIRED_TOTAL).increment(sweep.expired.len() as u64);
+    let objects: u64 = sweep.expired.iter().map(|e| e.objects_deleted).sum();
+    metrics::counter!(m::OBJECTS_DELETED_TOTAL, "what" => "backups").increment(objects);
+    if let Some(files) = &sweep.files {
+        metrics::counter!(m::OBJECTS_DELETED_TOTAL, "what" => "files")
+            .increment(files.deleted + files.orphans);
+    }
+}

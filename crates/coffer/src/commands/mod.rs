@@ -20,6 +20,8 @@ use std::time::Duration;
 use crate::args::Services;
 
 /// What to do.
+// Parsed once per process: the size of the largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Consume jobs from the queue and run them (runs until SIGTERM or Ctrl-C).
