@@ -23,6 +23,13 @@ pub struct WorkerArgs {
     /// orchestrator's grace period (`terminationGracePeriodSeconds`).
     #[arg(long, env = "COFFER_DRAIN_TIMEOUT", default_value = "30s", value_parser = super::parse_duration_or_zero)]
     drain_timeout: Duration,
+    /// Delays before the retries of a failed job, comma-separated; after the last, the job is
+    /// dead-lettered (see `--max-attempts`).
+    #[arg(long, env = "COFFER_RETRY_DELAYS", default_value = "5s,30s,2m,10m", value_delimiter = ',', value_parser = super::parse_duration)]
+    retry_delays: Vec<Duration>,
+    /// Attempts of a job (the first and its retries) before it goes to the dead-letter queue.
+    #[arg(long, env = "COFFER_MAX_ATTEMPTS", default_value_t = 5)]
+    max_attempts: u32,
     /// Jobs run at once by this process (the consumer's prefetch).
     #[arg(long, env = "COFFER_WORKER_CONCURRENCY", default_value_t = 1)]
     concurrency: u16,
@@ -88,6 +95,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         park_delay: args.park_delay,
         max_hold: args.max_hold,
         drain_timeout: args.drain_timeout,
+        retry_delays: args.retry_delays.clone(),
+        max_attempts: args.max_attempts,
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
