@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod backups;
+mod config;
 mod demo;
 mod enqueue;
 mod erase;
@@ -62,14 +63,26 @@ pub enum Command {
         #[command(flatten)]
         services: Services,
     },
+    /// The configuration: `check` prints every key's effective value and where it came from.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Serve a simulated Salesforce org (for trying Coffer without one).
     Sfsim(sfsim::SfsimArgs),
     /// Bring the local stack up, back up a simulated org through the queue, and show the result.
     Demo(demo::DemoArgs),
 }
 
+/// What a command may need beyond its own arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The loaded configuration (file, environment, defaults).
+    pub config: &'a crate::config::Loaded,
+    /// The parsed command line, for where each flag's value came from.
+    pub matches: &'a clap::ArgMatches,
+}
+
 /// Runs one command.
-pub async fn run(command: Command) -> anyhow::Result<()> {
+pub async fn run(command: Command, context: Context<'_>) -> anyhow::Result<()> {
     match command {
         Command::Worker(args) => worker::run(args).await,
         Command::Enqueue(cmd) => enqueue::run(cmd).await,
@@ -88,6 +101,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!("catalog migrations applied");
             Ok(())
         }
+        Command::Config(cmd) => config::run(cmd, context),
         Command::Sfsim(args) => sfsim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
@@ -124,6 +138,14 @@ pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, stopping"),
     }
     shutdown.cancel();
+}
+
+/// A share of a whole: above 0, at most 1.
+pub(crate) fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        _ => Err(format!("{s:?} is not a share between 0 (exclusive) and 1")),
+    }
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, `7d` (or a bare number of seconds), longer than zero.
