@@ -19,6 +19,7 @@ pub mod headers;
 mod message;
 mod publish;
 mod settle;
+mod stats;
 mod topology;
 
 pub use broker::Broker;
@@ -27,4 +28,5 @@ pub use consume::run_consumer;
 pub use error::QueueError;
 pub use message::{DeadLetter, JobDelivery, JobHandler, Outcome, OutgoingJob};
 pub use publish::{CONFIRM_TIMEOUT, PROTOBUF_CONTENT_TYPE, Publisher};
+pub use stats::{QueueCounts, QueueRole, QueueStats};
 pub use topology::{RetryQueue, Topology};

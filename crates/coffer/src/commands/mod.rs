@@ -11,6 +11,7 @@ mod retention;
 mod schedule;
 mod scheduler;
 mod sfsim;
+mod status;
 mod storage;
 mod tenant;
 mod verify;
@@ -58,6 +59,9 @@ pub enum Command {
     Schedule(schedule::ScheduleCommand),
     /// Publish due scheduled backups (runs until SIGTERM; safe with several replicas).
     Scheduler(scheduler::SchedulerArgs),
+    /// What runs now: queues (messages, consumers), workers, running backups and restores,
+    /// erasures to finish. Exits 1 when the broker or the catalog cannot be asked.
+    Status(status::StatusArgs),
     /// Apply catalog migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -101,6 +105,7 @@ pub async fn run(command: Command, context: Context<'_>) -> anyhow::Result<()> {
             tracing::info!("catalog migrations applied");
             Ok(())
         }
+        Command::Status(args) => status::run(args).await,
         Command::Config(cmd) => config::run(cmd, context),
         Command::Sfsim(args) => sfsim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
