@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod connect;
 mod logging;
+mod progress;
 
 use clap::{CommandFactory, FromArgMatches};
 
