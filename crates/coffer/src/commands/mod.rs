@@ -121,6 +121,21 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The result of a command that changes something: `value` as JSON with `--json`, else `line`.
+pub fn done(
+    json: bool,
+    value: serde_json::Value,
+    line: impl std::fmt::Display,
+) -> anyhow::Result<()> {
+    match json {
+        true => print_json(&value),
+        false => {
+            say(line);
+            Ok(())
+        }
+    }
+}
+
 /// Prints a line on stdout (command output, as opposed to logs on stderr).
 pub fn say(line: impl std::fmt::Display) {
     use std::io::Write;
@@ -179,5 +194,39 @@ pub(crate) fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         "d" => Ok(Duration::from_secs(n * 86_400)),
         _ => Err(format!("invalid duration unit in {s:?} (ms, s, m, h or d)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Commands that serve until stopped, or whose output is not a result to read.
+    const NO_JSON: &[&str] = &["worker", "scheduler", "migrate", "sfsim"];
+
+    /// Every command a script may read the output of takes `--json` (printed by `print_json`).
+    #[test]
+    fn every_command_with_a_result_takes_json() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            let takes_json = cmd.get_arguments().any(|a| a.get_long() == Some("json"));
+            if (subs.is_empty() || cmd.is_args_conflicts_with_subcommands_set())
+                && !takes_json
+                && !NO_JSON.contains(&path.trim())
+            {
+                missing.push(path.trim().to_owned());
+            }
+            for sub in subs {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for sub in crate::Cli::command().get_subcommands() {
+            walk(sub, sub.get_name(), &mut missing);
+        }
+        assert!(missing.is_empty(), "no --json: {missing:?}");
     }
 }
