@@ -149,6 +149,7 @@ macro_rules! select_backups {
 impl Catalog {
     /// Finds the backup of `job_id`, or creates it in state `running`. A failed backup whose job
     /// comes back (an operator replaying a dead letter) runs again.
+    #[tracing::instrument(name = "catalog.begin_backup", level = "info", skip_all)]
     pub async fn begin_backup(
         &self,
         job_id: JobId,
@@ -163,6 +164,7 @@ impl Catalog {
 
     /// As [`Catalog::begin_backup`], for an incremental backup continuing from `base`. A
     /// redelivered job keeps the base its first attempt recorded.
+    #[tracing::instrument(name = "catalog.begin_incremental_backup", level = "info", skip_all)]
     pub async fn begin_incremental_backup(
         &self,
         job_id: JobId,
@@ -271,6 +273,7 @@ impl Catalog {
     }
 
     /// Records (or re-records, after a retry) an object the backup wrote.
+    #[tracing::instrument(name = "catalog.record_object", level = "info", skip_all)]
     pub async fn record_object(
         &self,
         backup_id: BackupId,
@@ -295,6 +298,7 @@ impl Catalog {
     }
 
     /// Marks the backup complete, with totals computed from its object rows.
+    #[tracing::instrument(name = "catalog.complete_backup", level = "info", skip_all)]
     pub async fn complete_backup(&self, backup_id: BackupId) -> Result<BackupRecord, CatalogError> {
         sqlx::query(
             "UPDATE backups b SET state = 'complete', completed_at = CURRENT_TIMESTAMP(6), last_error = NULL, \
@@ -312,6 +316,7 @@ impl Catalog {
     }
 
     /// Marks the backup failed with a reason (no secrets: the reason is shown to operators).
+    #[tracing::instrument(name = "catalog.fail_backup", level = "info", skip_all)]
     pub async fn fail_backup(&self, backup_id: BackupId, reason: &str) -> Result<(), CatalogError> {
         sqlx::query("UPDATE backups SET state = 'failed', last_error = ? WHERE backup_id = ? AND state IN ('running', 'failed')")
             .bind(reason)
@@ -323,6 +328,7 @@ impl Catalog {
 
     /// Removes object rows (after their objects were deleted, e.g. parts a crashed attempt wrote
     /// that the retry did not write again).
+    #[tracing::instrument(name = "catalog.delete_object_rows", level = "info", skip_all)]
     pub async fn delete_object_rows(
         &self,
         backup_id: BackupId,

@@ -131,6 +131,7 @@ impl Catalog {
 
     /// Records a body once it is durable in the bucket; a row already there is kept (the body
     /// is the same: same SHA-256). Returns whether this call inserted the row.
+    #[tracing::instrument(name = "catalog.record_file_object", level = "info", skip_all)]
     pub async fn record_file_object(
         &self,
         tenant_id: &TenantId,
@@ -155,6 +156,7 @@ impl Catalog {
 
     /// Records (or re-records, after a retry) the reference rows of a backup, in multi-row
     /// statements of [`FILE_BATCH_ROWS`] rows, each batch in one transaction with the next.
+    #[tracing::instrument(name = "catalog.record_backup_files", level = "info", skip_all)]
     pub async fn record_backup_files(
         &self,
         backup_id: BackupId,

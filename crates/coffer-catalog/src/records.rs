@@ -84,6 +84,7 @@ pub struct RecordVersion {
 impl Catalog {
     /// Indexes records of `sobject` the backup is writing, with their links, in batches; a lost
     /// lock conflict with another task's writes runs the transaction again.
+    #[tracing::instrument(name = "catalog.index_records", level = "info", skip_all)]
     pub async fn index_records(
         &self,
         backup_id: BackupId,
@@ -150,6 +151,7 @@ impl Catalog {
     /// key in batches: other tasks of the backup index their own records meanwhile, and a
     /// range delete would lock the gaps they insert into. A first attempt finds nothing and
     /// locks nothing.
+    #[tracing::instrument(name = "catalog.delete_record_index", level = "info", skip_all)]
     pub async fn delete_record_index(
         &self,
         backup_id: BackupId,

@@ -315,6 +315,7 @@ macro_rules! select_restores {
 impl Catalog {
     /// Finds or creates the restore of `new.job_id`, in state `planning` when created
     /// (idempotent on the job id: a redelivered request gets the same row, as it is now).
+    #[tracing::instrument(name = "catalog.begin_restore", level = "info", skip_all)]
     pub async fn begin_restore(&self, new: &NewRestore<'_>) -> Result<RestoreRecord, CatalogError> {
         // Not INSERT IGNORE: that would also turn a too-long request into a truncated one.
         sqlx::query(
@@ -407,6 +408,7 @@ impl Catalog {
     ///
     /// [`CatalogError::NotFound`] if the restore does not exist; [`CatalogError::Refused`] if
     /// `records` lists a source id twice.
+    #[tracing::instrument(name = "catalog.record_restore_plan", level = "info", skip_all)]
     pub async fn record_restore_plan(
         &self,
         restore_id: &str,
@@ -493,6 +495,7 @@ impl Catalog {
     /// Records target ids as soon as Salesforce gave them, for `(source_id, target_id)` pairs:
     /// state `written`, `target_id` set, error cleared. Only rows still `pending` or `failed`
     /// change; a row already written keeps its first target id.
+    #[tracing::instrument(name = "catalog.mark_written", level = "info", skip_all)]
     pub async fn mark_written(
         &self,
         restore_id: &str,
@@ -526,6 +529,7 @@ impl Catalog {
 
     /// Marks rows failed with their Salesforce error, for `(source_id, error)` pairs. Rows
     /// already written or linked keep their state.
+    #[tracing::instrument(name = "catalog.mark_failed", level = "info", skip_all)]
     pub async fn mark_failed(
         &self,
         restore_id: &str,
@@ -576,6 +580,7 @@ impl Catalog {
     }
 
     /// Marks written rows linked (their second pass is done); rows in any other state keep it.
+    #[tracing::instrument(name = "catalog.mark_linked", level = "info", skip_all)]
     pub async fn mark_linked(
         &self,
         restore_id: &str,

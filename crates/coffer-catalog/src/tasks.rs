@@ -138,6 +138,7 @@ impl TaskCounts {
 impl Catalog {
     /// Records a plan of full reads: task `i + 1` extracts every record of `tasks[i]`
     /// (sObject, describe JSON). A plan already recorded is kept as it is.
+    #[tracing::instrument(name = "catalog.plan_tasks", level = "info", skip_all)]
     pub async fn plan_tasks(
         &self,
         backup_id: BackupId,
@@ -157,6 +158,7 @@ impl Catalog {
 
     /// Records the plan of `backup_id`: task `i + 1` is `tasks[i]`. A plan already recorded is
     /// kept as it is.
+    #[tracing::instrument(name = "catalog.record_plan", level = "info", skip_all)]
     pub async fn record_plan(
         &self,
         backup_id: BackupId,
@@ -226,6 +228,7 @@ impl Catalog {
 
     /// Takes task `task_no` of `backup_id` for `owner` for `lease`, if it is pending or its
     /// lease expired; otherwise says who holds it, or that it is done.
+    #[tracing::instrument(name = "catalog.acquire_task", level = "info", skip_all)]
     pub async fn acquire_task(
         &self,
         backup_id: BackupId,
@@ -319,6 +322,7 @@ impl Catalog {
 
     /// Marks the task done with its totals and the cursor it reached (JSON), if `owner` still
     /// holds it; `false` otherwise (the lease was lost and another worker redoes the task).
+    #[tracing::instrument(name = "catalog.complete_task", level = "info", skip_all)]
     pub async fn complete_task(
         &self,
         backup_id: BackupId,

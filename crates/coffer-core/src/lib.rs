@@ -8,6 +8,7 @@
 pub mod error;
 pub mod ids;
 pub mod layout;
+pub mod metrics;
 pub mod policy;
 pub mod restore;
 pub mod retention;

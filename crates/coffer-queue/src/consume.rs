@@ -13,9 +13,11 @@
 //! `drain_timeout` to finish, and whatever is still unacked is left to the broker to requeue.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coffer_core::Classify;
+use coffer_core::metrics as m;
 use futures::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -41,6 +43,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(5);
 
+/// Whether the consumer is consuming now: for a readiness probe. Cheap to clone; clones share.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerStatus(Arc<AtomicBool>);
+
+impl ConsumerStatus {
+    /// True while a session consumes (connected, topology declared, `basic.consume` done) and
+    /// shutdown has not begun.
+    pub fn is_consuming(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, consuming: bool) {
+        self.0.store(consuming, Ordering::Relaxed);
+    }
+}
+
 /// Consumes the jobs queue until `shutdown` is cancelled, reconnecting whenever the broker goes
 /// away. Returns `Ok(())` after a graceful shutdown, or the error when it cannot go on without
 /// someone fixing something (invalid configuration, refused credentials, topology mismatch).
@@ -49,12 +67,25 @@ pub async fn run_consumer<H: JobHandler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) -> Result<(), QueueError> {
+    run_consumer_observed(cfg, handler, shutdown, ConsumerStatus::default()).await
+}
+
+/// [`run_consumer`], reporting whether it is consuming through `status`.
+pub async fn run_consumer_observed<H: JobHandler>(
+    cfg: QueueConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+    status: ConsumerStatus,
+) -> Result<(), QueueError> {
     cfg.validate()?;
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     while !shutdown.is_cancelled() {
         let started = Instant::now();
         match Session::open(&cfg).await {
-            Ok(session) => match session.run(&handler, &shutdown, cfg.drain_timeout).await {
+            Ok(session) => match session
+                .run(&handler, &shutdown, cfg.drain_timeout, &status)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) => tracing::warn!(error = %e, "amqp connection lost, reconnecting"),
             },
@@ -136,9 +167,12 @@ impl Session {
         handler: &Arc<H>,
         shutdown: &CancellationToken,
         drain_timeout: Duration,
+        status: &ConsumerStatus,
     ) -> Result<(), QueueError> {
         let mut tasks = JoinSet::new();
+        status.set(true);
         let stop = self.consume(handler, shutdown, &mut tasks).await;
+        status.set(false);
         match stop {
             Stop::Shutdown => {
                 self.cancel_consumer().await;
@@ -189,18 +223,27 @@ impl Session {
         delivery: lapin::message::Delivery,
     ) {
         let job = JobDelivery::from_delivery(&delivery, self.settler.max_attempts());
+        let kind = m::kind_label(job.kind.as_deref());
+        let headers = delivery.properties.headers().as_ref();
         let span = tracing::info_span!(
             "job",
             message_id = job.message_id.as_deref().unwrap_or("-"),
-            kind = job.kind.as_deref().unwrap_or("-"),
+            kind,
+            tenant = crate::headers::get_str_opt(headers, crate::headers::TENANT)
+                .as_deref()
+                .unwrap_or("-"),
             attempt = job.attempt,
             redelivered = job.redelivered,
         );
-        let mut received = Received::new(delivery, job.attempt);
+        crate::trace_context::continue_trace(&span, headers);
+        observe_lag(kind, delivery.properties.timestamp());
+        let mut received = Received::new(delivery, job.attempt, kind);
         let handler = handler.clone();
         let settler = self.settler.clone();
         let max_hold = self.max_hold;
         let work = async move {
+            let in_flight = InFlight::start(kind);
+            let started = Instant::now();
             let run = tokio::spawn(async move { handler.handle(job).await }.in_current_span());
             let mut run = AbortOnDropHandle::new(run);
             let result = tokio::select! {
@@ -210,7 +253,10 @@ impl Session {
                     run.await
                 }
             };
+            metrics::histogram!(m::JOB_DURATION_SECONDS, "kind" => kind)
+                .record(started.elapsed().as_secs_f64());
             settler.settle(received, result).await;
+            in_flight.settled();
         };
         tasks.spawn(work.instrument(span));
     }
@@ -237,6 +283,48 @@ impl Session {
     }
 }
 
+/// Counts a job in flight for as long as it lives; one dropped before it was settled (aborted
+/// at the drain timeout or on a lost connection) counts as `abandoned`: left unacked, the
+/// broker gives it to another worker.
+struct InFlight {
+    kind: &'static str,
+    settled: bool,
+}
+
+impl InFlight {
+    fn start(kind: &'static str) -> Self {
+        metrics::gauge!(m::JOBS_IN_FLIGHT).increment(1.0);
+        InFlight {
+            kind,
+            settled: false,
+        }
+    }
+
+    fn settled(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(m::JOBS_IN_FLIGHT).decrement(1.0);
+        if !self.settled {
+            metrics::counter!(m::JOBS_TOTAL, "kind" => self.kind, "outcome" => "abandoned")
+                .increment(1);
+        }
+    }
+}
+
+/// Records how long the message waited since its publisher stamped it (whole seconds).
+fn observe_lag(kind: &'static str, published: &Option<u64>) {
+    let Some(published) = *published else { return };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metrics::histogram!(m::QUEUE_LAG_SECONDS, "kind" => kind)
+        .record(now.saturating_sub(published) as f64);
+}
+
 /// Waits up to `timeout` for in-flight jobs; aborts the rest (never acked, so requeued).
 async fn drain(tasks: &mut JoinSet<()>, timeout: Duration) {
     if tasks.is_empty() {
@@ -251,7 +339,7 @@ async fn drain(tasks: &mut JoinSet<()>, timeout: Duration) {
     if tokio::time::timeout(timeout, all_done).await.is_err() {
         tracing::warn!(
             abandoned = tasks.len(),
-            "drain timeout reached, leaving unfinished jobs unacked"
+            "drain timeout reached, leaving unfinished jobs unacked for another worker"
         );
         tasks.shutdown().await;
     }

@@ -26,6 +26,11 @@ pub(crate) fn get_str(headers: &FieldTable, key: &str) -> Option<String> {
     value_as_string(headers.inner().get(key)?)
 }
 
+/// A string header of an optional table.
+pub(crate) fn get_str_opt(headers: Option<&FieldTable>, key: &str) -> Option<String> {
+    get_str(headers?, key)
+}
+
 /// An integer header, whatever its AMQP integer type.
 pub(crate) fn get_int(headers: &FieldTable, key: &str) -> Option<i64> {
     value_as_int(headers.inner().get(key)?)

@@ -7,6 +7,9 @@
 //!   delivery by its [`Outcome`] (ack, retry through a delay queue, dead-letter), and reconnects
 //!   until shutdown.
 //!
+//! A published job carries the publisher's trace context in its headers, and the consumer's job
+//! span continues it, so one backup is one trace across processes.
+//!
 //! Delivery is at-least-once: a job may run again after a crash, a lost connection or a failed
 //! ack, so handlers must be idempotent.
 
@@ -21,10 +24,11 @@ mod publish;
 mod settle;
 mod stats;
 mod topology;
+mod trace_context;
 
 pub use broker::Broker;
 pub use config::QueueConfig;
-pub use consume::run_consumer;
+pub use consume::{ConsumerStatus, run_consumer, run_consumer_observed};
 pub use error::QueueError;
 pub use message::{DeadLetter, JobDelivery, JobHandler, Outcome, OutgoingJob};
 pub use publish::{CONFIRM_TIMEOUT, PROTOBUF_CONTENT_TYPE, Publisher};

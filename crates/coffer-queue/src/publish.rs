@@ -66,14 +66,15 @@ impl Publisher {
         })
     }
 
-    /// Publishes a job to the jobs exchange: persistent, mandatory, protobuf content type.
+    /// Publishes a job to the jobs exchange: persistent, mandatory, protobuf content type, with
+    /// the current span's trace context in its headers.
     pub async fn publish_job(&self, job: OutgoingJob<'_>) -> Result<(), QueueError> {
-        let mut props = job_properties(job.message_id, job.kind)?;
+        let mut h = FieldTable::default();
         if let Some(tenant) = job.tenant {
-            let mut h = FieldTable::default();
             headers::put_str(&mut h, headers::TENANT, tenant);
-            props = props.with_headers(h);
         }
+        crate::trace_context::inject_current(&mut h);
+        let props = job_properties(job.message_id, job.kind)?.with_headers(h);
         self.publish(self.jobs_target(), job.payload, props).await
     }
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use coffer_core::ErrorClass;
+use coffer_core::metrics as m;
 use lapin::Acker;
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -27,19 +28,27 @@ pub(crate) struct Received {
     data: Vec<u8>,
     properties: BasicProperties,
     attempt: u32,
+    /// The job kind's metric label.
+    kind: &'static str,
     /// Acked early by [`Settler::hand_over`]; settling then only publishes copies.
     handed_over: bool,
 }
 
 impl Received {
-    pub(crate) fn new(d: Delivery, attempt: u32) -> Self {
+    pub(crate) fn new(d: Delivery, attempt: u32, kind: &'static str) -> Self {
         Self {
             acker: d.acker,
             data: d.data,
             properties: d.properties,
             attempt,
+            kind,
             handed_over: false,
         }
+    }
+
+    /// Counts how the job was settled.
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!(m::JOBS_TOTAL, "kind" => self.kind, "outcome" => outcome).increment(1);
     }
 }
 
@@ -68,7 +77,10 @@ impl Settler {
     /// leaves the delivery unacked (the broker requeues it when the channel closes).
     pub(crate) async fn settle(&self, rec: Received, result: Result<Outcome, JoinError>) {
         match result {
-            Ok(Outcome::Done) => ack(&rec).await,
+            Ok(Outcome::Done) => {
+                rec.count("ok");
+                ack(&rec).await;
+            }
             Ok(Outcome::Retry { reason }) => self.retry(rec, &reason).await,
             Ok(Outcome::Defer { reason }) => self.park(rec, &reason).await,
             Ok(Outcome::Reject { reason, class }) => self.dead_letter(rec, &reason, class).await,
@@ -104,6 +116,7 @@ impl Settler {
         match self.publisher.publish(target, &rec.data, props).await {
             Ok(()) => {
                 tracing::info!(attempt = rec.attempt, delay = ?queue.delay, reason = %reason, "job will be retried");
+                rec.count("retry");
                 ack(&rec).await;
             }
             Err(e) => requeue(&rec, &format!("retry publish failed: {e}")).await,
@@ -121,6 +134,7 @@ impl Settler {
                     attempt = rec.attempt,
                     "job still running; delivery handed over to a parked copy before the consumer timeout"
                 );
+                metrics::counter!(m::JOBS_HANDED_OVER_TOTAL, "kind" => rec.kind).increment(1);
                 ack(rec).await;
                 rec.handed_over = true;
             }
@@ -147,6 +161,7 @@ impl Settler {
             Ok(()) => {
                 let delay = self.topology.parked_queue().delay;
                 tracing::info!(attempt = rec.attempt, ?delay, reason = %reason, "job deferred");
+                rec.count("parked");
                 ack(&rec).await;
             }
             Err(e) => requeue(&rec, &format!("park publish failed: {e}")).await,
@@ -167,6 +182,7 @@ impl Settler {
         match self.publisher.publish(target, &rec.data, props).await {
             Ok(()) => {
                 tracing::warn!(attempts, class = %class, reason = %headers::truncate(reason, headers::MAX_REASON_BYTES), "job dead-lettered");
+                rec.count("dead_letter");
                 ack(&rec).await;
             }
             Err(e) => requeue(&rec, &format!("dead-letter publish failed: {e}")).await,
@@ -200,9 +216,11 @@ async fn ack(rec: &Received) {
 async fn requeue(rec: &Received, why: &str) {
     if rec.handed_over {
         tracing::warn!(attempt = rec.attempt, error = %why, "job not settled; its parked copy brings it back");
+        rec.count("requeued");
         return;
     }
     tracing::warn!(attempt = rec.attempt, error = %why, "requeueing job");
+    rec.count("requeued");
     let options = BasicNackOptions {
         multiple: false,
         requeue: true,

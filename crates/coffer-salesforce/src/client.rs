@@ -8,6 +8,7 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use coffer_core::secret::{ExposeSecret, SecretString};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -321,14 +322,27 @@ impl SalesforceClient {
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
         token: &SecretString,
     ) -> Result<Response, SalesforceError> {
-        let resp = build(&self.inner.http)
+        let transport = |source| SalesforceError::Transport {
+            operation: operation.to_owned(),
+            source,
+        };
+        let request = build(&self.inner.http)
             .bearer_auth(token.expose_secret())
-            .send()
+            .build()
+            .map_err(transport)?;
+        let api = api_of(request.url().path());
+        let span =
+            tracing::info_span!("salesforce", operation, api, status = tracing::field::Empty);
+        let resp = self
+            .inner
+            .http
+            .execute(request)
+            .instrument(span.clone())
             .await
-            .map_err(|source| SalesforceError::Transport {
-                operation: operation.to_owned(),
-                source,
-            })?;
+            .map_err(transport)?;
+        span.record("status", resp.status().as_u16());
+        metrics::counter!(coffer_core::metrics::SALESFORCE_API_CALLS_TOTAL, "api" => api)
+            .increment(1);
         self.record_usage(&resp);
         Ok(resp)
     }
@@ -341,6 +355,10 @@ impl SalesforceClient {
             .and_then(|v| v.to_str().ok())
             .and_then(ApiUsage::parse);
         if let Some(usage) = usage {
+            if usage.max > 0 {
+                metrics::histogram!(coffer_core::metrics::SALESFORCE_API_USAGE_RATIO)
+                    .record(usage.used as f64 / usage.max as f64);
+            }
             *lock(&self.inner.usage) = Some(usage);
         }
     }
@@ -418,6 +436,8 @@ impl SalesforceClient {
             match attempt().await {
                 Err(e) if tries < options.retry_attempts.max(1) && retryable(&e) => {
                     tracing::warn!(operation, attempt = tries, error = %e, "transient salesforce failure; retrying");
+                    metrics::counter!(coffer_core::metrics::RETRIES_TOTAL, "boundary" => "salesforce")
+                        .increment(1);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(options.retry_max);
                     tries += 1;
@@ -524,4 +544,20 @@ fn decode_error(body: &[u8]) -> (String, String) {
         return (one.error_code, one.message);
     }
     (String::new(), snippet(body))
+}
+
+/// The API a request path belongs to, a bounded metric label: `bulk` (Bulk API 2.0 jobs),
+/// `soap`, `blob` (file bodies), `auth` (tokens) or `rest`.
+fn api_of(path: &str) -> &'static str {
+    if path.contains("/jobs/query") || path.contains("/jobs/ingest") {
+        "bulk"
+    } else if path.contains("/services/Soap") {
+        "soap"
+    } else if path.contains("/services/oauth2") {
+        "auth"
+    } else if path.ends_with("/VersionData") || path.ends_with("/Body") {
+        "blob"
+    } else {
+        "rest"
+    }
 }

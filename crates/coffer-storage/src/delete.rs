@@ -226,6 +226,7 @@ async fn delete_batch(
     let mut outcome = DeleteOutcome::default();
     for attempt in 0..=DELETE_RETRIES {
         if attempt > 0 {
+            metrics::counter!(coffer_core::metrics::RETRIES_TOTAL, "boundary" => "s3").increment(1);
             tokio::time::sleep(RETRY_BACKOFF * 2u32.pow(attempt - 1)).await;
         }
         let errors = match send_delete(client, bucket, &pending).await {

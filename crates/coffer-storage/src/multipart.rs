@@ -30,6 +30,7 @@ use bytes::{Bytes, BytesMut};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::error::StorageError;
 use crate::target::BucketTarget;
@@ -247,9 +248,12 @@ impl MultipartWriter {
         if !self.options.overwrite {
             request = request.if_none_match("*");
         }
+        let span = tracing::info_span!("s3.put_object", bucket = %self.target.bucket, key = %self.key, size = self.size);
         Box::pin(self.target.apply_to_put(request).send())
+            .instrument(span)
             .await
             .map_err(|e| self.write_error("PutObject", e))?;
+        count_uploaded(self.size);
         tracing::debug!(bucket = %self.target.bucket, key = %self.key, size = self.size, "object written in one put");
         Ok(self.uploaded(1))
     }
@@ -281,7 +285,9 @@ impl MultipartWriter {
         if !self.options.overwrite {
             request = request.if_none_match("*");
         }
+        let span = tracing::info_span!("s3.complete_multipart_upload", bucket = %self.target.bucket, key = %self.key, size = self.size, parts = self.done.len());
         Box::pin(request.send())
+            .instrument(span)
             .await
             .map_err(|e| self.write_error("CompleteMultipartUpload", e))?;
         self.upload_id = None;
@@ -328,8 +334,9 @@ impl MultipartWriter {
             number: self.next_part,
             body,
         };
+        let span = tracing::info_span!("s3.upload_part", bucket = %self.target.bucket, key = %self.key, part = self.next_part);
         self.next_part += 1;
-        self.in_flight.spawn(request.send());
+        self.in_flight.spawn(request.send().instrument(span));
         Ok(())
     }
 
@@ -373,6 +380,12 @@ impl Drop for MultipartWriter {
     }
 }
 
+/// Counts one part (or single PUT) the store accepted, and its bytes.
+fn count_uploaded(bytes: u64) {
+    metrics::counter!(coffer_core::metrics::UPLOAD_PARTS_TOTAL).increment(1);
+    metrics::counter!(coffer_core::metrics::BYTES_UPLOADED_TOTAL).increment(bytes);
+}
+
 /// The base64 MD5 of a body, for `Content-MD5`.
 fn content_md5(body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Md5::digest(body))
@@ -390,7 +403,9 @@ pub(crate) async fn create_multipart(
         .bucket(&target.bucket)
         .key(key)
         .content_type(content_type);
+    let span = tracing::info_span!("s3.create_multipart_upload", bucket = %target.bucket, %key);
     let created = Box::pin(target.apply_to_multipart(request).send())
+        .instrument(span)
         .await
         .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", &target.bucket, e))?;
     let upload_id =
@@ -485,6 +500,7 @@ impl PartRequest {
     async fn send(self) -> PartResult {
         let md5 = content_md5(&self.body);
         let number = self.number as i32;
+        let size = self.body.len() as u64;
         let out = self
             .client
             .upload_part()
@@ -497,6 +513,7 @@ impl PartRequest {
             .send()
             .await
             .map_err(|e| StorageError::from_sdk("UploadPart", &self.bucket, e))?;
+        count_uploaded(size);
         Ok(CompletedPart::builder()
             .part_number(number)
             .set_e_tag(out.e_tag)

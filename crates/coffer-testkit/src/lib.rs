@@ -6,7 +6,8 @@
 //! database (migrated), queue prefix, bucket and KMS key, so tests run in parallel without
 //! seeing each other; [`TestEnv::cleanup`] removes the database and queues.
 //! [`consistency::problems`] checks that a bucket and the catalog agree; [`history`] makes
-//! back-dated backup histories for retention tests and benchmarks.
+//! back-dated backup histories for retention tests and benchmarks; [`otlp::Receiver`] takes the
+//! spans a process exports.
 
 pub mod consistency;
 pub mod env;
@@ -14,6 +15,7 @@ pub mod history;
 pub mod iam;
 pub mod logs;
 pub mod org;
+pub mod otlp;
 pub mod stack;
 
 pub use env::TestEnv;

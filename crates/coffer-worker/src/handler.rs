@@ -365,6 +365,7 @@ impl Worker {
             )
             .await?;
         tracing::warn!(until = %rfc3339(pause.until), reason = %reason, "salesforce api allowance used up; pausing the org's work");
+        crate::metrics::org_paused();
         let error = paused(job, pause);
         catalog
             .finish_job(job.job_id, JobState::Running, Some(&error.to_string()))

@@ -22,6 +22,7 @@ pub mod error;
 pub mod handler;
 pub mod janitor;
 pub mod lookup;
+mod metrics;
 pub mod restore;
 pub mod settings;
 pub mod storage;

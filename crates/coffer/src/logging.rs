@@ -1,6 +1,5 @@
-//! Logging setup: structured `tracing` events on stderr, filtered by `RUST_LOG`.
-
-use tracing_subscriber::EnvFilter;
+//! Log format flag: structured `tracing` events on stderr, filtered by `RUST_LOG` (the
+//! subscriber itself is `coffer_telemetry::traces`).
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -11,19 +10,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Default filter: our crates at info, chatty dependencies at warn (lapin can dump frames at
-/// trace level; the SDKs log request details at debug).
-const DEFAULT_FILTER: &str = "info,lapin=warn,amq_protocol=warn,sqlx=warn,aws_config=warn,aws_smithy_runtime=warn,hyper=warn";
-
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+impl From<LogFormat> for coffer_telemetry::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => coffer_telemetry::LogFormat::Text,
+            LogFormat::Json => coffer_telemetry::LogFormat::Json,
+        }
     }
 }

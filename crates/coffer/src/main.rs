@@ -3,6 +3,8 @@
 //! This is the binary edge: configuration comes from flags, environment variables and the
 //! configuration file ([`config`], [`args::Services`]), errors become `anyhow` reports with
 //! context, and logs go to stderr (stdout is kept for command output, plain or `--json`).
+//! Telemetry is set up before the runtime starts and flushed after it stopped, so the spans of
+//! the last moments are sent.
 
 mod args;
 mod commands;
@@ -10,6 +12,7 @@ mod config;
 mod connect;
 mod logging;
 mod progress;
+mod telemetry;
 
 use clap::{CommandFactory, FromArgMatches};
 
@@ -38,11 +41,15 @@ struct Cli {
     )]
     log_format: logging::LogFormat,
 
+    #[command(flatten)]
+    traces: telemetry::TraceArgs,
+
     #[command(subcommand)]
     command: commands::Command,
 }
 
-/// Loads the configuration, parses the command line against it, then starts the runtime.
+/// Loads the configuration, parses the command line against it, sets up telemetry, then runs
+/// the command on its runtime.
 fn main() -> std::process::ExitCode {
     let loaded = match config::load() {
         Ok(loaded) => loaded,
@@ -53,24 +60,28 @@ fn main() -> std::process::ExitCode {
     let Cli {
         config: _,
         log_format,
+        traces,
         command,
     } = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    logging::init(log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&e.into()),
-    };
+    let export = traces.export();
+    let guard =
+        match coffer_telemetry::traces::init(log_format.into(), command.role(), export.as_ref()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     let context = commands::Context {
         config: &loaded,
         matches: &matches,
     };
-    match runtime.block_on(commands::run(command, context)) {
+    let result = run(command, context);
+    guard.shutdown();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -79,4 +90,15 @@ fn main() -> std::process::ExitCode {
 fn fail(e: &anyhow::Error) -> std::process::ExitCode {
     eprintln!("error: {e:#}");
     std::process::ExitCode::FAILURE
+}
+
+/// Runs the command on a multi-threaded runtime, which is shut down before returning.
+fn run(command: commands::Command, context: commands::Context<'_>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(commands::run(command, context));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

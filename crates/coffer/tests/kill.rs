@@ -7,15 +7,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use coffer_catalog::{BackupRecord, BackupState, ObjectKind};
+use coffer_catalog::{BackupRecord, BackupState};
 use coffer_core::JobId;
-use coffer_core::layout::OrgPrefix;
 use coffer_testkit::{TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -35,18 +32,6 @@ fn spawn_worker(env: &TestEnv, n: usize) -> anyhow::Result<(Reaped, std::path::P
 
 async fn backup_state(env: &TestEnv, job: JobId) -> anyhow::Result<Option<BackupRecord>> {
     Ok(env.catalog.backup_of_job(job).await?)
-}
-
-fn gunzip_csv(body: &[u8]) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(body).read_to_end(&mut text)?;
-    let mut reader = csv::Reader::from_reader(text.as_slice());
-    let header = reader.headers()?.iter().map(str::to_owned).collect();
-    let rows = reader
-        .records()
-        .map(|r| r.map(|r| r.iter().map(str::to_owned).collect()))
-        .collect::<Result<_, _>>()?;
-    Ok((header, rows))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,94 +108,9 @@ async fn a_backup_completes_although_its_workers_are_killed_at_random_points() -
         wait_for_exit(worker, Duration::from_secs(30))?;
     }
 
-    let tenant = env
-        .catalog
-        .tenant(&coffer_core::TenantId::new("acme")?)
-        .await?
-        .context("tenant")?;
-    let prefix = OrgPrefix::new(
-        &tenant.storage.settings.base_path,
-        &tenant.tenant_id,
-        sim.org_id(),
-    );
-    let bucket = &env.bucket;
-
-    // No object the catalog does not know, and none missing: keys equal the catalog's rows.
-    let objects = env.catalog.backup_objects(backup.backup_id).await?;
-    let catalog_keys: BTreeSet<String> = objects.iter().map(|o| o.key.clone()).collect();
-    let bucket_keys: BTreeSet<String> = coffer_storage::list::list_keys(
-        &env.s3_client,
-        bucket,
-        &prefix.backup_prefix(&backup.backup_id),
-    )
-    .await?
-    .into_iter()
-    .collect();
-    assert_eq!(
-        bucket_keys, catalog_keys,
-        "bucket and catalog disagree (seed {seed})"
-    );
-    let file_keys: BTreeSet<String> = env
-        .catalog
-        .backup_files(backup.backup_id)
-        .await?
-        .iter()
-        .map(|f| prefix.file_key(&f.sha256))
-        .collect::<Result<_, _>>()?;
-    let stored_files: BTreeSet<String> =
-        coffer_storage::list::list_keys(&env.s3_client, bucket, &prefix.files_prefix())
-            .await?
-            .into_iter()
-            .collect();
-    assert_eq!(
-        stored_files, file_keys,
-        "file bodies without a reference (seed {seed})"
-    );
-
-    // No multipart upload left open anywhere under the org.
-    let open = coffer_storage::list::list_open_uploads(
-        &env.s3_client,
-        bucket,
-        &format!("{}/", prefix.as_str().trim_end_matches('/')),
-    )
-    .await?;
-    assert!(open.is_empty(), "uploads left open (seed {seed}): {open:?}");
-
-    // Every record of the org exactly once, as the org has it; the index agrees.
-    let mut held: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
-    for object in objects.iter().filter(|o| o.kind == ObjectKind::Records) {
-        let body = env
-            .s3_client
-            .get_object()
-            .bucket(bucket)
-            .key(&object.key)
-            .send()
-            .await?
-            .body
-            .collect()
-            .await?
-            .into_bytes();
-        let (_, rows) = gunzip_csv(&body)?;
-        held.entry(object.sobject.clone().unwrap_or_default())
-            .or_default()
-            .extend(rows);
-    }
-    let mut total = 0;
-    for name in sim.sobjects() {
-        let (_, mut want) = sim.table(&name).context("sim table")?;
-        let mut got = held.remove(&name).unwrap_or_default();
-        want.sort();
-        got.sort();
-        assert_eq!(got.len(), want.len(), "{name} rows (seed {seed})");
-        assert!(
-            got == want,
-            "{name} rows differ from the org's (seed {seed})"
-        );
-        total += got.len() as u64;
-    }
-    assert_eq!(backup.record_count, total);
-    let indexed = env.catalog.indexed_records(backup.backup_id, None).await?;
-    assert_eq!(indexed.len() as u64, total, "record index (seed {seed})");
+    common::assert_backup_holds_the_org(&env, &sim, &backup)
+        .await
+        .with_context(|| format!("seed {seed}"))?;
 
     sim.shutdown().await;
     env.cleanup().await

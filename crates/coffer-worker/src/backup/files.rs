@@ -609,6 +609,7 @@ async fn record(
     ctx.catalog
         .record_file_object(&backup.tenant_id, &backup.org_id, &object)
         .await?;
+    crate::metrics::file_stored(size);
     Ok(())
 }
 

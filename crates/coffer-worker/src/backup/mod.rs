@@ -136,6 +136,7 @@ pub enum Progress {
 /// Plans (or re-plans, on redelivery) the backup of `job` and hands out its tasks through
 /// `publish`; when the plan is empty or every task is already done, finalises it. A failure
 /// leaves the backup running; the handler decides whether it is failed for good.
+#[tracing::instrument(name = "plan", skip_all, fields(job_id = %job.job_id, tenant = %job.tenant_id, org = %job.org_id))]
 pub async fn plan_backup(
     ctx: &BackupContext,
     job: &BackupJob,
@@ -390,6 +391,7 @@ pub(crate) async fn store_manifest(
     let place = (&client, &target, &prefix);
     let manifest = write_manifest(ctx, place, backup, &org, contents, how).await?;
     catalog.record_object(backup.backup_id, &manifest).await?;
+    crate::metrics::object_stored(manifest.kind, manifest.size);
     Ok(())
 }
 

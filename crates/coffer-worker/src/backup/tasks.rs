@@ -238,7 +238,7 @@ async fn extract_under_lease(
         },
         lost = heartbeat => return lost.map(|()| false),
     };
-    Ok(ctx
+    let completed = ctx
         .catalog
         .complete_task(
             backup.backup_id,
@@ -247,7 +247,14 @@ async fn extract_under_lease(
             (output.parts, output.records),
             output.cursor_json.as_deref(),
         )
-        .await?)
+        .await?;
+    if completed {
+        crate::metrics::records_backed_up(output.records);
+        for (kind, size) in &output.objects {
+            crate::metrics::object_stored(*kind, *size);
+        }
+    }
+    Ok(completed)
 }
 
 /// Hands the lease of a failed task back, so its retry need not wait for it to run out. Best
@@ -286,11 +293,14 @@ async fn keep_lease(
 struct TaskOutput {
     parts: u32,
     records: u64,
+    /// Kind and size of each object recorded.
+    objects: Vec<(coffer_catalog::ObjectKind, u64)>,
     cursor_json: Option<String>,
 }
 
 /// Clears what earlier attempts left of the object, extracts it (every record, or the changes
 /// after the task's cursor) with its record index, and records its parts.
+#[tracing::instrument(name = "extract", skip_all, fields(backup_id = %backup.backup_id, sobject = %task.sobject, slice = task.slice.no, task_no = task.task_no))]
 async fn extract_task(
     ctx: &BackupContext,
     backup: &BackupRecord,
@@ -332,6 +342,7 @@ async fn extract_task(
     Ok(TaskOutput {
         parts: written.parts.len() as u32,
         records,
+        objects: written.parts.iter().map(|p| (p.kind, p.size)).collect(),
         cursor_json,
     })
 }

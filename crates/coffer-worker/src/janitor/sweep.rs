@@ -200,6 +200,7 @@ pub async fn sweep_org(
         marked = swept.marked.len(), expired = swept.expired.len(),
         failures = swept.failures.len(), "retention sweep done"
     );
+    crate::metrics::swept(&swept);
     Ok(swept)
 }
 

@@ -408,6 +408,7 @@ impl Writer<'_> {
                 .catalog
                 .mark_written(&self.restore.restore_id, pairs)
                 .await?;
+            crate::metrics::records_restored("written", pairs.len() as u64);
         }
         Ok(())
     }
@@ -419,6 +420,7 @@ impl Writer<'_> {
                 .catalog
                 .mark_failed(&self.restore.restore_id, pairs)
                 .await?;
+            crate::metrics::records_restored("failed", pairs.len() as u64);
         }
         Ok(())
     }

@@ -249,6 +249,7 @@ pub async fn publish_backup(
 
 /// Publishes `job` in an envelope with a new job id, stamped with the time and the user, and
 /// waits for the broker's confirm; returns the job id.
+#[tracing::instrument(name = "enqueue", skip_all, fields(tenant = %tenant, kind = %kind, job_id = tracing::field::Empty))]
 pub async fn publish_job(
     publisher: &Publisher,
     tenant: &TenantId,
@@ -256,6 +257,7 @@ pub async fn publish_job(
     job: Job,
 ) -> anyhow::Result<JobId> {
     let job_id = JobId::generate();
+    tracing::Span::current().record("job_id", tracing::field::display(job_id));
     let envelope = JobEnvelope {
         schema_version: coffer_proto::CURRENT_SCHEMA_VERSION,
         job_id: job_id.to_string(),

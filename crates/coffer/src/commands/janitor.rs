@@ -46,6 +46,9 @@ pub enum JanitorCommand {
 pub struct RunArgs {
     #[command(flatten)]
     services: Services,
+    /// With `--every`: the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+    #[command(flatten)]
+    http: crate::telemetry::HttpArgs,
     /// Only this tenant (otherwise every tenant).
     #[arg(long)]
     tenant: Option<TenantId>,
@@ -144,6 +147,8 @@ async fn sweep(args: RunArgs) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(super::stop_on_signal(shutdown.clone()));
+    let checks = vec![crate::telemetry::catalog_check(&catalog)];
+    let http = crate::telemetry::serve(&args.http, checks, shutdown.clone()).await?;
     tracing::info!(every_s = every.as_secs(), "janitor started");
     loop {
         match sweep_once(&janitor, args.tenant.as_ref()).await {
@@ -156,6 +161,9 @@ async fn sweep(args: RunArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.cancelled() => break,
         }
+    }
+    if let Some(server) = http {
+        let _ = server.task.await;
     }
     tracing::info!("janitor stopped");
     Ok(())

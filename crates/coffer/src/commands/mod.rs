@@ -22,6 +22,8 @@ use std::time::Duration;
 use crate::args::Services;
 
 /// What to do.
+// Parsed once per process: the size of the largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Consume jobs from the queue and run them (runs until SIGTERM or Ctrl-C).
@@ -74,6 +76,18 @@ pub enum Command {
     Sfsim(sfsim::SfsimArgs),
     /// Bring the local stack up, back up a simulated org through the queue, and show the result.
     Demo(demo::DemoArgs),
+}
+
+impl Command {
+    /// The part of the fleet this command plays, for its spans' `coffer.role`.
+    pub fn role(&self) -> coffer_telemetry::Role {
+        match self {
+            Command::Worker(_) => coffer_telemetry::Role::Worker,
+            Command::Scheduler(_) => coffer_telemetry::Role::Scheduler,
+            Command::Janitor(_) => coffer_telemetry::Role::Janitor,
+            _ => coffer_telemetry::Role::Cli,
+        }
+    }
 }
 
 /// What a command may need beyond its own arguments.

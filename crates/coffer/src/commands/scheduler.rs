@@ -45,6 +45,8 @@ const RUN_LEASE: Duration = Duration::from_secs(60);
 pub struct SchedulerArgs {
     #[command(flatten)]
     services: Services,
+    #[command(flatten)]
+    http: crate::telemetry::HttpArgs,
     /// How often to look for due schedules (e.g. `10s`, `500ms`, `1m`).
     #[arg(long, env = "COFFER_SCHEDULER_TICK", default_value = "10s", value_parser = parse_duration)]
     tick: Duration,
@@ -59,6 +61,8 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(super::stop_on_signal(shutdown.clone()));
+    let checks = vec![crate::telemetry::catalog_check(&catalog)];
+    let http = crate::telemetry::serve(&args.http, checks, shutdown.clone()).await?;
     tracing::info!(tick_ms = args.tick.as_millis() as u64, "scheduler started");
     let mut leader: Option<SchedulerLeader> = None;
     loop {
@@ -75,6 +79,9 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     }
     if let Some(leader) = leader {
         leader.resign().await;
+    }
+    if let Some(server) = http {
+        let _ = server.task.await;
     }
     tracing::info!("scheduler stopped");
     Ok(())

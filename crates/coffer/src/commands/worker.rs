@@ -16,6 +16,13 @@ use crate::connect;
 pub struct WorkerArgs {
     #[command(flatten)]
     services: Services,
+    #[command(flatten)]
+    http: crate::telemetry::HttpArgs,
+    /// On SIGTERM: how long jobs in flight may run on before they are left unacked for
+    /// another worker (the consumer stops taking new ones at once). Keep it below the
+    /// orchestrator's grace period (`terminationGracePeriodSeconds`).
+    #[arg(long, env = "COFFER_DRAIN_TIMEOUT", default_value = "30s", value_parser = super::parse_duration_or_zero)]
+    drain_timeout: Duration,
     /// Jobs run at once by this process (the consumer's prefetch).
     #[arg(long, env = "COFFER_WORKER_CONCURRENCY", default_value_t = 1)]
     concurrency: u16,
@@ -68,10 +75,12 @@ pub struct WorkerArgs {
 /// and whatever is unfinished is left unacked for another worker.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let catalog = connect::catalog(&args.services).await?;
+    let catalog_ready = crate::telemetry::catalog_check(&catalog);
     let queue = coffer_queue::QueueConfig {
         prefetch: args.concurrency,
         park_delay: args.park_delay,
         max_hold: args.max_hold,
+        drain_timeout: args.drain_timeout,
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
@@ -97,15 +106,25 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let worker = Arc::new(Worker::new(catalog, settings).with_events(broker.publisher().await?));
     let shutdown = CancellationToken::new();
     tokio::spawn(super::stop_on_signal(shutdown.clone()));
+    let consuming = coffer_queue::ConsumerStatus::default();
+    // The endpoint outlives the drain: probes answer (not ready) while jobs finish.
+    let http_stop = CancellationToken::new();
+    let checks = vec![catalog_ready, crate::telemetry::consumer_check(&consuming)];
+    let http = crate::telemetry::serve(&args.http, checks, http_stop.clone()).await?;
     tokio::spawn(reap_stranded_tasks(
         worker.clone(),
         lease * 5,
         shutdown.clone(),
     ));
     tracing::info!(queue = %broker.topology().jobs_queue(), endpoint = %queue.redacted_endpoint(), concurrency = args.concurrency, "worker started");
-    coffer_queue::run_consumer(queue, worker, shutdown)
+    let consumed = coffer_queue::run_consumer_observed(queue, worker, shutdown, consuming)
         .await
-        .context("consumer failed")?;
+        .context("consumer failed");
+    http_stop.cancel();
+    if let Some(server) = http {
+        let _ = server.task.await;
+    }
+    consumed?;
     tracing::info!("worker stopped");
     Ok(())
 }

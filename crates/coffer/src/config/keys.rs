@@ -219,7 +219,7 @@ pub const KEYS: &[Key] = &[
         "COFFER_DRAIN_TIMEOUT",
         Some("30s"),
         WORKER,
-        duration,
+        duration_or_zero,
     ),
     key(
         "telemetry.otlp_endpoint",
