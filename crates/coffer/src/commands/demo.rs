@@ -106,7 +106,7 @@ fn ensure_stack(services: &Services) -> anyhow::Result<()> {
         .filter(|(_, p)| !answers(*p))
         .map(|(n, _)| *n)
         .collect();
-    if down.is_empty() || services.s3_endpoint.is_none() {
+    if down.is_empty() || services.s3_endpoint().is_none() {
         return Ok(());
     }
     let script = stack_script();
@@ -398,9 +398,9 @@ struct Report<'a> {
 impl Report<'_> {
     fn endpoint(&self) -> String {
         self.services
-            .s3_endpoint
-            .clone()
-            .unwrap_or_else(|| "https://s3.amazonaws.com".to_owned())
+            .s3_endpoint()
+            .unwrap_or("https://s3.amazonaws.com")
+            .to_owned()
     }
 
     fn json(&self) -> serde_json::Value {

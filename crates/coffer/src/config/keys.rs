@@ -95,7 +95,7 @@ pub const KEYS: &[Key] = &[
         "COFFER_S3_ENDPOINT",
         Some("http://127.0.0.1:4566"),
         SERVICES,
-        url,
+        s3_endpoint,
     ),
     key("s3.region", "AWS_REGION", Some("us-east-1"), SERVICES, text),
     key(
@@ -301,6 +301,13 @@ fn url(s: &str) -> Result<(), String> {
     match url::Url::parse(s) {
         Ok(u) if u.has_host() => Ok(()),
         _ => Err("is not a URL (scheme://host...)".to_owned()),
+    }
+}
+
+fn s3_endpoint(s: &str) -> Result<(), String> {
+    match s.eq_ignore_ascii_case(crate::args::AWS_ENDPOINT) {
+        true => Ok(()),
+        false => url(s).map_err(|_| "is not a URL, nor `aws` for AWS itself".to_owned()),
     }
 }
 

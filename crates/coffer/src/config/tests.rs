@@ -102,6 +102,31 @@ fn the_documented_example_is_valid() {
     }
 }
 
+/// The Kubernetes ConfigMap's `coffer.toml` uses only keys this binary knows, with valid values.
+#[test]
+fn the_kubernetes_config_map_is_a_valid_file() {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/k8s/configmap.yaml"
+    ))
+    .expect("deploy/k8s/configmap.yaml");
+    let block: Vec<&str> = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "coffer.toml: |")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    assert!(!block.is_empty(), "no coffer.toml in the ConfigMap");
+    let values = file::parse(&block.join("\n")).expect("the ConfigMap's coffer.toml parses");
+    for (name, value) in &values {
+        if let Some(key) = KEYS.iter().find(|k| k.name == name) {
+            assert_eq!((key.check)(value), Ok(()), "{name}");
+        }
+    }
+    assert_eq!(values.get("s3.endpoint").map(String::as_str), Some("aws"));
+}
+
 /// Every flag reading a key's variable, in the key's scope, has the key's default.
 #[test]
 fn defaults_of_the_table_are_the_flags_defaults() {
