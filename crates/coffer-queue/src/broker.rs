@@ -171,7 +171,7 @@ impl Broker {
             .map_err(QueueError::amqp("connection.close"))
     }
 
-    async fn channel(&self) -> Result<Channel, QueueError> {
+    pub(crate) async fn channel(&self) -> Result<Channel, QueueError> {
         self.connection
             .create_channel()
             .await

@@ -46,7 +46,7 @@ pub struct WorkerArgs {
     compression: coffer_core::layout::Compression,
     /// Share of each org's daily Salesforce API allocation Coffer may use (0 < share <= 1);
     /// past it the org is paused, leaving the rest to the customer's own integrations.
-    #[arg(long, env = "COFFER_API_SHARE", default_value_t = 0.8, value_parser = parse_share)]
+    #[arg(long, env = "COFFER_API_SHARE", default_value_t = 0.8, value_parser = super::parse_share)]
     api_share: f64,
     /// How long an org whose API allowance is used up is paused before its work is tried again.
     #[arg(long, env = "COFFER_ORG_PAUSE", default_value = "1h", value_parser = super::parse_duration)]
@@ -76,13 +76,6 @@ pub struct WorkerArgs {
     /// Retention sweeps from messages: multipart uploads open longer than this are aborted.
     #[arg(long, env = "COFFER_STALE_UPLOAD_AGE", default_value = "1d", value_parser = super::parse_duration_or_zero)]
     stale_upload_age: Duration,
-}
-
-fn parse_share(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
-        _ => Err(format!("{s:?} is not a share between 0 (exclusive) and 1")),
-    }
 }
 
 /// Runs the consumer until SIGTERM or Ctrl-C; in-flight jobs get the drain timeout to finish,
