@@ -98,7 +98,10 @@ impl Suite {
             Ok(s) => s.parse()?,
             Err(_) => rand::random(),
         };
-        eprintln!("fault suite ({} form) seed: COFFER_FAULT_SEED={seed}", form.name);
+        eprintln!(
+            "fault suite ({} form) seed: COFFER_FAULT_SEED={seed}",
+            form.name
+        );
         let rabbit = PrivateRabbit::start()?;
         let db = PrivateMariadb::start()?;
         let shared = Stack::from_env();
@@ -300,7 +303,9 @@ impl Suite {
         tally.jobs += 1;
         if rows.len() > 1 {
             tally.duplicated += 1;
-            tally.notes.push(format!("job {job}: {} backups", rows.len()));
+            tally
+                .notes
+                .push(format!("job {job}: {} backups", rows.len()));
         }
         match found {
             Ok(()) => tally.completed += 1,
@@ -358,7 +363,10 @@ impl Suite {
             let distinct: BTreeSet<String> = got.iter().cloned().collect();
             if distinct.len() < got.len() {
                 duplicated = true;
-                why.push(format!("{name}: {} rows held twice", got.len() - distinct.len()));
+                why.push(format!(
+                    "{name}: {} rows held twice",
+                    got.len() - distinct.len()
+                ));
             }
             let missing = want.difference(&distinct).count();
             if missing > 0 {
@@ -383,7 +391,10 @@ impl Suite {
             .context("a complete backup to restore from")?;
         let before = self.org_counts();
         let (header, rows) = self.sim.table("Account").context("accounts")?;
-        let id = header.iter().position(|h| h == "Id").context("Account.Id")?;
+        let id = header
+            .iter()
+            .position(|h| h == "Id")
+            .context("Account.Id")?;
         let accounts: Vec<String> = rows.iter().take(3).map(|r| r[id].clone()).collect();
         let doomed: Vec<&str> = accounts.iter().map(String::as_str).collect();
         self.sim.delete("Account", &doomed)?;
@@ -422,11 +433,15 @@ impl Suite {
             if got < *want {
                 tally.lost += 1;
                 ok = false;
-                tally.notes.push(format!("{name}: {got} records, {want} before the delete"));
+                tally
+                    .notes
+                    .push(format!("{name}: {got} records, {want} before the delete"));
             } else if got > *want {
                 tally.duplicated += 1;
                 ok = false;
-                tally.notes.push(format!("{name}: {got} records, {want} before the delete"));
+                tally
+                    .notes
+                    .push(format!("{name}: {got} records, {want} before the delete"));
             }
         }
         if ok {
@@ -467,7 +482,9 @@ impl Suite {
         let finished = loop {
             runs += 1;
             let mut run = coffer(&self.env);
-            run.args(["janitor", "run", "--tenant", "acme", "--grace", "0", "--json"]);
+            run.args([
+                "janitor", "run", "--tenant", "acme", "--grace", "0", "--json",
+            ]);
             run.envs(self.process_env());
             run.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
@@ -510,9 +527,10 @@ impl Suite {
             if !kept.contains(&newest.backup_id) {
                 tally.lost += 1;
             }
-            tally
-                .notes
-                .push(format!("kept {kept:?} (newest {}); {problems:?}", newest.backup_id));
+            tally.notes.push(format!(
+                "kept {kept:?} (newest {}); {problems:?}",
+                newest.backup_id
+            ));
         }
         Ok(())
     }
@@ -554,30 +572,47 @@ impl Suite {
         all
     }
 
-    fn print_table(&self, verify_problems: usize) {
+    /// Every message in the dead-letter queue, as `message id: reason`.
+    async fn dead_letters(&self) -> anyhow::Result<Vec<String>> {
+        let broker = self.env.broker().await?;
+        let mut letters = Vec::new();
+        while let Some(letter) = broker.get_dead_letter().await? {
+            letters.push(format!(
+                "{}: {}",
+                letter.message_id.unwrap_or_default(),
+                letter.reason.unwrap_or_default()
+            ));
+        }
+        Ok(letters)
+    }
+
+    fn print_table(&self, verify_problems: usize, dead_letters: &[String]) {
         let faults = self.all_faults();
         let total: u64 = faults.values().sum();
-        println!("\nfault suite, {} form (seed {})", self.form.name, self.seed);
-        println!("{:<32} {:>8}", "fault", "injected");
+        eprintln!(
+            "\nfault suite, {} form (seed {})",
+            self.form.name, self.seed
+        );
+        eprintln!("{:<32} {:>8}", "fault", "injected");
         for (fault, n) in &faults {
-            println!("{fault:<32} {n:>8}");
+            eprintln!("{fault:<32} {n:>8}");
         }
-        println!("{:<32} {total:>8}", "total");
-        println!(
+        eprintln!("{:<32} {total:>8}", "total");
+        eprintln!(
             "\n{:<16} {:>5} {:>10} {:>5} {:>11}",
             "job kind", "jobs", "completed", "lost", "duplicated"
         );
         for (kind, t) in &self.tally {
-            println!(
+            eprintln!(
                 "{kind:<16} {:>5} {:>10} {:>5} {:>11}",
                 t.jobs, t.completed, t.lost, t.duplicated
             );
             for note in &t.notes {
-                println!("    {note}");
+                eprintln!("    {note}");
             }
         }
         let sum = |f: fn(&Tally) -> u64| self.tally.values().map(f).sum::<u64>();
-        println!(
+        eprintln!(
             "{:<16} {:>5} {:>10} {:>5} {:>11}",
             "all",
             sum(|t| t.jobs),
@@ -585,7 +620,11 @@ impl Suite {
             sum(|t| t.lost),
             sum(|t| t.duplicated)
         );
-        println!("coffer verify: {verify_problems} problems");
+        eprintln!("dead letters: {}", dead_letters.len());
+        for letter in dead_letters {
+            eprintln!("    {letter}");
+        }
+        eprintln!("coffer verify: {verify_problems} problems");
     }
 
     async fn finish(mut self) -> anyhow::Result<()> {
@@ -598,6 +637,17 @@ impl Suite {
     }
 }
 
+/// Problems `coffer verify --json` reported: per org, plus objects outside every org.
+fn verify_problems(report: &serde_json::Value) -> usize {
+    let per_org: Option<usize> = report["orgs"].as_array().map(|orgs| {
+        orgs.iter()
+            .map(|o| o["problems"].as_array().map_or(usize::MAX / 4, Vec::len))
+            .sum()
+    });
+    let stray = report["stray"].as_array().map_or(usize::MAX / 4, Vec::len);
+    per_org.map_or(usize::MAX / 4, |n| n + stray)
+}
+
 async fn run(form: Form) -> anyhow::Result<()> {
     let mut suite = Suite::start(form).await?;
     suite.backups().await?;
@@ -606,16 +656,18 @@ async fn run(form: Form) -> anyhow::Result<()> {
     suite.backups().await?;
     suite.sweep().await?;
     let report = suite.verify()?;
-    let problems = report["problems"].as_array().map_or(usize::MAX, Vec::len);
-    suite.print_table(problems);
+    let problems = verify_problems(&report);
+    let dead_letters = suite.dead_letters().await?;
+    suite.print_table(problems, &dead_letters);
     let lost: u64 = suite.tally.values().map(|t| t.lost).sum();
     let duplicated: u64 = suite.tally.values().map(|t| t.duplicated).sum();
     let faults: u64 = suite.all_faults().values().sum();
     let logs = common::logs_of(&suite.logs);
-    if lost > 0 || duplicated > 0 || problems > 0 {
+    if lost > 0 || duplicated > 0 || problems > 0 || !dead_letters.is_empty() {
         let tail: String = logs.lines().rev().take(200).collect::<Vec<_>>().join("\n");
         bail!(
-            "{lost} lost, {duplicated} duplicated, verify: {report} (seed {}); last log lines (newest first):\n{tail}",
+            "{lost} lost, {duplicated} duplicated, {} dead letters, verify: {report} (seed {}); last log lines (newest first):\n{tail}",
+            dead_letters.len(),
             suite.seed
         );
     }
@@ -637,4 +689,3 @@ async fn short_form() -> anyhow::Result<()> {
 async fn long_form() -> anyhow::Result<()> {
     run(LONG).await
 }
-

@@ -168,7 +168,10 @@ fn choose(shared: &Shared, has_body: bool) -> Option<S3Fault> {
         (S3Fault::InternalError, r.internal_error),
         (S3Fault::Reset, r.reset),
         (S3Fault::Latency, r.latency),
-        (S3Fault::CutMidBody, if has_body { r.cut_mid_body } else { 0.0 }),
+        (
+            S3Fault::CutMidBody,
+            if has_body { r.cut_mid_body } else { 0.0 },
+        ),
     ];
     let mut at = 0.0;
     let fault = table.iter().find_map(|(fault, p)| {

@@ -20,10 +20,8 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 fn temp_dir(label: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "coffer-{label}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("coffer-{label}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -40,7 +38,10 @@ fn wait_until(
         if Instant::now() > deadline {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            bail!("{what} did not start within {timeout:?}; log tail:\n{}", tail.join("\n"));
+            bail!(
+                "{what} did not start within {timeout:?}; log tail:\n{}",
+                tail.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

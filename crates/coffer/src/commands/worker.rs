@@ -120,6 +120,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let checks = vec![catalog_ready, crate::telemetry::consumer_check(&consuming)];
     let http = crate::telemetry::serve(&args.http, checks, http_stop.clone()).await?;
+    if http.is_some() {
+        tokio::spawn(sample_queues(
+            queue.clone(),
+            QUEUE_SAMPLE_EVERY,
+            http_stop.clone(),
+        ));
+    }
     tokio::spawn(reap_stranded_tasks(
         worker.clone(),
         lease * 5,
@@ -136,6 +143,42 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     consumed?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// How often the queue gauges are sampled.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// Every `every`, sets the gauges of messages and consumers of each queue of the prefix (a
+/// passive declare each, on a connection of its own, opened again after the broker restarts).
+async fn sample_queues(queue: coffer_queue::QueueConfig, every: Duration, stop: CancellationToken) {
+    use coffer_core::metrics as m;
+    let mut broker: Option<coffer_queue::Broker> = None;
+    loop {
+        if broker.is_none() {
+            broker = coffer_queue::Broker::connect(&queue).await.ok();
+        }
+        if let Some(connected) = &broker {
+            match connected.queue_stats().await {
+                Ok(stats) => {
+                    for q in stats {
+                        let Some(counts) = q.counts else { continue };
+                        metrics::gauge!(m::QUEUE_MESSAGES, "queue" => q.name.clone())
+                            .set(f64::from(counts.messages));
+                        metrics::gauge!(m::QUEUE_CONSUMERS, "queue" => q.name)
+                            .set(f64::from(counts.consumers));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not sample the queues");
+                    broker = None;
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Every `idle`, publishes again the tasks nobody holds or touched for `idle` (a lost message,

@@ -338,7 +338,9 @@ fn duration_or_zero(s: &str) -> Result<(), String> {
 }
 
 fn durations(s: &str) -> Result<(), String> {
-    if s.split(',').all(|d| crate::commands::parse_duration(d.trim()).is_ok()) {
+    if s.split(',')
+        .all(|d| crate::commands::parse_duration(d.trim()).is_ok())
+    {
         Ok(())
     } else {
         Err("is not a comma-separated list of durations longer than zero (5s,30s,2m)".to_owned())
