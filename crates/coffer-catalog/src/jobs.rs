@@ -39,6 +39,8 @@ pub struct JobRecord {
     pub kind: String,
     /// Its tenant.
     pub tenant_id: String,
+    /// Its org, for jobs of one org.
+    pub org_id: Option<String>,
     /// Where it is.
     pub state: JobState,
     /// Attempts started so far.
@@ -49,7 +51,9 @@ pub struct JobRecord {
 
 impl Catalog {
     /// Records the start of an attempt and returns the job's row after it. A job that already
-    /// completed stays completed (the caller then acks without redoing anything).
+    /// completed stays completed (the caller then acks without redoing anything). A row of
+    /// another kind, tenant or org under the same job id (a message reusing someone else's job
+    /// id) is left as it is: the caller compares the row returned with its own job and refuses.
     pub async fn start_job_attempt(
         &self,
         job_id: JobId,
@@ -59,8 +63,11 @@ impl Catalog {
     ) -> Result<JobRecord, CatalogError> {
         sqlx::query(
             "INSERT INTO jobs (job_id, kind, tenant_id, org_id, state, attempts) VALUES (?, ?, ?, ?, 'running', 1) \
-             ON DUPLICATE KEY UPDATE attempts = attempts + 1, \
-             state = IF(state = 'completed', 'completed', 'running')",
+             ON DUPLICATE KEY UPDATE \
+             state = IF(kind <=> VALUES(kind) AND tenant_id <=> VALUES(tenant_id) AND org_id <=> VALUES(org_id) \
+                        AND state <> 'completed', 'running', state), \
+             attempts = IF(kind <=> VALUES(kind) AND tenant_id <=> VALUES(tenant_id) AND org_id <=> VALUES(org_id), \
+                           attempts + 1, attempts)",
         )
         .bind(job_id.to_string())
         .bind(kind)
@@ -92,7 +99,7 @@ impl Catalog {
     /// One job's row.
     pub async fn job(&self, job_id: JobId) -> Result<Option<JobRecord>, CatalogError> {
         let row = sqlx::query(
-            "SELECT kind, tenant_id, state, attempts, last_error FROM jobs WHERE job_id = ?",
+            "SELECT kind, tenant_id, org_id, state, attempts, last_error FROM jobs WHERE job_id = ?",
         )
         .bind(job_id.to_string())
         .fetch_optional(&self.pool)
@@ -107,6 +114,7 @@ impl Catalog {
             job_id,
             kind: row.try_get("kind")?,
             tenant_id: row.try_get("tenant_id")?,
+            org_id: row.try_get("org_id")?,
             state,
             attempts: row.try_get("attempts")?,
             last_error: row.try_get("last_error")?,

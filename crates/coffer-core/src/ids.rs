@@ -12,11 +12,12 @@ use uuid::Uuid;
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {value:?}: {rule}")]
+#[error("invalid {what} \"{value}\": {rule}")]
 pub struct IdError {
     /// Which kind of identifier was being parsed ("tenant id", "org id", ...).
     pub what: &'static str,
-    /// The rejected input, shortened to 80 characters and with control characters escaped.
+    /// The rejected input, shortened to 80 characters, escaped once (control characters,
+    /// non-ASCII, quotes and backslashes) so it prints as typed between the quotes.
     pub value: String,
     /// The rule it broke, phrased as what a valid value looks like.
     pub rule: &'static str,
@@ -101,6 +102,13 @@ string_id!(
     check_org
 );
 string_id!(
+    /// A Salesforce record id: 15 or 18 ASCII letters and digits (`001...`, `00P...`). What a
+    /// backup indexes, a restore names and a staging key ends with.
+    RecordId,
+    "record id",
+    check_record_id
+);
+string_id!(
     /// A Salesforce object API name such as `Account` or `Invoice__c`.
     SObjectName,
     "sobject name",
@@ -128,6 +136,15 @@ fn check_org(s: &str) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("15 or 18 alphanumeric characters starting with 00D")
+    }
+}
+
+fn check_record_id(s: &str) -> Result<(), &'static str> {
+    let ok = matches!(s.len(), 15 | 18) && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err("15 or 18 ASCII letters and digits, as Salesforce gives them")
     }
 }
 
@@ -238,9 +255,40 @@ mod tests {
     }
 
     #[test]
+    fn record_ids_are_salesforce_ids() {
+        for good in [
+            "001000000000001",
+            "001000000000001AAA",
+            "00P5g00000AbCdEAAA",
+        ] {
+            assert!(RecordId::new(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "..",
+            "/001000000000001",
+            "001000000000001AA",
+            "00100000000000%2e",
+            "001000000000001\0AA",
+            "00100000000000\u{0}1",
+            "0010000000000０1",
+            "001' OR Id != '",
+        ] {
+            let err = RecordId::new(bad).expect_err(bad);
+            assert!(err.to_string().contains("15 or 18"), "{err}");
+        }
+    }
+
+    #[test]
     fn error_escapes_control_characters() {
         let err = TenantId::new("a\u{1b}[31m").unwrap_err();
         assert!(!err.to_string().contains('\u{1b}'));
+        // Escaped once: an operator reads the value as it was sent.
+        let err = TenantId::new("acme\n\u{0}\"").unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"invalid tenant id "acme\n\u{0}\"": "#),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BackupId, IdError, OrgId, SObjectName, TenantId};
+use crate::ids::{BackupId, IdError, OrgId, RecordId, SObjectName, TenantId};
 
 /// An optional prefix under which a tenant's data lives in its bucket, such as `coffer/prod`.
 ///
@@ -26,30 +26,60 @@ use crate::ids::{BackupId, IdError, OrgId, SObjectName, TenantId};
 pub struct BasePath(String);
 
 impl BasePath {
-    const RULE: &'static str = "'/'-separated segments of A-Z, a-z, 0-9, '-', '_' and '.', \
-                                none empty, '.' or '..', no leading or trailing '/'";
-
-    /// Validates a base path; an empty string is the bucket root.
+    /// Validates a base path; an empty string is the bucket root. The error names what to
+    /// change: a base path can never leave the bucket or reach another tenant's prefix.
     pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
         let value = value.into();
-        if value.is_empty() {
-            return Ok(BasePath(value));
-        }
-        let ok = value.len() <= 512 && value.split('/').all(Self::segment_ok);
-        if ok {
-            Ok(BasePath(value))
-        } else {
-            Err(IdError::new("base path", &value, Self::RULE))
+        match Self::problem(&value) {
+            None => Ok(BasePath(value)),
+            Some(rule) => Err(IdError::new("base path", &value, rule)),
         }
     }
 
-    fn segment_ok(seg: &str) -> bool {
-        (1..=128).contains(&seg.len())
-            && seg != "."
-            && seg != ".."
-            && seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    /// What is wrong with `v` as a base path, phrased as the fix; `None` when it is valid.
+    fn problem(v: &str) -> Option<&'static str> {
+        if v.is_empty() {
+            return None;
+        }
+        if v.len() > 512 {
+            return Some("at most 512 characters; use a shorter prefix such as coffer/prod");
+        }
+        if v.bytes().any(|b| b.is_ascii_control()) {
+            return Some(
+                "control characters are not allowed; use segments of A-Z, a-z, 0-9, '-', '_' \
+                 and '.' such as coffer/prod",
+            );
+        }
+        if v.starts_with('/') {
+            return Some(
+                "a base path is relative to the bucket: drop the leading '/' (e.g. coffer/prod)",
+            );
+        }
+        if v.ends_with('/') {
+            return Some("drop the trailing '/' (e.g. coffer/prod)");
+        }
+        let segments = || v.split('/');
+        if segments().any(str::is_empty) {
+            return Some("an empty segment ('//'): separate segments with a single '/'");
+        }
+        if segments().any(|s| s == "." || s == "..") {
+            return Some(
+                "'.' and '..' segments are not allowed (a base path cannot leave its place in \
+                 the bucket); name the folder itself, e.g. coffer/prod",
+            );
+        }
+        if segments().any(|s| s.len() > 128) {
+            return Some("each '/'-separated segment is at most 128 characters");
+        }
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        if !v.bytes().all(|b| b == b'/' || plain(b)) {
+            return Some(
+                "only A-Z, a-z, 0-9, '-', '_', '.' and '/' between segments; no '%' escapes, \
+                 '\\', spaces or non-ASCII look-alikes: write the path in plain ASCII, e.g. \
+                 coffer/prod",
+            );
+        }
+        None
     }
 
     /// The path as given (possibly empty).
@@ -304,15 +334,7 @@ impl OrgPrefix {
         sobject: &SObjectName,
         record_id: &str,
     ) -> Result<String, IdError> {
-        let valid = matches!(record_id.len(), 15 | 18)
-            && record_id.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !valid {
-            return Err(IdError::new(
-                "record id",
-                record_id,
-                "15 or 18 ASCII letters and digits",
-            ));
-        }
+        let record_id = RecordId::new(record_id)?;
         Ok(format!(
             "{}staging/{sobject}/{record_id}",
             self.backup_prefix(backup)
@@ -454,6 +476,25 @@ mod tests {
             Some(120_003)
         );
         assert_eq!(OrgPrefix::part_of_key(&p.manifest_key(&b)), None);
+    }
+
+    #[test]
+    fn a_refused_base_path_names_the_fix() {
+        for (bad, fix) in [
+            ("/coffer", "drop the leading '/'"),
+            ("coffer/", "drop the trailing '/'"),
+            ("coffer//prod", "single '/'"),
+            ("coffer/../other-tenant", "'..' segments are not allowed"),
+            ("%2e%2e/x", "no '%' escapes"),
+            ("coffer\u{0}/x", "control characters"),
+            ("coffer\u{1b}[31m", "control characters"),
+            ("co\u{2024}\u{2024}/x", "non-ASCII look-alikes"),
+            ("coffer\\prod", "plain ASCII"),
+        ] {
+            let err = BasePath::new(bad).expect_err(bad).to_string();
+            assert!(err.contains(fix), "{bad:?}: {err}");
+            assert!(!err.contains('\u{0}') && !err.contains('\u{1b}'), "{err}");
+        }
     }
 
     #[test]

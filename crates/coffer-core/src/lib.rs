@@ -17,4 +17,4 @@ pub mod secret;
 pub mod sweep;
 
 pub use error::{Classify, ErrorClass};
-pub use ids::{BackupId, IdError, JobId, OrgId, SObjectName, TenantId};
+pub use ids::{BackupId, IdError, JobId, OrgId, RecordId, SObjectName, TenantId};

@@ -18,10 +18,29 @@ pub const SUPPORTED_SCHEMA_VERSIONS: &[u32] = &[1];
 /// The schema version this build writes.
 pub const CURRENT_SCHEMA_VERSION: u32 = 1;
 
+/// The largest job message a worker decodes. Jobs name ids, never data: the biggest legitimate
+/// one is a restore naming some thousands of record ids (20 bytes each), far below this. A
+/// larger body is refused before decoding, so an oversized message (RabbitMQ accepts up to
+/// 128 MiB) never costs a worker its memory nor runs a job padded with junk.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+
 /// Why a message on the jobs queue cannot be acted on. Always permanent: the same bytes will
 /// never decode differently.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The message has no body at all.
+    #[error("empty job message (0 bytes): the publisher sent no JobEnvelope")]
+    Empty,
+    /// The message is larger than any job this worker knows ([`MAX_JOB_BYTES`]).
+    #[error(
+        "job message of {bytes} bytes is larger than the {max} bytes a job can take; refused without decoding"
+    )]
+    TooLarge {
+        /// The body's size.
+        bytes: usize,
+        /// [`MAX_JOB_BYTES`].
+        max: usize,
+    },
     /// The bytes are not a protobuf `JobEnvelope`.
     #[error("malformed job message: {0}")]
     Malformed(#[from] prost::DecodeError),
@@ -40,6 +59,15 @@ pub enum DecodeError {
 
 /// Decodes and checks a job envelope.
 pub fn decode_job(bytes: &[u8]) -> Result<v1::JobEnvelope, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() > MAX_JOB_BYTES {
+        return Err(DecodeError::TooLarge {
+            bytes: bytes.len(),
+            max: MAX_JOB_BYTES,
+        });
+    }
     let envelope = v1::JobEnvelope::decode(bytes)?;
     if !SUPPORTED_SCHEMA_VERSIONS.contains(&envelope.schema_version) {
         return Err(DecodeError::UnsupportedVersion {
@@ -92,6 +120,22 @@ mod tests {
             matches!(err, DecodeError::UnsupportedVersion { found: 2 }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn empty_and_oversized_bodies_are_refused_before_decoding() {
+        assert!(matches!(decode_job(b""), Err(DecodeError::Empty)));
+        // A valid envelope padded to just over the limit: it would decode, and must not.
+        let mut padded = backup_envelope(CURRENT_SCHEMA_VERSION);
+        padded.requested_by = "x".repeat(MAX_JOB_BYTES);
+        let bytes = encode(&padded);
+        assert!(v1::JobEnvelope::decode(bytes.as_slice()).is_ok());
+        let err = decode_job(&bytes).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::TooLarge { bytes: n, max: MAX_JOB_BYTES } if n == bytes.len()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("larger than"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct JobDelivery {
     pub message_id: Option<String>,
     /// The AMQP `type` (the job kind), if set.
     pub kind: Option<String>,
+    /// The tenant the publisher named in header `x-coffer-tenant`, if it named one. The
+    /// handler refuses a job whose payload names another tenant.
+    pub tenant: Option<String>,
     /// 0 on the first delivery; incremented by each [`Outcome::Retry`] (header `x-coffer-attempt`).
     pub attempt: u32,
     /// The broker delivered this message before (to us or another worker) without an ack:
@@ -61,6 +64,7 @@ impl JobDelivery {
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
             kind: d.properties.kind().as_ref().map(|s| s.as_str().to_owned()),
+            tenant: headers::get_str_opt(d.properties.headers().as_ref(), headers::TENANT),
             attempt: headers::attempt_of(d.properties.headers().as_ref()),
             redelivered: d.redelivered,
             max_attempts,

@@ -94,6 +94,7 @@ impl Worker {
 
     async fn handle_envelope(&self, delivery: &JobDelivery) -> Result<(), WorkerError> {
         let envelope = coffer_proto::decode_job(&delivery.payload)?;
+        check_tenant_header(delivery.tenant.as_deref(), &envelope)?;
         let job_id: JobId = envelope.job_id.parse().map_err(crate::backup::invalid)?;
         match envelope.job {
             Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
@@ -311,6 +312,16 @@ impl Worker {
                 Some(job.org_id.as_str()),
             )
             .await?;
+        let own = row.kind == kind
+            && row.tenant_id == job.tenant_id.as_str()
+            && row.org_id.as_deref() == Some(job.org_id.as_str());
+        if !own {
+            return Err(WorkerError::InvalidJob(format!(
+                "job id {job_id} belongs to another job (a {} job of another tenant or org); \
+                 a job id names one job, so this message was refused without touching it",
+                row.kind
+            )));
+        }
         let done = row.state == JobState::Completed;
         if done {
             tracing::info!("job already completed, acknowledging the duplicate");
@@ -384,6 +395,12 @@ impl Worker {
         delivery: &JobDelivery,
     ) -> Result<(), WorkerError> {
         let catalog = &self.ctx.catalog;
+        if let Some(row) = catalog.job(job.job_id).await?
+            && row.tenant_id != job.tenant_id.as_str()
+        {
+            tracing::warn!(owner = %row.tenant_id, "the failed message reuses the job id of another tenant's job; that job is left alone");
+            return Ok(());
+        }
         let last_attempt = delivery.is_last_attempt();
         let gives_up = !e.is_retryable() || last_attempt;
         let reason = if e.is_retryable() && last_attempt {
@@ -391,10 +408,17 @@ impl Worker {
         } else {
             e.to_string()
         };
-        if gives_up && let Some(backup) = catalog.backup_of_job(job.job_id).await? {
+        if gives_up
+            && let Some(backup) = catalog.backup_of_job(job.job_id).await?
+            && backup.tenant_id == job.tenant_id
+            && backup.org_id == job.org_id
+        {
             catalog.fail_backup(backup.backup_id, &reason).await?;
         }
-        if gives_up && let Some(restore) = catalog.restore_of_job(job.job_id).await? {
+        if gives_up
+            && let Some(restore) = catalog.restore_of_job(job.job_id).await?
+            && restore.tenant_id == job.tenant_id
+        {
             catalog
                 .set_restore_state(&restore.restore_id, RestoreState::Failed, Some(&reason))
                 .await?;
@@ -448,6 +472,41 @@ impl JobHandler for Worker {
             Err(e) => outcome_of(&e, &delivery),
         }
     }
+}
+
+/// The tenant a job is for: the one its payload names (empty for a sweep of every tenant).
+fn tenant_of(job: Option<&Job>) -> &str {
+    match job {
+        Some(Job::BackupRequested(m)) => &m.tenant_id,
+        Some(Job::ExtractTaskRequested(m)) => &m.tenant_id,
+        Some(Job::RestoreRequested(m)) => &m.tenant_id,
+        Some(Job::RetentionSweepRequested(m)) => &m.tenant_id,
+        None => "",
+    }
+}
+
+/// Refuses a job whose `x-coffer-tenant` header names another tenant than its payload: one of
+/// the two was altered or the message misrouted, and neither can be trusted over the other.
+/// A message without the header (older publishers) is judged by its payload alone.
+pub fn check_tenant_header(
+    header: Option<&str>,
+    envelope: &v1::JobEnvelope,
+) -> Result<(), WorkerError> {
+    let Some(header) = header else {
+        return Ok(());
+    };
+    let payload = tenant_of(envelope.job.as_ref());
+    if header == payload {
+        return Ok(());
+    }
+    let shorten = |s: &str| s.chars().take(80).collect::<String>();
+    Err(WorkerError::InvalidJob(format!(
+        "the x-coffer-tenant header names tenant {:?} but the job is for tenant {:?}; \
+         the message was altered or misrouted, so it was not run (publish it again with \
+         matching tenants)",
+        shorten(header),
+        shorten(payload)
+    )))
 }
 
 /// The queue outcome of a failed job.

@@ -25,7 +25,7 @@ pub mod write;
 use coffer_catalog::{
     BackupRecord, BackupState, NewRestore, RestoreMode, RestoreRecord, RestoreState,
 };
-use coffer_core::{BackupId, JobId, OrgId, TenantId};
+use coffer_core::{BackupId, JobId, OrgId, RecordId, SObjectName, TenantId};
 use coffer_proto::v1::{RestoreMode as WireMode, RestoreRequested};
 use time::OffsetDateTime;
 
@@ -65,9 +65,7 @@ impl RestoreJob {
         };
         let backup_id = match msg.backup_id.is_empty() {
             true => None,
-            false => Some(msg.backup_id.parse().map_err(|_| {
-                WorkerError::InvalidJob(format!("invalid backup id {:?}", msg.backup_id))
-            })?),
+            false => Some(msg.backup_id.parse().map_err(invalid)?),
         };
         let as_of = match msg.as_of_unix_ms {
             0 => None,
@@ -82,6 +80,12 @@ impl RestoreJob {
             ));
         }
         let scope = msg.scope.clone().unwrap_or_default();
+        for sobject in &scope.sobjects {
+            SObjectName::new(sobject.clone()).map_err(invalid)?;
+        }
+        for id in &scope.record_ids {
+            RecordId::new(id.clone()).map_err(invalid)?;
+        }
         if scope.sobjects.is_empty() && scope.record_ids.is_empty() {
             return Err(WorkerError::InvalidJob(
                 "a restore's scope names objects or record ids".into(),
