@@ -6,7 +6,7 @@
 //! the default. Changing a storage adds a row and moves a pointer: backups keep the storage they
 //! were written to, for listing, restore and retention.
 
-use coffer_core::layout::BasePath;
+use coffer_core::layout::{BasePath, BucketName};
 use coffer_core::{OrgId, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
@@ -452,6 +452,9 @@ async fn insert_storage(
     tenant_id: &TenantId,
     storage: &NewStorage,
 ) -> Result<u64, CatalogError> {
+    // The CLI parses bucket names already; a caller building `NewStorage` by hand gets the
+    // same rule here, so no row names a bucket S3 would read as a path.
+    BucketName::new(storage.bucket.as_str()).map_err(|e| CatalogError::Refused(e.to_string()))?;
     let (sse, key, bucket_key) = match &storage.sse {
         Sse::Kms { key_id, bucket_key } => ("sse-kms", Some(key_id.as_str()), *bucket_key),
         Sse::S3 => ("sse-s3", None, false),

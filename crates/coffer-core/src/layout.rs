@@ -178,7 +178,9 @@ pub struct BucketName(String);
 impl BucketName {
     const RULE: &'static str = "3 to 63 characters of a-z, 0-9, '.' and '-', starting and ending \
                                 with a letter or digit, no '..', not an IP address, not starting \
-                                with 'xn--' or 'sthree-', not ending with '-s3alias' or '--ol-s3'";
+                                with 'xn--' or 'sthree-', not ending with '-s3alias' or '--ol-s3'; \
+                                a folder inside the bucket is the base path, not part of the \
+                                bucket name";
 
     /// Validates a bucket name.
     pub fn new(value: impl Into<String>) -> Result<Self, IdError> {

@@ -48,6 +48,29 @@ struct Cli {
     command: commands::Command,
 }
 
+/// Prints a command-line error and exits with clap's code. Clap quotes a refused value as it
+/// was typed, so a value carrying control characters (a terminal escape in a base path, say)
+/// would reach the operator's terminal raw: every control character but the line breaks of the
+/// message itself is printed escaped. Help and version go out as clap prints them.
+fn usage_error(e: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text: String = e
+        .render()
+        .to_string()
+        .chars()
+        .flat_map(|c| match c {
+            '\n' => vec!['\n'],
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect();
+    eprint!("{text}");
+    std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+}
+
 /// Loads the configuration, parses the command line against it, sets up telemetry, then runs
 /// the command on its runtime.
 fn main() -> std::process::ExitCode {
@@ -55,7 +78,10 @@ fn main() -> std::process::ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
-    let matches = config::apply(Cli::command(), &loaded).get_matches();
+    let matches = match config::apply(Cli::command(), &loaded).try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(&e),
+    };
     // `--config` was read before parsing (config::load); clap only documents and accepts it.
     let Cli {
         config: _,

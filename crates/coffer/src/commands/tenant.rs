@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use coffer_catalog::{NewStorage, OrgRecord, Sse, StorageAccess};
-use coffer_core::layout::BasePath;
+use coffer_core::layout::{BasePath, BucketName};
 use coffer_core::{OrgId, TenantId};
 use secrecy::SecretString;
 
@@ -53,9 +53,9 @@ pub struct CreateArgs {
     /// Display name.
     #[arg(long)]
     name: Option<String>,
-    /// Bucket backups go to.
+    /// Bucket backups go to (S3's naming rules; a folder inside it is `--base-path`).
     #[arg(long)]
-    bucket: String,
+    bucket: BucketName,
     /// Prefix in the bucket.
     #[arg(long, default_value = "")]
     base_path: BasePath,
@@ -115,7 +115,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         None => Sse::S3,
     };
     let storage = NewStorage {
-        bucket: args.bucket,
+        bucket: args.bucket.to_string(),
         region: args.services.region.clone(),
         endpoint: None,
         base_path: args.base_path,
