@@ -18,6 +18,7 @@ use coffer_proto::v1::{
 use coffer_queue::{DeadLetter, OutgoingJob, Publisher};
 use coffer_sfsim::{OrgSeed, SimHandle};
 use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim, start_sim_of};
+use sha2::Digest as _;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -487,5 +488,221 @@ async fn hostile_job_messages_are_dead_lettered_with_their_reason_and_another_te
     );
     sim_a.shutdown().await;
     sim_b.shutdown().await;
+    env.cleanup().await
+}
+
+/// The rows of `sobject` in a backup's records parts (header, rows).
+async fn rows_of(
+    env: &TestEnv,
+    backup: coffer_core::BackupId,
+    sobject: &str,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut header = Vec::new();
+    let mut rows = Vec::new();
+    for object in env.catalog.backup_objects(backup).await? {
+        if object.sobject.as_deref() != Some(sobject) {
+            continue;
+        }
+        let body = read_object(&env.s3_client, &env.bucket, &object.key)
+            .await?
+            .body;
+        let (h, r) = gunzip_csv(&body)?;
+        header = h;
+        rows.extend(r);
+    }
+    Ok((header, rows))
+}
+
+/// Publishes a backup of `sobjects` of tenant `acme`'s org; returns the job id.
+async fn back_up(publisher: &Publisher, sobjects: &[&str]) -> anyhow::Result<JobId> {
+    let job = JobId::generate();
+    let envelope = envelope_with_id(job.to_string(), backup("acme", ORG_A, sobjects));
+    publish_as_tenant(publisher, "acme", &envelope).await?;
+    Ok(job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_salesforce_is_retried_when_a_retry_helps_and_dead_lettered_when_not()
+-> anyhow::Result<()> {
+    use coffer_sfsim::faults::Garbage;
+    let env = TestEnv::new().await?;
+    let sim = start_sim(30, 1, 10).await?;
+    env.create_tenant_with("acme", "a", Sse::S3).await?;
+    env.connect_org("acme", &sim).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let publisher = broker.publisher().await?;
+    let (want_header, mut want_rows) = sim.table("Account").expect("accounts");
+    want_rows.sort();
+
+    // Something other than the API answers once: an HTML maintenance page and a JSON document
+    // where a CSV page was asked for, a login page and JSON cut in half where a job status was.
+    // Each is retried (the next answer is real) and the backup holds exactly the org's rows.
+    for garbage in [
+        Garbage::HtmlPage,
+        Garbage::JsonPage,
+        Garbage::HtmlJson,
+        Garbage::TruncatedJson,
+    ] {
+        sim.serve_garbage(garbage);
+    }
+    let job = back_up(&publisher, &["Account"]).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    assert!(
+        env.catalog.job(job).await?.is_some_and(|j| j.attempts == 1),
+        "the client's own retries absorbed the garbage"
+    );
+    let (header, mut rows) = rows_of(&env, backup.backup_id, "Account").await?;
+    rows.sort();
+    assert_eq!(header, want_header);
+    assert!(rows == want_rows, "the rows differ from the org's");
+    assert!(
+        lock_free_garbage(&sim),
+        "every queued garbage answer was served"
+    );
+
+    // An enormous field (4 MiB, with quotes, commas, newlines and non-ASCII) is stored intact.
+    let huge: String = "a \"quoted\", line\nbreak é 日本 ".repeat(4 * 1024 * 1024 / 32);
+    sim.serve_garbage(Garbage::Cell {
+        column: "Description".to_owned(),
+        value: huge.clone().into_bytes(),
+    });
+    let job = back_up(&publisher, &["Account"]).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    let (header, rows) = rows_of(&env, backup.backup_id, "Account").await?;
+    let description = header
+        .iter()
+        .position(|h| h == "Description")
+        .expect("column");
+    let holding: Vec<_> = rows.iter().filter(|r| r[description] == huge).collect();
+    assert_eq!(holding.len(), 1, "the enormous field is in exactly one row");
+    assert_eq!(rows.len(), want_rows.len());
+
+    // Invalid UTF-8 in a cell: the same bytes come back on every retry, so the task is
+    // dead-lettered at once, naming the job, page and the problem.
+    sim.serve_garbage(Garbage::Cell {
+        column: "Name".to_owned(),
+        value: b"Acme \xff\xfe Corp".to_vec(),
+    });
+    let job = back_up(&publisher, &["Account"]).await?;
+    let letter = next_dead_letter(&broker, WAIT).await?;
+    let reason = letter.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("invalid csv") && reason.to_lowercase().contains("utf-8"),
+        "{reason}"
+    );
+    assert_eq!(letter.class.as_deref(), Some("permanent"), "{reason}");
+    let failed = env.catalog.backup_of_job(job).await?.expect("backup row");
+    assert_eq!(failed.state, BackupState::Failed);
+
+    // A record id shaped to escape (path tricks, NUL) is refused before it reaches the index,
+    // a restore query or a key.
+    sim.serve_garbage(Garbage::Cell {
+        column: "Id".to_owned(),
+        value: b"../../files/00/\x00".to_vec(),
+    });
+    let job = back_up(&publisher, &["Account"]).await?;
+    let letter = next_dead_letter(&broker, WAIT).await?;
+    let reason = letter.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("bad records from salesforce for Account")
+            && reason.contains("invalid record id"),
+        "{reason}"
+    );
+    assert!(!reason.contains('\0'), "{reason:?}");
+    assert_eq!(letter.class.as_deref(), Some("permanent"), "{reason}");
+    let failed = env.catalog.backup_of_job(job).await?.expect("backup row");
+    assert_eq!(failed.state, BackupState::Failed);
+    worker.stop().await;
+
+    assert!(broker.get_dead_letter().await?.is_none());
+    assert_bucket_keys_under(&env, &[&format!("a/acme/{ORG_A}/backups/")]).await?;
+    sim.shutdown().await;
+    env.cleanup().await
+}
+
+/// Whether the simulator has no garbage answer left to serve.
+fn lock_free_garbage(sim: &SimHandle) -> bool {
+    sim.pending_garbage() == 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_names_with_path_tricks_do_not_shape_keys_bodies_are_content_addressed()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(8, 1, 100).await?;
+    env.create_tenant_with("acme", "a", Sse::S3).await?;
+    env.connect_org("acme", &sim).await?;
+    let first_id = |sobject: &str| -> String {
+        let (header, rows) = sim.table(sobject).expect(sobject);
+        let id = header.iter().position(|h| h == "Id").expect("Id");
+        rows[0][id].clone()
+    };
+    let attachment = first_id("Attachment");
+    let version = first_id("ContentVersion");
+    sim.update(
+        "Attachment",
+        &attachment,
+        &[("Name", Some("../../../../b/prod/globex/evil\u{0}.txt"))],
+    )?;
+    sim.update(
+        "ContentVersion",
+        &version,
+        &[
+            ("Title", Some("..\\..\\%2e%2e/\u{2215}etc\u{2215}passwd")),
+            ("PathOnClient", Some("/etc/passwd")),
+        ],
+    )?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let publisher = broker.publisher().await?;
+    let job = back_up(&publisher, &["Attachment", "ContentVersion"]).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    worker.stop().await;
+
+    // The names are kept as data, byte for byte, in the records parts...
+    let (header, rows) = rows_of(&env, backup.backup_id, "Attachment").await?;
+    let name = header.iter().position(|h| h == "Name").expect("Name");
+    assert!(
+        rows.iter()
+            .any(|r| r[name] == "../../../../b/prod/globex/evil\u{0}.txt")
+    );
+    let (header, rows) = rows_of(&env, backup.backup_id, "ContentVersion").await?;
+    let title = header.iter().position(|h| h == "Title").expect("Title");
+    assert!(rows.iter().any(|r| r[title].contains("%2e%2e/\u{2215}etc")));
+
+    // ...and no key depends on them: bodies live at files/{sha256[..2]}/{sha256}.
+    let files = format!("a/acme/{ORG_A}/files/");
+    let keys = assert_bucket_keys_under(
+        &env,
+        &[
+            &format!("a/acme/{ORG_A}/backups/{}/", backup.backup_id),
+            &files,
+        ],
+    )
+    .await?;
+    let bodies: Vec<&String> = keys.iter().filter(|k| k.starts_with(&files)).collect();
+    assert!(!bodies.is_empty(), "file bodies were backed up");
+    for key in &bodies {
+        let rest = &key[files.len()..];
+        let (dir, sha) = rest.split_once('/').expect("files/xx/sha");
+        assert!(
+            sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) && sha.starts_with(dir),
+            "{key}"
+        );
+        let body = read_object(&env.s3_client, &env.bucket, key).await?.body;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&body)),
+            sha,
+            "{key} is not addressed by its content"
+        );
+    }
+    for key in &keys {
+        assert!(
+            !key.contains("evil") && !key.contains("passwd") && !key.contains("globex"),
+            "{key}"
+        );
+    }
+    sim.shutdown().await;
     env.cleanup().await
 }

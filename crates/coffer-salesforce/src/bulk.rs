@@ -209,6 +209,17 @@ impl BulkQueryResults {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        let content_type = header("Content-Type").unwrap_or_default();
+        if !content_type.is_empty() && !content_type.to_ascii_lowercase().starts_with("text/csv") {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(SalesforceError::GarbledResponse {
+                operation,
+                detail: format!(
+                    "content type {content_type:?} where text/csv was asked for: {}",
+                    crate::client::snippet(&body).escape_debug()
+                ),
+            });
+        }
         let declared = header("Sforce-NumberOfRecords").and_then(|v| v.trim().parse::<u64>().ok());
         let next = header("Sforce-Locator").ok_or_else(|| SalesforceError::UnexpectedResponse {
             operation: operation.clone(),

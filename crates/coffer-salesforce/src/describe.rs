@@ -239,11 +239,20 @@ impl SalesforceClient {
     }
 }
 
-/// Reads a JSON body, distinguishing a broken transfer (retryable) from a wrong shape (permanent).
+/// Reads a JSON body, distinguishing a broken transfer (retryable) from a wrong shape (permanent):
+/// an HTML page or JSON that ends early is [`SalesforceError::GarbledResponse`] (something
+/// other than the API answered, or the transfer was cut); well-formed JSON of another shape is
+/// [`SalesforceError::UnexpectedResponse`] (the same request would get the same answer).
 pub(crate) async fn decode_json<T: serde::de::DeserializeOwned>(
     operation: &str,
     resp: reqwest::Response,
 ) -> Result<T, SalesforceError> {
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let body = resp
         .bytes()
         .await
@@ -251,8 +260,86 @@ pub(crate) async fn decode_json<T: serde::de::DeserializeOwned>(
             operation: operation.to_owned(),
             source,
         })?;
-    serde_json::from_slice(&body).map_err(|e| SalesforceError::UnexpectedResponse {
-        operation: operation.to_owned(),
-        detail: format!("body is not the documented json: {e}"),
+    parse_json(operation, &content_type, &body)
+}
+
+/// [`decode_json`] on a body already read.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    operation: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<T, SalesforceError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let html = content_type.to_ascii_lowercase().contains("html")
+            || body.trim_ascii_start().starts_with(b"<");
+        if html || e.is_eof() || e.is_syntax() {
+            let what = match (html, e.is_eof()) {
+                (true, _) => "an html page",
+                (false, true) => "json that ends early",
+                (false, false) => "a body that is not json",
+            };
+            SalesforceError::GarbledResponse {
+                operation: operation.to_owned(),
+                detail: format!(
+                    "{what}, content type {content_type:?}: {}",
+                    crate::client::snippet(body).escape_debug()
+                ),
+            }
+        } else {
+            SalesforceError::UnexpectedResponse {
+                operation: operation.to_owned(),
+                detail: format!("body is not the documented json: {e}"),
+            }
+        }
     })
+}
+
+#[cfg(test)]
+mod garbage_tests {
+    use coffer_core::{Classify, ErrorClass};
+
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Job {
+        id: String,
+        state: String,
+    }
+
+    fn class_of(content_type: &str, body: &[u8]) -> (ErrorClass, String) {
+        let err = parse_json::<Job>("poll bulk query job 750x", content_type, body)
+            .expect_err("garbage must not parse");
+        (err.class(), err.to_string())
+    }
+
+    #[test]
+    fn html_truncated_json_and_non_json_are_retryable_a_wrong_shape_is_permanent() {
+        let html = b"<html><head><title>Maintenance</title></head><body>Down</body></html>";
+        let (class, text) = class_of("text/html; charset=utf-8", html);
+        assert_eq!(class, ErrorClass::Retryable, "{text}");
+        assert!(
+            text.contains("an html page") && text.contains("text/html"),
+            "{text}"
+        );
+        // An HTML page sent as JSON is still a page.
+        assert_eq!(class_of("application/json", html).0, ErrorClass::Retryable);
+        let (class, text) = class_of("application/json", br#"{"id":"750x","sta"#);
+        assert_eq!(class, ErrorClass::Retryable, "{text}");
+        assert!(text.contains("json that ends early"), "{text}");
+        let (class, text) = class_of("text/plain", b"Service Unavailable");
+        assert_eq!(class, ErrorClass::Retryable, "{text}");
+        let (class, text) = class_of("application/json", br#"{"jobId":"750x"}"#);
+        assert_eq!(class, ErrorClass::Permanent, "{text}");
+        assert!(text.contains("not the documented json"), "{text}");
+        let (_, text) = class_of("text/html", b"<p>\x1b[31m\0</p>");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+
+    #[test]
+    fn well_formed_json_parses() {
+        let job: Job = parse_json("op", "application/json", br#"{"id":"750x","state":"Open"}"#)
+            .expect("parses");
+        assert_eq!(job.id, "750x");
+    }
 }

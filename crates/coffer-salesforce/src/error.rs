@@ -119,6 +119,19 @@ pub enum SalesforceError {
         /// Rows parsed.
         actual: u64,
     },
+    /// A success response that is not Salesforce's API at all: an HTML page (a proxy, a
+    /// maintenance or login interstitial), a body of another content type, or JSON cut short.
+    /// Such answers come from something between us and the API, or a broken transfer, so the
+    /// request is tried again.
+    #[error(
+        "{operation}: the answer is not salesforce's api ({detail}); a proxy, maintenance page or cut transfer answered instead, so it is retried"
+    )]
+    GarbledResponse {
+        /// What was being done.
+        operation: String,
+        /// What came back: its content type and start, or where the JSON ended.
+        detail: String,
+    },
     /// A success response did not have the documented shape.
     #[error("{operation}: unexpected response: {detail}")]
     UnexpectedResponse {
@@ -309,7 +322,9 @@ impl SalesforceError {
     /// connection, a 5xx or 429 answer, a page shorter than announced.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            SalesforceError::Transport { .. } | SalesforceError::TruncatedPage { .. } => true,
+            SalesforceError::Transport { .. }
+            | SalesforceError::TruncatedPage { .. }
+            | SalesforceError::GarbledResponse { .. } => true,
             SalesforceError::Api { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -360,6 +375,7 @@ impl Classify for SalesforceError {
             | SalesforceError::SessionRejected { .. }
             | SalesforceError::JobTimeout { .. }
             | SalesforceError::TruncatedPage { .. }
+            | SalesforceError::GarbledResponse { .. }
             | SalesforceError::LimitExceeded { .. }
             | SalesforceError::ApiBudgetExhausted { .. }
             | SalesforceError::ChecksumMismatch { .. } => ErrorClass::Retryable,

@@ -2,7 +2,7 @@
 //! (exhausted limits, 503s, slow and cut pages, Bulk-unsupported objects, schema changes) and the
 //! middleware that counts every data API call and stamps `Sforce-Limit-Info` on the answer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -19,6 +19,39 @@ use crate::server::{Sim, lock, sf_error};
 
 /// The `errorMessage` of a Bulk query job Salesforce gave up on after its internal retries.
 pub const QUERY_TIMEOUT: &str = "QUERY_TIMEOUT: Your query request was running for too long.";
+
+/// A hostile answer the simulator gives instead of a real one, once (see
+/// [`crate::SimHandle::serve_garbage`]). Page kinds replace the next Bulk results page; JSON
+/// kinds the next Bulk query job status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Garbage {
+    /// The next results page carries `value`, raw bytes (invalid UTF-8, megabytes, path tricks,
+    /// NUL), in column `column` of its first row; the rest of the page is as rendered.
+    Cell {
+        /// The column's API name, as in the page's header.
+        column: String,
+        /// The bytes put in the cell (quoted, `"` doubled).
+        value: Vec<u8>,
+    },
+    /// The next results page is answered `200 text/html` with a maintenance page.
+    HtmlPage,
+    /// The next results page is answered `200 application/json` with a JSON document.
+    JsonPage,
+    /// The next job status is answered `200 text/html` with a login page.
+    HtmlJson,
+    /// The next job status is answered `200 application/json` with its JSON cut in half.
+    TruncatedJson,
+}
+
+impl Garbage {
+    /// Whether it replaces a results page (else a job status).
+    pub fn is_page(&self) -> bool {
+        matches!(
+            self,
+            Garbage::Cell { .. } | Garbage::HtmlPage | Garbage::JsonPage
+        )
+    }
+}
 
 /// Default daily API request allocation (`DailyApiRequests.Max`).
 pub const DEFAULT_API_MAX: u64 = 100_000;
@@ -68,6 +101,8 @@ pub struct Faults {
     /// Blob bodies written by tests (`SimHandle::set_blob`), by (object, 18-character id, field);
     /// they replace the generated bodies.
     pub written_blobs: Mutex<HashMap<(String, String, String), Vec<u8>>>,
+    /// Hostile answers still to give, in order ([`Garbage`]).
+    pub garbage: Mutex<VecDeque<Garbage>>,
 }
 
 impl Default for Faults {
@@ -90,6 +125,7 @@ impl Default for Faults {
             collection_writes_before_failure: AtomicU32::new(u32::MAX),
             collection_answers_before_loss: AtomicU32::new(u32::MAX),
             written_blobs: Mutex::default(),
+            garbage: Mutex::default(),
         }
     }
 }
@@ -128,6 +164,13 @@ impl Faults {
         lock(&self.query_timeout_above)
             .is_some_and(|above| rows > above)
             .then(|| QUERY_TIMEOUT.to_owned())
+    }
+
+    /// The next hostile answer of the page kind (`page`) or the job status kind, if one is due.
+    pub fn take_garbage(&self, page: bool) -> Option<Garbage> {
+        let mut queue = lock(&self.garbage);
+        let at = queue.iter().position(|g| g.is_page() == page)?;
+        queue.remove(at)
     }
 
     /// The configured delay before each results page.
@@ -217,6 +260,51 @@ fn unavailable(remaining: u32) -> Response {
             "Server unavailable, please retry later.",
         )
     }
+}
+
+/// `body` (a rendered all-quoted CSV page) with `value` in column `column` of its first row;
+/// unchanged if the page has no such column or no row.
+pub fn with_cell(body: &[u8], column: &str, value: &[u8]) -> Vec<u8> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(body);
+    let Ok(header) = reader.byte_headers().cloned() else {
+        return body.to_vec();
+    };
+    let Some(col) = header.iter().position(|h| h == column.as_bytes()) else {
+        return body.to_vec();
+    };
+    let mut out = Vec::with_capacity(body.len() + value.len());
+    let quoted = |out: &mut Vec<u8>, cell: &[u8]| {
+        out.push(b'"');
+        for &b in cell {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    };
+    let line = |out: &mut Vec<u8>, cells: Vec<&[u8]>| {
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            quoted(out, cell);
+        }
+        out.push(b'\n');
+    };
+    line(&mut out, header.iter().collect());
+    for (n, record) in reader.byte_records().enumerate() {
+        let Ok(record) = record else {
+            return body.to_vec();
+        };
+        let cells = record
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| if n == 0 && i == col { value } else { cell })
+            .collect();
+        line(&mut out, cells);
+    }
+    out
 }
 
 /// A body that yields the first half of `body`, pauses so the headers and that half reach the

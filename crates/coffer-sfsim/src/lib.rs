@@ -604,6 +604,17 @@ impl SimHandle {
         self.sim.faults.cut_pages.store(n, Ordering::Relaxed);
     }
 
+    /// Queues a hostile answer ([`faults::Garbage`]): the next results page (or job status)
+    /// is replaced by it, once. Several queued answers are given in order.
+    pub fn serve_garbage(&self, garbage: faults::Garbage) {
+        server::lock(&self.sim.faults.garbage).push_back(garbage);
+    }
+
+    /// Hostile answers queued by [`SimHandle::serve_garbage`] not served yet.
+    pub fn pending_garbage(&self) -> usize {
+        server::lock(&self.sim.faults.garbage).len()
+    }
+
     /// Makes Bulk query jobs on `sobject` answer `400 INVALIDENTITY` ("Entity 'X' is not
     /// supported by the Bulk API."), as some `__Share`, `Tag` and `*Status` objects do.
     pub fn unsupported_by_bulk(&self, sobject: &str) {

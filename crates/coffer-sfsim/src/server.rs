@@ -446,7 +446,32 @@ async fn job_info(
     };
     let info = job.info(true);
     job.advance();
-    axum::Json(info).into_response()
+    match sim.faults.take_garbage(false) {
+        Some(faults::Garbage::TruncatedJson) => {
+            let whole = info.to_string();
+            let half = whole.get(..whole.len() / 2).unwrap_or_default().to_owned();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                half,
+            )
+                .into_response()
+        }
+        Some(_) => html_page("Login | Salesforce"),
+        None => axum::Json(info).into_response(),
+    }
+}
+
+/// A `200 text/html` page titled `title`, as a proxy or an interstitial serves it.
+fn html_page(title: &str) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+        format!(
+            "<!DOCTYPE html><html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        ),
+    )
+        .into_response()
 }
 
 async fn results(
@@ -464,9 +489,27 @@ async fn results(
     let Some(job) = lock(&sim.jobs).get(&id).cloned() else {
         return not_found();
     };
+    let cell = match sim.faults.take_garbage(true) {
+        None => None,
+        Some(faults::Garbage::Cell { column, value }) => Some((column, value)),
+        Some(faults::Garbage::JsonPage) => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"records":[],"done":true}"#,
+            )
+                .into_response();
+        }
+        Some(_) => return html_page("Scheduled Maintenance"),
+    };
     let renderer = sim.clone();
     let rendered = tokio::task::spawn_blocking(move || {
-        page_of(&renderer, &job, &version, &params).map(|page| page_response(page, &headers))
+        page_of(&renderer, &job, &version, &params).map(|mut page| {
+            if let Some((column, value)) = &cell {
+                page.body = faults::with_cell(&page.body, column, value);
+            }
+            page_response(page, &headers)
+        })
     })
     .await;
     let (response_headers, body) = match rendered {

@@ -11,7 +11,7 @@
 //! waits for MySQL unless the writer falls two batches behind.
 
 use coffer_catalog::{Catalog, IndexedRecord, RecordLink};
-use coffer_core::BackupId;
+use coffer_core::{BackupId, RecordId};
 use coffer_salesforce::split::parse_datetime;
 use coffer_salesforce::{Cursor, SObjectDescribe};
 use csv::StringRecord;
@@ -73,13 +73,22 @@ impl RowIndex {
         })
     }
 
-    /// Notes that `record` is row `row` (from 1) of part `part`.
+    /// The object whose rows these are.
+    pub fn sobject(&self) -> &str {
+        &self.sobject
+    }
+
+    /// Notes that `record` is row `row` (from 1) of part `part`. Refuses (with what is wrong)
+    /// a row whose `Id` or a lookup is not a Salesforce id, or whose `SystemModstamp` is not a
+    /// datetime.
     pub fn observe(&mut self, part: u32, row: u32, record: &StringRecord) -> Result<(), String> {
         let cell = |i: usize| record.get(i).unwrap_or_default();
         let id = cell(self.id);
         if id.is_empty() {
             return Err(format!("row {row} of part {part} has an empty Id"));
         }
+        // Ids go into the catalog, restore queries and staging keys: only Salesforce's shape.
+        RecordId::new(id).map_err(|e| format!("row {row} of part {part}: {e}"))?;
         let system_modstamp =
             match self.system_modstamp.map(cell) {
                 Some(s) if !s.is_empty() => Some(parse_datetime(s).ok_or_else(|| {
@@ -96,6 +105,7 @@ impl RowIndex {
         for (col, field) in &self.links {
             let parent = cell(*col);
             if !parent.is_empty() {
+                RecordId::new(parent).map_err(|e| format!("record {id}, field {field}: {e}"))?;
                 self.batch.links.push((
                     self.sobject.clone(),
                     RecordLink {

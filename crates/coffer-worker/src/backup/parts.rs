@@ -327,9 +327,14 @@ async fn encode_rows(
             part.rows += 1;
             if let Some(index) = index.as_mut() {
                 let row_no = u32::try_from(part.rows).unwrap_or(u32::MAX);
-                index
-                    .observe(part.number, row_no, &row)
-                    .map_err(|detail| WorkerError::Task(format!("record index: {detail}")))?;
+                // The same rows come back on a retry: a row that cannot be indexed is bad data
+                // from Salesforce (permanent), not a transient failure.
+                index.observe(part.number, row_no, &row).map_err(|detail| {
+                    WorkerError::BadRecords {
+                        sobject: index.sobject().to_owned(),
+                        detail,
+                    }
+                })?;
             }
             if part.csv_bytes >= max_part_bytes {
                 full = true;
