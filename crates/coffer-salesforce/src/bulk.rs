@@ -237,8 +237,9 @@ impl BulkQueryResults {
     }
 }
 
-/// Parses one results page; any CSV or UTF-8 error names the job, page and locator.
-fn parse_page(
+/// Parses one results page; any CSV or UTF-8 error names the job, page and locator. Public for
+/// the property tests and fuzz targets of hostile pages.
+pub fn parse_page(
     job_id: &str,
     page_no: u64,
     locator: Option<&str>,

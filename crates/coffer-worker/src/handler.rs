@@ -93,8 +93,7 @@ impl Worker {
     }
 
     async fn handle_envelope(&self, delivery: &JobDelivery) -> Result<(), WorkerError> {
-        let envelope = coffer_proto::decode_job(&delivery.payload)?;
-        check_tenant_header(delivery.tenant.as_deref(), &envelope)?;
+        let envelope = validate_message(delivery.tenant.as_deref(), &delivery.payload)?;
         let job_id: JobId = envelope.job_id.parse().map_err(crate::backup::invalid)?;
         match envelope.job {
             Some(Job::BackupRequested(msg)) => self.handle_backup(job_id, &msg, delivery).await,
@@ -472,6 +471,41 @@ impl JobHandler for Worker {
             Err(e) => outcome_of(&e, &delivery),
         }
     }
+}
+
+/// Everything the handler checks of a message before it touches the catalog: the body decodes
+/// ([`coffer_proto::decode_job`]: size, schema version, a job), the `x-coffer-tenant` header
+/// agrees with the payload, and every id and name in it is valid (job, tenant, org, backup and
+/// record ids, sObject names). Pure, so it is property-tested and fuzzed; a message it refuses
+/// is dead-lettered as permanent with its error as the reason.
+pub fn validate_message(
+    tenant_header: Option<&str>,
+    payload: &[u8],
+) -> Result<v1::JobEnvelope, WorkerError> {
+    let envelope = coffer_proto::decode_job(payload)?;
+    check_tenant_header(tenant_header, &envelope)?;
+    let job_id: JobId = envelope.job_id.parse().map_err(crate::backup::invalid)?;
+    match &envelope.job {
+        Some(Job::BackupRequested(msg)) => {
+            BackupJob::from_message(job_id, msg)?;
+        }
+        Some(Job::ExtractTaskRequested(msg)) => {
+            BackupJob::of(job_id, &msg.tenant_id, &msg.org_id)?;
+            msg.backup_id
+                .parse::<coffer_core::BackupId>()
+                .map_err(crate::backup::invalid)?;
+        }
+        Some(Job::RestoreRequested(msg)) => {
+            RestoreJob::from_message(job_id, msg)?;
+        }
+        Some(Job::RetentionSweepRequested(msg)) => {
+            if !msg.tenant_id.is_empty() {
+                TenantId::new(msg.tenant_id.as_str()).map_err(crate::backup::invalid)?;
+            }
+        }
+        None => return Err(WorkerError::Decode(coffer_proto::DecodeError::NoJob)),
+    }
+    Ok(envelope)
 }
 
 /// The tenant a job is for: the one its payload names (empty for a sweep of every tenant).
