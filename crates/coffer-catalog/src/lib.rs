@@ -18,6 +18,7 @@
 //!   ([`retention`]);
 //! - erasure of records from every kept backup, and the tombstones restores honour
 //!   ([`erasure`]);
+//! - what is running now, for `coffer status` ([`status`]);
 //! - retention sweeps ([`sweeps`]): stored plans, marks, the locked re-check before a backup
 //!   is deleted, and the fence around deleting unreferenced file bodies.
 //!
@@ -39,6 +40,7 @@ pub mod records;
 pub mod restores;
 pub mod retention;
 pub mod schedules;
+pub mod status;
 pub mod sweeps;
 pub mod tasks;
 pub mod tenants;

@@ -18,6 +18,7 @@ use crate::topology::Topology;
 pub struct Broker {
     connection: Arc<Connection>,
     topology: Arc<Topology>,
+    cfg: Arc<QueueConfig>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -37,6 +38,7 @@ impl Broker {
         Ok(Broker {
             connection: Arc::new(connection),
             topology: Arc::new(Topology::new(cfg)),
+            cfg: Arc::new(cfg.clone()),
         })
     }
 
@@ -53,9 +55,15 @@ impl Broker {
         &self.topology
     }
 
-    /// A publisher with its own confirm-mode channel on this connection.
+    /// A publisher with its own confirm-mode channel on this connection; once the connection
+    /// is lost, the publisher opens one of its own.
     pub async fn publisher(&self) -> Result<Publisher, QueueError> {
-        Publisher::open(self.connection.clone(), self.topology.clone()).await
+        Publisher::open(
+            self.connection.clone(),
+            self.topology.clone(),
+            Some(self.cfg.clone()),
+        )
+        .await
     }
 
     /// Takes one message from the dead-letter queue (get, then ack), or `None` if it is empty.
@@ -163,7 +171,7 @@ impl Broker {
             .map_err(QueueError::amqp("connection.close"))
     }
 
-    async fn channel(&self) -> Result<Channel, QueueError> {
+    pub(crate) async fn channel(&self) -> Result<Channel, QueueError> {
         self.connection
             .create_channel()
             .await

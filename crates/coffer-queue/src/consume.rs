@@ -137,7 +137,7 @@ impl Session {
             .await
             .map_err(QueueError::amqp("basic.qos"))?;
         let connection = Arc::new(connection);
-        let publisher = Publisher::open(connection.clone(), topology.clone()).await?;
+        let publisher = Publisher::open(connection.clone(), topology.clone(), None).await?;
         let consumer = channel
             .basic_consume(
                 topology.jobs_queue().into(),

@@ -22,6 +22,7 @@ pub mod headers;
 mod message;
 mod publish;
 mod settle;
+mod stats;
 mod topology;
 mod trace_context;
 
@@ -31,4 +32,5 @@ pub use consume::{ConsumerStatus, run_consumer, run_consumer_observed};
 pub use error::QueueError;
 pub use message::{DeadLetter, JobDelivery, JobHandler, Outcome, OutgoingJob};
 pub use publish::{CONFIRM_TIMEOUT, PROTOBUF_CONTENT_TYPE, Publisher};
+pub use stats::{QueueCounts, QueueRole, QueueStats};
 pub use topology::{RetryQueue, Topology};

@@ -4,7 +4,9 @@
 //! taken responsibility for it. Jobs are `mandatory`, so a job that matches no queue comes back as
 //! [`QueueError::Unroutable`] instead of vanishing (an unroutable message is otherwise *confirmed*).
 //! A [`Publisher`] owns one confirm-mode channel; if the broker closes it (e.g. after a publish to a
-//! missing exchange) the next publish opens a new one on the same connection.
+//! missing exchange) the next publish opens a new one on the same connection. A publisher made by
+//! a [`crate::Broker`] also opens a new connection when its own was lost (a broker restart), so a
+//! long-running worker keeps publishing tasks after RabbitMQ comes back.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +16,8 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::Mutex;
 
+use crate::broker::open_connection;
+use crate::config::QueueConfig;
 use crate::error::QueueError;
 use crate::headers;
 use crate::message::OutgoingJob;
@@ -39,9 +43,17 @@ pub(crate) struct Target<'a> {
 /// Publishes jobs and events and waits for each confirm. Cheap to clone; clones share a channel.
 #[derive(Clone)]
 pub struct Publisher {
-    connection: Arc<Connection>,
-    channel: Arc<Mutex<Channel>>,
+    link: Arc<Mutex<Link>>,
+    /// Settings to open a new connection with when the current one is lost; `None` for a
+    /// publisher on a consumer session's connection (the session reconnects as a whole).
+    reconnect: Option<Arc<QueueConfig>>,
     topology: Arc<Topology>,
+}
+
+/// The connection and the confirm-mode channel on it.
+struct Link {
+    connection: Arc<Connection>,
+    channel: Channel,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -57,11 +69,15 @@ impl Publisher {
     pub(crate) async fn open(
         connection: Arc<Connection>,
         topology: Arc<Topology>,
+        reconnect: Option<Arc<QueueConfig>>,
     ) -> Result<Self, QueueError> {
         let channel = open_confirm_channel(&connection).await?;
         Ok(Self {
-            connection,
-            channel: Arc::new(Mutex::new(channel)),
+            link: Arc::new(Mutex::new(Link {
+                connection,
+                channel,
+            })),
+            reconnect,
             topology,
         })
     }
@@ -138,14 +154,22 @@ impl Publisher {
         }
     }
 
-    /// The current channel, reopened if the broker closed it.
+    /// The current channel, reopened if the broker closed it (on a new connection if the
+    /// connection was lost and this publisher may reconnect).
     async fn channel(&self) -> Result<Channel, QueueError> {
-        let mut guard = self.channel.lock().await;
-        if !guard.status().connected() {
-            tracing::debug!("publisher channel closed, opening a new one");
-            *guard = open_confirm_channel(&self.connection).await?;
+        let mut link = self.link.lock().await;
+        if link.channel.status().connected() {
+            return Ok(link.channel.clone());
         }
-        Ok(guard.clone())
+        if let Some(cfg) = &self.reconnect
+            && !link.connection.status().connected()
+        {
+            tracing::info!("publisher connection lost, connecting again");
+            link.connection = Arc::new(open_connection(cfg, "publisher").await?);
+        }
+        tracing::debug!("publisher channel closed, opening a new one");
+        link.channel = open_confirm_channel(&link.connection).await?;
+        Ok(link.channel.clone())
     }
 }
 

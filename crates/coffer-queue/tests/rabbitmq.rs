@@ -551,3 +551,78 @@ async fn wrong_credentials_are_not_shown_in_errors() {
     assert!(!shown.contains("wr0ng-s3cret"), "{shown}");
     eprintln!("wrong credentials: {err} (class {})", err.class());
 }
+
+#[tokio::test]
+async fn queue_stats_count_the_messages_and_consumers_of_every_queue() {
+    use coffer_queue::{QueueCounts, QueueRole};
+    let cfg = test_config();
+    let broker = Broker::connect(&cfg).await.unwrap();
+    let before = broker.queue_stats().await.unwrap();
+    assert!(
+        before.iter().all(|q| q.counts.is_none()),
+        "nothing declared yet, and a passive declare creates nothing: {before:?}"
+    );
+    broker.declare_topology().await.unwrap();
+    let publisher = broker.publisher().await.unwrap();
+    for id in ["job-1", "job-2"] {
+        publisher
+            .publish_job(OutgoingJob {
+                message_id: id,
+                kind: "backup_requested",
+                tenant: Some("acme"),
+                payload: id.as_bytes(),
+            })
+            .await
+            .unwrap();
+    }
+    let stats = broker.queue_stats().await.unwrap();
+    let roles: Vec<QueueRole> = stats.iter().map(|q| q.role).collect();
+    assert_eq!(
+        roles,
+        [
+            QueueRole::Jobs,
+            QueueRole::Retry(Duration::from_millis(200)),
+            QueueRole::Parked,
+            QueueRole::DeadLetter
+        ]
+    );
+    assert_eq!(stats[0].name, broker.topology().jobs_queue());
+    let counts: Vec<Option<QueueCounts>> = stats.iter().map(|q| q.counts).collect();
+    let none = Some(QueueCounts {
+        messages: 0,
+        consumers: 0,
+    });
+    assert_eq!(
+        counts,
+        [
+            Some(QueueCounts {
+                messages: 2,
+                consumers: 0
+            }),
+            none,
+            none,
+            none
+        ]
+    );
+
+    // A consumer takes both jobs and stays attached.
+    let mut h = Harness::start(cfg, script(|_| async { Outcome::Done })).await;
+    h.next().await;
+    h.next().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let jobs = broker.queue_stats().await.unwrap()[0].counts;
+        if jobs
+            == Some(QueueCounts {
+                messages: 0,
+                consumers: 1,
+            })
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs queue: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker.close().await.unwrap();
+    h.finish().await;
+}

@@ -65,7 +65,7 @@ pub async fn problems(
             }
         }
     }
-    let restores = format!("{}restores/", prefix.as_str());
+    let restores = format!("{}/restores/", prefix.as_str().trim_end_matches('/'));
     for key in listed.keys() {
         if !known.contains(key) && !key.starts_with(&restores) {
             problems.push(format!("{key} is in the bucket but not in the catalog"));

@@ -41,8 +41,12 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates the database, bucket and key; nothing is declared on the broker yet.
     pub async fn new() -> anyhow::Result<TestEnv> {
+        Self::with_stack(Stack::from_env()).await
+    }
+
+    /// As [`TestEnv::new`], on the services of `stack` (a suite's private broker and database).
+    pub async fn with_stack(stack: Stack) -> anyhow::Result<TestEnv> {
         crate::logs::init();
-        let stack = Stack::from_env();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("coffer_t_{id}");
         let database_url = create_database(&stack.database_url, &db_name).await?;

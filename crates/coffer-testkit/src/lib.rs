@@ -11,6 +11,7 @@
 
 pub mod consistency;
 pub mod env;
+pub mod faults;
 pub mod history;
 pub mod iam;
 pub mod logs;

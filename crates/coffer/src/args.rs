@@ -10,6 +10,9 @@ use coffer_queue::QueueConfig;
 use coffer_storage::{S3Settings, StaticKeys};
 use secrecy::SecretString;
 
+/// The value of `--s3-endpoint` (`COFFER_S3_ENDPOINT`, `s3.endpoint`) that means AWS itself.
+pub const AWS_ENDPOINT: &str = "aws";
+
 /// Service endpoints and credentials.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Services {
@@ -31,7 +34,8 @@ pub struct Services {
         hide_default_value = true
     )]
     pub database_url: String,
-    /// S3-compatible endpoint (unset for AWS).
+    /// S3-compatible endpoint; `aws` for AWS itself (its regional endpoints and the default
+    /// credential chain, e.g. IRSA). The default is the local emulator.
     #[arg(
         long,
         env = "COFFER_S3_ENDPOINT",
@@ -92,12 +96,19 @@ impl Services {
         }
     }
 
+    /// The S3-compatible endpoint, `None` for AWS itself (`--s3-endpoint aws`).
+    pub fn s3_endpoint(&self) -> Option<&str> {
+        self.s3_endpoint
+            .as_deref()
+            .filter(|e| !e.eq_ignore_ascii_case(AWS_ENDPOINT))
+    }
+
     /// Storage settings.
     pub fn s3(&self) -> S3Settings {
         let keys = match (
             &self.s3_access_key_id,
             &self.s3_secret_access_key,
-            &self.s3_endpoint,
+            self.s3_endpoint(),
         ) {
             (Some(id), Some(secret), _) => Some(StaticKeys {
                 access_key_id: id.clone(),
@@ -111,8 +122,38 @@ impl Services {
         };
         S3Settings {
             region: self.region.clone(),
-            endpoint: self.s3_endpoint.clone(),
+            endpoint: self.s3_endpoint().map(str::to_owned),
             keys,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        services: Services,
+    }
+
+    fn services(args: &[&str]) -> Services {
+        let mut all = vec!["coffer"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parse").services
+    }
+
+    /// `aws` means AWS itself: no endpoint, and no emulator identity standing in for the
+    /// credential chain.
+    #[test]
+    fn the_aws_endpoint_uses_the_default_credential_chain() {
+        let aws = services(&["--s3-endpoint", "aws"]).s3();
+        assert_eq!(aws.endpoint, None);
+        assert!(aws.keys.is_none());
+        let emulator = services(&["--s3-endpoint", "http://127.0.0.1:4566"]).s3();
+        assert_eq!(emulator.endpoint.as_deref(), Some("http://127.0.0.1:4566"));
+        assert!(emulator.keys.is_some());
     }
 }

@@ -358,6 +358,14 @@ async fn the_metrics_of_both_workers_agree_with_the_catalog() -> anyhow::Result<
             .any(|k| k.starts_with("coffer_queue_lag_seconds_count"))),
         "queue lag is observed"
     );
+    let jobs_queue = format!(
+        "coffer_queue_consumers{{queue=\"{}.jobs\"}}",
+        run.env.queue.prefix
+    );
+    assert!(
+        scrapes.iter().all(|s| s.contains_key(&jobs_queue)),
+        "every worker samples the queues ({jobs_queue})"
+    );
 
     // No id of any kind in a label.
     let ids = [

@@ -410,14 +410,24 @@ async fn remove_earlier_manifest(
     }
 }
 
-/// Writes the manifest and marks the backup complete; safe to run again, and by two workers
-/// at once (both write the same manifest from the same rows).
+/// Writes the manifest and marks the backup complete; safe to run again. Two workers finishing
+/// the last tasks at once both get here: the manifest is created only if absent, so the second
+/// finds the first's and steps back with a retryable error; its retry finds the backup complete
+/// (or, if the first died before completing it, finalises it again from the start).
 pub async fn finalize_backup(
     ctx: &BackupContext,
     backup: &BackupRecord,
 ) -> Result<BackupRecord, WorkerError> {
     let catalog = &ctx.catalog;
-    store_manifest(ctx, backup, ManifestWrite::Create).await?;
+    match store_manifest(ctx, backup, ManifestWrite::Create).await {
+        Err(WorkerError::Storage(coffer_storage::StorageError::ObjectExists { .. })) => {
+            return Err(WorkerError::Task(format!(
+                "backup {} is being finalised by another worker (its manifest appeared meanwhile); trying again",
+                backup.backup_id
+            )));
+        }
+        other => other?,
+    }
     let complete = catalog.complete_backup(backup.backup_id).await?;
     tracing::info!(backup_id = %backup.backup_id, objects = complete.objects, records = complete.record_count, "backup finalised");
     Ok(complete)

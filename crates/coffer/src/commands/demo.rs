@@ -106,7 +106,7 @@ fn ensure_stack(services: &Services) -> anyhow::Result<()> {
         .filter(|(_, p)| !answers(*p))
         .map(|(n, _)| *n)
         .collect();
-    if down.is_empty() || services.s3_endpoint.is_none() {
+    if down.is_empty() || services.s3_endpoint().is_none() {
         return Ok(());
     }
     let script = stack_script();
@@ -317,7 +317,7 @@ async fn restore_through_the_queue(
     eprintln!("demo: published restore job {job}");
     let restore = tokio::time::timeout(
         Duration::from_secs(300),
-        super::restore::wait(catalog, job, true, false),
+        super::restore::wait(catalog, job, true, None),
     )
     .await
     .context("the restore did not finish within 5 minutes")??;
@@ -398,9 +398,9 @@ struct Report<'a> {
 impl Report<'_> {
     fn endpoint(&self) -> String {
         self.services
-            .s3_endpoint
-            .clone()
-            .unwrap_or_else(|| "https://s3.amazonaws.com".to_owned())
+            .s3_endpoint()
+            .unwrap_or("https://s3.amazonaws.com")
+            .to_owned()
     }
 
     fn json(&self) -> serde_json::Value {

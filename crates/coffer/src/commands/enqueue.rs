@@ -1,15 +1,20 @@
-//! `coffer enqueue backup`: publish BackupRequested jobs (with publisher confirms).
+//! `coffer enqueue backup`: publish BackupRequested jobs (with publisher confirms), and with
+//! `--wait` follow each backup in the catalog until it is complete or failed.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use coffer_catalog::{BackupRecord, BackupState, Catalog, JobState};
 use coffer_core::{JobId, OrgId, TenantId};
 use coffer_proto::v1::{BackupKind, BackupRequested, JobEnvelope, job_envelope::Job};
 use coffer_queue::{OutgoingJob, Publisher};
 
+use serde_json::json;
+
 use super::{print_json, say};
 use crate::args::Services;
 use crate::connect;
+use crate::progress::Progress;
 
 /// Jobs that can be enqueued.
 #[derive(Debug, clap::Subcommand)]
@@ -36,25 +41,42 @@ pub struct BackupArgs {
     /// without one gets a full backup.
     #[arg(long)]
     incremental: bool,
-    /// Print the job ids as JSON.
+    /// Wait until every backup is complete or failed, with a progress bar on a terminal (plain
+    /// lines on stderr otherwise); exits 1 if any failed.
+    #[arg(long)]
+    wait: bool,
+    /// Print the job ids (and, with `--wait`, each backup's outcome) as JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// Publishes one BackupRequested per org.
+/// How a waited-for backup ended.
+struct Outcome {
+    backup: Option<BackupRecord>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn complete(&self) -> bool {
+        self.backup
+            .as_ref()
+            .is_some_and(|b| b.state == BackupState::Complete)
+    }
+}
+
+/// Publishes one BackupRequested per org; with `--wait`, follows them to the end.
 pub async fn run(cmd: EnqueueCommand) -> anyhow::Result<()> {
     let EnqueueCommand::Backup(args) = cmd;
     let orgs = orgs_to_back_up(&args).await?;
     let broker = connect::broker(&args.services.queue()).await?;
     let publisher = broker.publisher().await?;
+    let kind = match args.incremental {
+        true => BackupKind::Incremental,
+        false => BackupKind::Full,
+    };
     let mut jobs = Vec::new();
     for org in &orgs {
-        let kind = match args.incremental {
-            true => BackupKind::Incremental,
-            false => BackupKind::Full,
-        };
         let job_id = publish_backup(&publisher, &args.tenant, org, &args.sobject, kind).await?;
-        jobs.push(serde_json::json!({"job_id": job_id.to_string(), "tenant": args.tenant.as_str(), "org_id": org.as_str()}));
         if !args.json {
             say(format!(
                 "enqueued {} backup job {job_id} for tenant {} org {org}",
@@ -66,11 +88,126 @@ pub async fn run(cmd: EnqueueCommand) -> anyhow::Result<()> {
                 args.tenant
             ));
         }
+        jobs.push((job_id, org.clone()));
+    }
+    match args.wait {
+        true => wait_all(&args, &jobs).await,
+        false if args.json => print_json(&json!({
+            "jobs": jobs.iter().map(|(job, org)| job_json(&args.tenant, *job, org)).collect::<Vec<_>>()
+        })),
+        false => Ok(()),
+    }
+}
+
+fn job_json(tenant: &TenantId, job: JobId, org: &OrgId) -> serde_json::Value {
+    json!({"job_id": job.to_string(), "tenant": tenant.as_str(), "org_id": org.as_str()})
+}
+
+/// Waits for every job's backup in turn, prints each outcome, fails if any backup failed.
+async fn wait_all(args: &BackupArgs, jobs: &[(JobId, OrgId)]) -> anyhow::Result<()> {
+    let catalog = connect::catalog(&args.services).await?;
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for (job, org) in jobs {
+        let progress = Progress::new(format!("backup of org {org}"), "tasks", args.json);
+        let outcome = wait_backup(&catalog, *job, progress).await?;
+        if !outcome.complete() {
+            failed += 1;
+        }
+        let mut result = job_json(&args.tenant, *job, org);
+        if let Some(b) = &outcome.backup {
+            result["backup"] = super::backups::backup_json(b);
+        }
+        result["error"] = json!(outcome.error);
+        if !args.json {
+            say(outcome_line(org, &outcome));
+        }
+        results.push(result);
     }
     if args.json {
-        print_json(&serde_json::json!({ "jobs": jobs }))?;
+        print_json(&json!({ "jobs": results }))?;
     }
-    Ok(())
+    match failed {
+        0 => Ok(()),
+        n => bail!("{n} of {} backups failed", jobs.len()),
+    }
+}
+
+fn outcome_line(org: &OrgId, outcome: &Outcome) -> String {
+    match (&outcome.backup, &outcome.error) {
+        (Some(b), None) => format!(
+            "backup {} of org {org}: {}, {} records in {} objects, {} bytes",
+            b.backup_id,
+            b.state.as_str(),
+            b.record_count,
+            b.objects,
+            b.bytes
+        ),
+        (Some(b), Some(e)) => format!(
+            "backup {} of org {org}: {}: {e}",
+            b.backup_id,
+            b.state.as_str()
+        ),
+        (None, e) => format!(
+            "backup of org {org} failed before it started: {}",
+            e.as_deref().unwrap_or("no error recorded")
+        ),
+    }
+}
+
+/// Polls the catalog until the backup of `job` is complete or failed (or the job failed before
+/// it began a backup), showing tasks done on `progress`.
+async fn wait_backup(
+    catalog: &Catalog,
+    job: JobId,
+    mut progress: Progress,
+) -> anyhow::Result<Outcome> {
+    loop {
+        let backup = catalog.backup_of_job(job).await?;
+        match &backup {
+            Some(b) => {
+                let counts = catalog.task_counts(b.backup_id).await?;
+                let state = match (b.state, counts.total) {
+                    (BackupState::Running, 0) => "planning",
+                    (state, _) => state.as_str(),
+                };
+                let records = format!("{} records", counts.records);
+                progress.update(state, &records, counts.done.into(), counts.total.into());
+                if b.state != BackupState::Running {
+                    progress.finish();
+                    let error = match b.state {
+                        BackupState::Complete => None,
+                        _ => Some(job_error(catalog, job).await?),
+                    };
+                    return Ok(Outcome { backup, error });
+                }
+            }
+            None => {
+                progress.update("queued", "", 0, 0);
+                if let Some(j) = catalog.job(job).await?
+                    && j.state == JobState::Failed
+                {
+                    progress.finish();
+                    let error = j
+                        .last_error
+                        .unwrap_or_else(|| "no error recorded".to_owned());
+                    return Ok(Outcome {
+                        backup: None,
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn job_error(catalog: &Catalog, job: JobId) -> anyhow::Result<String> {
+    Ok(catalog
+        .job(job)
+        .await?
+        .and_then(|j| j.last_error)
+        .unwrap_or_else(|| "no error recorded".to_owned()))
 }
 
 async fn orgs_to_back_up(args: &BackupArgs) -> anyhow::Result<Vec<OrgId>> {

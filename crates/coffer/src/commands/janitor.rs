@@ -59,7 +59,7 @@ pub struct RunArgs {
     #[arg(long, env = "COFFER_STALE_UPLOAD_AGE", default_value = "1d", value_parser = parse_duration_or_zero)]
     stale_upload_age: Duration,
     /// DeleteObjects requests (1,000 keys each) in flight.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, env = "COFFER_JANITOR_DELETE_IN_FLIGHT", default_value_t = 8)]
     delete_in_flight: usize,
     /// Plan and store the plans; delete nothing.
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod backups;
+mod config;
 mod demo;
 mod enqueue;
 mod erase;
@@ -10,6 +11,7 @@ mod retention;
 mod schedule;
 mod scheduler;
 mod sfsim;
+mod status;
 mod storage;
 mod tenant;
 mod verify;
@@ -59,11 +61,17 @@ pub enum Command {
     Schedule(schedule::ScheduleCommand),
     /// Publish due scheduled backups (runs until SIGTERM; safe with several replicas).
     Scheduler(scheduler::SchedulerArgs),
+    /// What runs now: queues (messages, consumers), workers, running backups and restores,
+    /// erasures to finish. Exits 1 when the broker or the catalog cannot be asked.
+    Status(status::StatusArgs),
     /// Apply catalog migrations and exit.
     Migrate {
         #[command(flatten)]
         services: Services,
     },
+    /// The configuration: `check` prints every key's effective value and where it came from.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Serve a simulated Salesforce org (for trying Coffer without one).
     Sfsim(sfsim::SfsimArgs),
     /// Bring the local stack up, back up a simulated org through the queue, and show the result.
@@ -82,8 +90,17 @@ impl Command {
     }
 }
 
+/// What a command may need beyond its own arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The loaded configuration (file, environment, defaults).
+    pub config: &'a crate::config::Loaded,
+    /// The parsed command line, for where each flag's value came from.
+    pub matches: &'a clap::ArgMatches,
+}
+
 /// Runs one command.
-pub async fn run(command: Command) -> anyhow::Result<()> {
+pub async fn run(command: Command, context: Context<'_>) -> anyhow::Result<()> {
     match command {
         Command::Worker(args) => worker::run(args).await,
         Command::Enqueue(cmd) => enqueue::run(cmd).await,
@@ -102,6 +119,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!("catalog migrations applied");
             Ok(())
         }
+        Command::Status(args) => status::run(args).await,
+        Command::Config(cmd) => config::run(cmd, context),
         Command::Sfsim(args) => sfsim::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
@@ -114,6 +133,21 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     serde_json::to_writer(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// The result of a command that changes something: `value` as JSON with `--json`, else `line`.
+pub fn done(
+    json: bool,
+    value: serde_json::Value,
+    line: impl std::fmt::Display,
+) -> anyhow::Result<()> {
+    match json {
+        true => print_json(&value),
+        false => {
+            say(line);
+            Ok(())
+        }
+    }
 }
 
 /// Prints a line on stdout (command output, as opposed to logs on stderr).
@@ -138,6 +172,14 @@ pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, stopping"),
     }
     shutdown.cancel();
+}
+
+/// A share of a whole: above 0, at most 1.
+pub(crate) fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        _ => Err(format!("{s:?} is not a share between 0 (exclusive) and 1")),
+    }
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, `7d` (or a bare number of seconds), longer than zero.
@@ -166,5 +208,39 @@ pub(crate) fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         "d" => Ok(Duration::from_secs(n * 86_400)),
         _ => Err(format!("invalid duration unit in {s:?} (ms, s, m, h or d)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Commands that serve until stopped, or whose output is not a result to read.
+    const NO_JSON: &[&str] = &["worker", "scheduler", "migrate", "sfsim"];
+
+    /// Every command a script may read the output of takes `--json` (printed by `print_json`).
+    #[test]
+    fn every_command_with_a_result_takes_json() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            let takes_json = cmd.get_arguments().any(|a| a.get_long() == Some("json"));
+            if (subs.is_empty() || cmd.is_args_conflicts_with_subcommands_set())
+                && !takes_json
+                && !NO_JSON.contains(&path.trim())
+            {
+                missing.push(path.trim().to_owned());
+            }
+            for sub in subs {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for sub in crate::Cli::command().get_subcommands() {
+            walk(sub, sub.get_name(), &mut missing);
+        }
+        assert!(missing.is_empty(), "no --json: {missing:?}");
     }
 }

@@ -2,7 +2,6 @@
 //! status back from the catalog.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,6 +15,7 @@ use super::enqueue::publish_job;
 use super::{print_json, say};
 use crate::args::Services;
 use crate::connect;
+use crate::progress::Progress;
 
 /// Restores.
 #[derive(Debug, clap::Subcommand)]
@@ -66,7 +66,7 @@ pub struct StartArgs {
     #[arg(long)]
     execute: bool,
     /// Wait until the restore is planned (or done, with `--execute`), with a progress bar on a
-    /// terminal.
+    /// terminal (plain lines on stderr otherwise); exits 1 if it fails.
     #[arg(long)]
     wait: bool,
     /// Print JSON.
@@ -114,7 +114,11 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
             .as_of
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
             .unwrap_or(0),
-        target_org_id: args.target_org.map(|o| o.to_string()).unwrap_or_default(),
+        target_org_id: args
+            .target_org
+            .as_ref()
+            .map(|o| o.to_string())
+            .unwrap_or_default(),
         scope: Some(RestoreScope {
             sobjects: args.objects.clone(),
             record_ids: args.ids.clone(),
@@ -140,48 +144,34 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let catalog = connect::catalog(&args.services).await?;
-    let restore = wait(
-        &catalog,
-        job_id,
-        args.execute,
-        !args.json && std::io::stdout().is_terminal(),
-    )
-    .await?;
-    report(&catalog, &restore, args.json).await
+    let target = args.target_org.as_ref().unwrap_or(&args.org);
+    let progress = Progress::new(format!("restore into org {target}"), "records", args.json);
+    let restore = wait(&catalog, job_id, args.execute, Some(progress)).await?;
+    report(&catalog, &restore, args.json).await?;
+    if restore.state == RestoreState::Failed {
+        bail!(
+            "restore {} failed: {}",
+            restore.restore_id,
+            restore.error.as_deref().unwrap_or("no error recorded")
+        );
+    }
+    Ok(())
 }
 
 /// Polls the catalog until the restore of `job` is complete or failed (or, plan only, planned:
-/// an executing restore passes through `planned` on its way to writing); draws a progress bar
-/// of records settled when `bar`.
+/// an executing restore passes through `planned` on its way to writing), showing records
+/// settled on `progress`.
 pub(super) async fn wait(
     catalog: &Catalog,
     job: JobId,
     execute: bool,
-    bar: bool,
+    mut progress: Option<Progress>,
 ) -> anyhow::Result<RestoreRecord> {
-    let progress = bar.then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:40}] {pos}/{len} records ({elapsed})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
     loop {
         if let Some(restore) = catalog.restore_of_job(job).await? {
-            if let Some(bar) = &progress {
-                let counts = catalog.restore_counts(&restore.restore_id).await?;
-                let total: u64 = counts.iter().map(|c| c.count).sum();
-                let settled: u64 = counts
-                    .iter()
-                    .filter(|c| c.state != RecordState::Pending)
-                    .map(|c| c.count)
-                    .sum();
-                bar.set_length(total);
-                bar.set_position(settled);
-                bar.set_message(restore.state.as_str());
+            if let Some(progress) = &mut progress {
+                let (settled, total) = settled(catalog, &restore).await?;
+                progress.update(restore.state.as_str(), "", settled, total);
             }
             let done = match restore.state {
                 RestoreState::Complete | RestoreState::Failed => true,
@@ -189,14 +179,26 @@ pub(super) async fn wait(
                 _ => false,
             };
             if done {
-                if let Some(bar) = &progress {
-                    bar.finish_and_clear();
+                if let Some(progress) = &progress {
+                    progress.finish();
                 }
                 return Ok(restore);
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Records of the restore no longer pending, and all its records.
+async fn settled(catalog: &Catalog, restore: &RestoreRecord) -> anyhow::Result<(u64, u64)> {
+    let counts = catalog.restore_counts(&restore.restore_id).await?;
+    let total: u64 = counts.iter().map(|c| c.count).sum();
+    let settled: u64 = counts
+        .iter()
+        .filter(|c| c.state != RecordState::Pending)
+        .map(|c| c.count)
+        .sum();
+    Ok((settled, total))
 }
 
 async fn find(args: &JobArgs) -> anyhow::Result<(Catalog, RestoreRecord)> {

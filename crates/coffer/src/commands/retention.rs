@@ -6,7 +6,7 @@ use coffer_core::retention::Policy;
 use coffer_core::{BackupId, OrgId, TenantId};
 use serde_json::json;
 
-use super::{print_json, say};
+use super::{done, print_json, say};
 use crate::args::Services;
 use crate::connect;
 
@@ -58,6 +58,9 @@ pub struct SetArgs {
     /// not only add delete markers (read from the tenant's policy).
     #[arg(long)]
     delete_versions: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `retention show` options.
@@ -109,6 +112,9 @@ pub struct ReleaseArgs {
     /// The hold's id (`retention holds`).
     #[arg(long)]
     hold: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `retention holds` options.
@@ -157,8 +163,11 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
         Some(org) => format!("org {org} of tenant {}", args.tenant),
         None => format!("tenant {} (the default of its orgs)", args.tenant),
     };
-    say(format!("retention of {whose}: keep {}", policy.describe()));
-    Ok(())
+    done(
+        args.json,
+        json!({"tenant": args.tenant.as_str(), "org_id": args.org.as_ref().map(|o| o.as_str()), "policy": policy}),
+        format!("retention of {whose}: keep {}", policy.describe()),
+    )
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<()> {
@@ -201,8 +210,11 @@ async fn release(args: ReleaseArgs) -> anyhow::Result<()> {
     if !catalog.release_hold(&args.tenant, args.hold).await? {
         bail!("tenant {} has no hold {} in force", args.tenant, args.hold);
     }
-    say(format!("hold {} released", args.hold));
-    Ok(())
+    done(
+        args.json,
+        json!({"tenant": args.tenant.as_str(), "hold_id": args.hold, "released": true}),
+        format!("hold {} released", args.hold),
+    )
 }
 
 async fn holds(args: HoldsArgs) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::backups::rfc3339;
-use super::{print_json, say};
+use super::{done, print_json, say};
 use crate::args::Services;
 use crate::connect;
 
@@ -35,6 +35,9 @@ pub enum ScheduleCommand {
         /// The schedule.
         #[arg(long)]
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Resume a schedule from its next occurrence (no catch-up for the pause).
     Enable {
@@ -43,6 +46,9 @@ pub enum ScheduleCommand {
         /// The schedule.
         #[arg(long)]
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Pause a schedule.
     Disable {
@@ -51,6 +57,9 @@ pub enum ScheduleCommand {
         /// The schedule.
         #[arg(long)]
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -159,34 +168,44 @@ pub async fn run(cmd: ScheduleCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ScheduleCommand::Remove { services, id } => {
+        ScheduleCommand::Remove { services, id, json } => {
             let catalog = connect::catalog(&services).await?;
             if !catalog.remove_schedule(id).await? {
                 anyhow::bail!("no schedule {id} (see `coffer schedule list --tenant T`)");
             }
-            say(format!("schedule {id} removed"));
-            Ok(())
+            done(
+                json,
+                json!({"id": id, "removed": true}),
+                format!("schedule {id} removed"),
+            )
         }
-        ScheduleCommand::Enable { services, id } => set_enabled(&services, id, true, now).await,
-        ScheduleCommand::Disable { services, id } => set_enabled(&services, id, false, now).await,
+        ScheduleCommand::Enable { services, id, json } => {
+            set_enabled(&services, (id, true), now, json).await
+        }
+        ScheduleCommand::Disable { services, id, json } => {
+            set_enabled(&services, (id, false), now, json).await
+        }
     }
 }
 
 async fn set_enabled(
     services: &Services,
-    id: u64,
-    enabled: bool,
+    (id, enabled): (u64, bool),
     now: OffsetDateTime,
+    json: bool,
 ) -> anyhow::Result<()> {
     let catalog = connect::catalog(services).await?;
     let s = catalog.set_schedule_enabled(id, enabled, now).await?;
-    say(format!(
-        "schedule {id} {}, next run {} ({})",
-        if s.enabled { "enabled" } else { "disabled" },
-        rfc3339(s.next_run_at),
-        local(&s, s.next_run_at)
-    ));
-    Ok(())
+    done(
+        json,
+        schedule_json(&s),
+        format!(
+            "schedule {id} {}, next run {} ({})",
+            if s.enabled { "enabled" } else { "disabled" },
+            rfc3339(s.next_run_at),
+            local(&s, s.next_run_at)
+        ),
+    )
 }
 
 fn org_label(s: &ScheduleRecord) -> String {

@@ -100,6 +100,9 @@ pub struct SetArgs {
     /// it stays out of shell history and process lists).
     #[arg(long, default_value = "COFFER_STORAGE_SECRET_ACCESS_KEY")]
     secret_access_key_env: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `storage policy` options.
@@ -114,6 +117,9 @@ pub struct PolicyArgs {
     /// must allow.
     #[arg(long, env = "COFFER_VENDOR_PRINCIPAL_ARN")]
     vendor_principal_arn: String,
+    /// Print the policies as one line of JSON (without it, indented for pasting).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs a storage command.
@@ -160,11 +166,14 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
     };
     tenant(&catalog, &args.tenant).await?;
     let record = catalog.set_own_storage(&args.tenant, &storage).await?;
-    say(format!(
-        "tenant {} has its own storage {} (bucket {}), not in use yet: run `coffer storage test --tenant {}`, then `coffer storage enable --tenant {}`; until then new backups go to the default storage",
-        args.tenant, record.storage_id, storage.bucket, args.tenant, args.tenant
-    ));
-    Ok(())
+    super::done(
+        args.json,
+        json!({"tenant": args.tenant.as_str(), "storage_id": record.storage_id, "bucket": storage.bucket, "enabled": false}),
+        format!(
+            "tenant {} has its own storage {} (bucket {}), not in use yet: run `coffer storage test --tenant {}`, then `coffer storage enable --tenant {}`; until then new backups go to the default storage",
+            args.tenant, record.storage_id, storage.bucket, args.tenant, args.tenant
+        ),
+    )
 }
 
 /// The access of `storage set`: a role, or access keys whose secret is sealed at once.
@@ -391,8 +400,15 @@ async fn policy(args: PolicyArgs) -> anyhow::Result<()> {
         Sse::S3 => None,
     };
     let orgs = catalog.orgs_of(&args.tenant).await?;
-    print_json(&json!({
+    let policies = json!({
         "permission_policy": permission_policy(&settings.bucket, &prefix, key),
         "trust_policy": trust_policy(&args.vendor_principal_arn, &external_ids(&args.services.vendor, &orgs)),
-    }))
+    });
+    match args.json {
+        true => print_json(&policies),
+        false => {
+            say(serde_json::to_string_pretty(&policies)?);
+            Ok(())
+        }
+    }
 }

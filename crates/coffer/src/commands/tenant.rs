@@ -7,7 +7,9 @@ use coffer_core::layout::BasePath;
 use coffer_core::{OrgId, TenantId};
 use secrecy::SecretString;
 
-use super::say;
+use serde_json::json;
+
+use super::done;
 use crate::args::Services;
 use crate::connect;
 
@@ -35,6 +37,9 @@ pub struct OrgArgs {
     /// Salesforce org id (00D...).
     #[arg(long)]
     org: OrgId,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `tenant create` options.
@@ -57,6 +62,9 @@ pub struct CreateArgs {
     /// SSE-KMS key id or ARN; without it objects use SSE-S3.
     #[arg(long)]
     kms_key_id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `tenant connect-org` options.
@@ -83,6 +91,9 @@ pub struct ConnectOrgArgs {
     /// REST API version.
     #[arg(long, default_value = "62.0")]
     api_version: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs a tenant command.
@@ -113,11 +124,14 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     };
     let name = args.name.unwrap_or_else(|| args.tenant.to_string());
     let tenant = catalog.put_tenant(&args.tenant, &name, &storage).await?;
-    say(format!(
-        "tenant {} writes new backups to bucket {} (storage {})",
-        tenant.tenant_id, storage.bucket, tenant.storage.storage_id
-    ));
-    Ok(())
+    done(
+        args.json,
+        json!({"tenant": tenant.tenant_id.as_str(), "bucket": storage.bucket, "storage_id": tenant.storage.storage_id}),
+        format!(
+            "tenant {} writes new backups to bucket {} (storage {})",
+            tenant.tenant_id, storage.bucket, tenant.storage.storage_id
+        ),
+    )
 }
 
 async fn connect_org(args: ConnectOrgArgs) -> anyhow::Result<()> {
@@ -137,25 +151,24 @@ async fn connect_org(args: ConnectOrgArgs) -> anyhow::Result<()> {
         api_version: args.api_version,
     };
     catalog.put_org(&org).await?;
-    say(format!(
-        "org {} connected to tenant {}",
-        org.org_id, org.tenant_id
-    ));
-    Ok(())
+    done(
+        args.json,
+        json!({"tenant": org.tenant_id.as_str(), "org_id": org.org_id.as_str()}),
+        format!("org {} connected to tenant {}", org.org_id, org.tenant_id),
+    )
 }
 
 async fn resume_org(args: OrgArgs) -> anyhow::Result<()> {
     let catalog = connect::catalog(&args.services).await?;
-    if catalog.resume_org(&args.tenant, &args.org).await? {
-        say(format!(
-            "org {} of tenant {} resumed",
-            args.org, args.tenant
-        ));
-    } else {
-        say(format!(
-            "org {} of tenant {} was not paused",
-            args.org, args.tenant
-        ));
-    }
-    Ok(())
+    let resumed = catalog.resume_org(&args.tenant, &args.org).await?;
+    done(
+        args.json,
+        json!({"tenant": args.tenant.as_str(), "org_id": args.org.as_str(), "was_paused": resumed}),
+        format!(
+            "org {} of tenant {} {}",
+            args.org,
+            args.tenant,
+            if resumed { "resumed" } else { "was not paused" }
+        ),
+    )
 }

@@ -23,6 +23,13 @@ pub struct WorkerArgs {
     /// orchestrator's grace period (`terminationGracePeriodSeconds`).
     #[arg(long, env = "COFFER_DRAIN_TIMEOUT", default_value = "30s", value_parser = super::parse_duration_or_zero)]
     drain_timeout: Duration,
+    /// Delays before the retries of a failed job, comma-separated; after the last, the job is
+    /// dead-lettered (see `--max-attempts`).
+    #[arg(long, env = "COFFER_RETRY_DELAYS", default_value = "5s,30s,2m,10m", value_delimiter = ',', value_parser = super::parse_duration)]
+    retry_delays: Vec<Duration>,
+    /// Attempts of a job (the first and its retries) before it goes to the dead-letter queue.
+    #[arg(long, env = "COFFER_MAX_ATTEMPTS", default_value_t = 5)]
+    max_attempts: u32,
     /// Jobs run at once by this process (the consumer's prefetch).
     #[arg(long, env = "COFFER_WORKER_CONCURRENCY", default_value_t = 1)]
     concurrency: u16,
@@ -39,7 +46,7 @@ pub struct WorkerArgs {
     compression: coffer_core::layout::Compression,
     /// Share of each org's daily Salesforce API allocation Coffer may use (0 < share <= 1);
     /// past it the org is paused, leaving the rest to the customer's own integrations.
-    #[arg(long, env = "COFFER_API_SHARE", default_value_t = 0.8, value_parser = parse_share)]
+    #[arg(long, env = "COFFER_API_SHARE", default_value_t = 0.8, value_parser = super::parse_share)]
     api_share: f64,
     /// How long an org whose API allowance is used up is paused before its work is tried again.
     #[arg(long, env = "COFFER_ORG_PAUSE", default_value = "1h", value_parser = super::parse_duration)]
@@ -71,13 +78,6 @@ pub struct WorkerArgs {
     stale_upload_age: Duration,
 }
 
-fn parse_share(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
-        _ => Err(format!("{s:?} is not a share between 0 (exclusive) and 1")),
-    }
-}
-
 /// Runs the consumer until SIGTERM or Ctrl-C; in-flight jobs get the drain timeout to finish,
 /// and whatever is unfinished is left unacked for another worker.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -88,6 +88,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         park_delay: args.park_delay,
         max_hold: args.max_hold,
         drain_timeout: args.drain_timeout,
+        retry_delays: args.retry_delays.clone(),
+        max_attempts: args.max_attempts,
         ..args.services.queue()
     };
     let broker = connect::broker(&queue).await?;
@@ -118,6 +120,13 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let checks = vec![catalog_ready, crate::telemetry::consumer_check(&consuming)];
     let http = crate::telemetry::serve(&args.http, checks, http_stop.clone()).await?;
+    if http.is_some() {
+        tokio::spawn(sample_queues(
+            queue.clone(),
+            QUEUE_SAMPLE_EVERY,
+            http_stop.clone(),
+        ));
+    }
     tokio::spawn(reap_stranded_tasks(
         worker.clone(),
         lease * 5,
@@ -134,6 +143,42 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     consumed?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// How often the queue gauges are sampled.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// Every `every`, sets the gauges of messages and consumers of each queue of the prefix (a
+/// passive declare each, on a connection of its own, opened again after the broker restarts).
+async fn sample_queues(queue: coffer_queue::QueueConfig, every: Duration, stop: CancellationToken) {
+    use coffer_core::metrics as m;
+    let mut broker: Option<coffer_queue::Broker> = None;
+    loop {
+        if broker.is_none() {
+            broker = coffer_queue::Broker::connect(&queue).await.ok();
+        }
+        if let Some(connected) = &broker {
+            match connected.queue_stats().await {
+                Ok(stats) => {
+                    for q in stats {
+                        let Some(counts) = q.counts else { continue };
+                        metrics::gauge!(m::QUEUE_MESSAGES, "queue" => q.name.clone())
+                            .set(f64::from(counts.messages));
+                        metrics::gauge!(m::QUEUE_CONSUMERS, "queue" => q.name)
+                            .set(f64::from(counts.consumers));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not sample the queues");
+                    broker = None;
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Every `idle`, publishes again the tasks nobody holds or touched for `idle` (a lost message,
