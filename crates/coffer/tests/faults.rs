@@ -28,7 +28,7 @@ use coffer_testkit::{Stack, TEST_ORG_ID, TestEnv, start_sim_of};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{Reaped, coffer, gunzip_csv, run_json};
+use common::{Reaped, coffer, run_json};
 
 /// How much of everything.
 #[derive(Debug, Clone, Copy)]
@@ -341,18 +341,7 @@ impl Suite {
             if object.kind != ObjectKind::Records {
                 continue;
             }
-            let body = env
-                .s3_client
-                .get_object()
-                .bucket(&env.bucket)
-                .key(&object.key)
-                .send()
-                .await?
-                .body
-                .collect()
-                .await?
-                .into_bytes();
-            let (header, rows) = gunzip_csv(&body)?;
+            let (header, rows) = common::read_part(env, &object.key).await?;
             let id = header.iter().position(|h| h == "Id").context("Id column")?;
             held.entry(object.sobject.clone().unwrap_or_default())
                 .or_default()

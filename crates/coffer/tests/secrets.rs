@@ -33,7 +33,7 @@ use coffer_testkit::{TEST_ORG_ID, TestEnv};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection as _;
 
-use common::{Reaped, coffer, wait_for_exit};
+use common::{Reaped, coffer, http_addr_of, wait_for_exit};
 
 /// A database user and an AMQP user with distinctive passwords, made for one test and removed
 /// after it.
@@ -146,28 +146,6 @@ async fn own_storage(
         .await?;
     env.catalog.enable_own_storage(tenant).await?;
     Ok(())
-}
-
-/// The address a worker's JSON log says its HTTP endpoint listens on.
-async fn http_addr_of(log: &std::path::Path) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let addr = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| {
-                v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("http server listening"))
-            })
-            .and_then(|v| v["addr"].as_str().map(str::to_owned));
-        match addr {
-            Some(a) => return Ok(a),
-            None if Instant::now() > deadline => bail!("no http address in the log:\n{text}"),
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
