@@ -704,3 +704,53 @@ async fn a_record_in_the_recycle_bin_is_undeleted_and_keeps_its_id() -> anyhow::
     sim.shutdown().await;
     env.cleanup().await
 }
+
+/// Salesforce gives up on a query with `QUERY_TIMEOUT` while the restore reads the org's state:
+/// the read is split by id range and the restore completes (before, the job was dead-lettered:
+/// one timeout lost a restore; the fault suite found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_timeout_while_planning_is_read_in_halves_and_the_restore_completes()
+-> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(8, 2, 25).await?;
+    env.create_tenant_with("acme", "coffer", coffer_catalog::Sse::S3)
+        .await?;
+    env.connect_org("acme", &sim).await?;
+    let worker = start_worker(&env, small_part_settings(&env)).await?;
+    let broker = env.broker().await?;
+    let job = request_backup(&broker, "acme", TEST_ORG_ID).await?;
+    let backup = wait_for_backup(&env, job, WAIT).await?;
+    let before = snapshot(&sim);
+    let account = before
+        .values()
+        .find(|(sobject, _)| sobject == "Account")
+        .map(|(_, f)| f["Id"].clone())
+        .expect("an account");
+    sim.delete("Account", &[account.as_str()])?;
+    sim.empty_recycle_bin();
+    sim.query_timeout_next_job();
+    let job = request_restore(
+        &broker,
+        restore_request(
+            &backup.backup_id.to_string(),
+            std::slice::from_ref(&account),
+            RestoreMode::Execute,
+        ),
+    )
+    .await?;
+    let restore = wait_for_restore(&env, job, WAIT).await?;
+    worker.stop().await;
+    assert_eq!(restore.state, coffer_catalog::RestoreState::Complete);
+    assert!(
+        broker.get_dead_letter().await?.is_none(),
+        "nothing dead-lettered"
+    );
+    let after = snapshot(&sim);
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "every record of the org is back, once"
+    );
+    sim.shutdown().await;
+    env.cleanup().await
+}

@@ -24,9 +24,11 @@ pub enum StorageError {
         /// The bucket named in the request.
         bucket: String,
     },
-    /// The credentials are valid but not allowed to do this.
+    /// The credentials are valid but not allowed to do this. The message names the IAM
+    /// permission the operation needs ([`iam_permission`]).
     #[error(
-        "access denied on {op} in bucket {bucket:?} ({code}: {message}): the bucket policy or the role's permission policy must allow this action on the tenant's prefix (see `coffer storage policy`)"
+        "access denied on {op} in bucket {bucket:?} ({code}: {message}): the bucket policy or the role's permission policy must allow {permission} on the tenant's prefix (see `coffer storage policy`)",
+        permission = iam_permission(op)
     )]
     AccessDenied {
         /// The operation that failed.
@@ -289,6 +291,17 @@ impl StorageError {
                     message,
                 }
             }
+            // A HEAD request's refusal has no body to carry a code: a bare 403 is a denial.
+            "Unknown" | "Forbidden" | "" if status == 403 => StorageError::AccessDenied {
+                op,
+                bucket,
+                code: "Forbidden".to_owned(),
+                message: if message.is_empty() {
+                    "HTTP 403 without an error body".to_owned()
+                } else {
+                    message
+                },
+            },
             "InvalidAccessKeyId"
             | "SignatureDoesNotMatch"
             | "InvalidToken"
@@ -378,6 +391,32 @@ impl StorageError {
     }
 }
 
+/// The IAM permission AWS checks for the S3 operation `op` (an API operation name, as
+/// [`StorageError`] records it), so that a refusal names what to grant; several operations share
+/// one permission (multipart writes and copies are `s3:PutObject`, HeadObject is
+/// `s3:GetObject`, ListObjectsV2 is `s3:ListBucket`).
+pub fn iam_permission(op: &str) -> &'static str {
+    match op {
+        "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" => {
+            "s3:PutObject"
+        }
+        "CopyObject" | "UploadPartCopy" => "s3:PutObject (and s3:GetObject on the copy's source)",
+        "GetObject" | "HeadObject" => "s3:GetObject",
+        "DeleteObject" | "DeleteObjects" => {
+            "s3:DeleteObject (and s3:DeleteObjectVersion to delete versions)"
+        }
+        "AbortMultipartUpload" => "s3:AbortMultipartUpload",
+        "ListObjectsV2" | "ListObjects" => "s3:ListBucket",
+        "ListObjectVersions" => "s3:ListBucketVersions",
+        "GetBucketVersioning" => "s3:GetBucketVersioning",
+        "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
+        "ListParts" => "s3:ListMultipartUploadParts",
+        "GetBucketLocation" => "s3:GetBucketLocation",
+        "CreateBucket" => "s3:CreateBucket",
+        _ => "the permission of this operation",
+    }
+}
+
 /// Whether an AssumeRole refusal says the role itself is missing or malformed (rather than that
 /// its trust policy refused us). AWS answers a missing role in another account with the same
 /// AccessDenied as a trust policy mismatch, so this only catches what the service does tell.
@@ -421,6 +460,55 @@ mod tests {
             assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
             assert!(err.to_string().contains(fix), "{err} should mention {fix}");
         }
+    }
+
+    #[test]
+    fn an_access_denial_names_the_iam_permission_of_its_operation() {
+        let denied = |op: &'static str| {
+            StorageError::from_service(
+                op,
+                "b",
+                ServiceFailure {
+                    status: 403,
+                    code: "AccessDenied".into(),
+                    message: "Access Denied".into(),
+                },
+            )
+            .to_string()
+        };
+        for (op, permission) in [
+            ("PutObject", "allow s3:PutObject on"),
+            ("CreateMultipartUpload", "allow s3:PutObject on"),
+            ("HeadObject", "allow s3:GetObject on"),
+            ("ListObjectsV2", "allow s3:ListBucket on"),
+            ("DeleteObjects", "allow s3:DeleteObject "),
+            (
+                "ListMultipartUploads",
+                "allow s3:ListBucketMultipartUploads on",
+            ),
+            ("ListObjectVersions", "allow s3:ListBucketVersions on"),
+            ("GetBucketVersioning", "allow s3:GetBucketVersioning on"),
+            ("AbortMultipartUpload", "allow s3:AbortMultipartUpload on"),
+        ] {
+            let message = denied(op);
+            assert!(message.contains(permission), "{op}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_bare_403_of_a_head_request_is_an_access_denial() {
+        let err = StorageError::from_service(
+            "HeadObject",
+            "b",
+            ServiceFailure {
+                status: 403,
+                code: "Unknown".into(),
+                message: String::new(),
+            },
+        );
+        assert_eq!(err.code(), "access_denied");
+        assert!(err.to_string().contains("allow s3:GetObject"), "{err}");
+        assert_eq!(err.class(), ErrorClass::Permanent);
     }
 
     #[test]

@@ -53,6 +53,29 @@ pub async fn create_vendor(env: &TestEnv) -> anyhow::Result<Vendor> {
     Ok(Vendor { settings, arn })
 }
 
+/// Lets the vendor user of [`create_vendor`] use the test's own bucket and KMS key, as the
+/// vendor's principal uses its default storage in production (a tenant's default storage stays
+/// reachable, and `coffer verify` and the janitor go through every storage a tenant used).
+pub async fn grant_vendor_default_bucket(env: &TestEnv) -> anyhow::Result<()> {
+    let bucket_arn = format!("arn:aws:s3:::{}", env.bucket);
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            { "Effect": "Allow", "Action": "s3:*", "Resource": [bucket_arn, format!("{bucket_arn}/*")] },
+            { "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": env.kms_key.arn }
+        ]
+    });
+    iam_client(env)
+        .await
+        .put_user_policy()
+        .user_name(format!("coffer-vendor-{}", env.id))
+        .policy_name("default-storage")
+        .policy_document(policy.to_string())
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// Creates a customer role trusting `vendor_arn` with `external_id`, allowed `actions` on
 /// `resources` (plus the test's KMS key). Returns the role ARN.
 pub async fn create_customer_role(
@@ -215,31 +238,54 @@ pub async fn admin_in_account(
     })
 }
 
-/// The permission policy `coffer storage policy` prints, plus what the emulator needs beyond
-/// AWS: it checks ListObjectsV2 as the action `s3:ListObjectsV2` where AWS checks `s3:ListBucket`,
-/// DeleteObjects as `s3:DeleteObjects` on the bucket where AWS checks `s3:DeleteObject` per key,
-/// and ListMultipartUploads as `s3:ListMultipartUploads` where AWS checks
-/// `s3:ListBucketMultipartUploads`.
+/// The permission policy `coffer storage policy` prints, plus the emulator's names of the same
+/// actions (`coffer_core::policy::with_emulator_equivalents`): it checks ListObjectsV2 as
+/// `s3:ListObjectsV2` where AWS checks `s3:ListBucket`, multipart writes as
+/// `s3:CreateMultipartUpload`/`s3:UploadPart`/`s3:CompleteMultipartUpload` where AWS checks
+/// `s3:PutObject`, HeadObject as `s3:HeadObject` where AWS checks `s3:GetObject`, DeleteObjects as
+/// `s3:DeleteObjects` on the bucket where AWS checks `s3:DeleteObject` per key, and so on.
 pub fn emulator_permission_policy(
     bucket: &str,
     prefix: &str,
     kms_key_arn: Option<&str>,
 ) -> serde_json::Value {
-    let mut policy = coffer_core::policy::permission_policy(bucket, prefix, kms_key_arn);
+    coffer_core::policy::with_emulator_equivalents(coffer_core::policy::permission_policy(
+        bucket,
+        prefix,
+        kms_key_arn,
+    ))
+}
+
+/// `policy` without `action` (an AWS action name) in any statement; a statement left with no
+/// action goes. Apply before `with_emulator_equivalents`, so the emulator's names of the action
+/// go too.
+pub fn without_action(mut policy: serde_json::Value, action: &str) -> serde_json::Value {
     if let Some(statements) = policy["Statement"].as_array_mut() {
-        statements.push(json!({
-            "Sid": "EmulatorListObjectsV2",
-            "Effect": "Allow",
-            "Action": ["s3:ListObjectsV2"],
-            "Resource": format!("arn:aws:s3:::{bucket}"),
-            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/"), format!("{prefix}/*")] } }
-        }));
-        statements.push(json!({
-            "Sid": "EmulatorDeleteObjects",
-            "Effect": "Allow",
-            "Action": ["s3:DeleteObjects", "s3:ListMultipartUploads"],
-            "Resource": format!("arn:aws:s3:::{bucket}")
-        }));
+        for statement in statements.iter_mut() {
+            if let Some(actions) = statement["Action"].as_array_mut() {
+                actions.retain(|a| a != action);
+            }
+        }
+        statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
     }
     policy
+}
+
+/// Replaces the inline permission policy of role `name` (the one [`create_role`] put), as a
+/// customer editing their role does; the next request of any session of the role is checked
+/// against it.
+pub async fn set_role_policy(
+    env: &TestEnv,
+    name: &str,
+    permissions: &serde_json::Value,
+) -> anyhow::Result<()> {
+    iam_client(env)
+        .await
+        .put_role_policy()
+        .role_name(name)
+        .policy_name("coffer-backups")
+        .policy_document(permissions.to_string())
+        .send()
+        .await?;
+    Ok(())
 }

@@ -18,7 +18,7 @@ use coffer_core::JobId;
 use coffer_testkit::otlp::{Receiver, Span};
 use coffer_testkit::{TestEnv, start_sim};
 
-use common::{Reaped, coffer, logs_of, run_json, wait_for_exit};
+use common::{Reaped, coffer, http_addr_of, logs_of, run_json, wait_for_exit};
 
 /// Two workers and a backup they shared.
 struct Run {
@@ -214,28 +214,6 @@ async fn one_trace_links_the_plan_and_the_tasks_of_both_workers() -> anyhow::Res
         "salesforce calls are spans of the trace"
     );
     run.finish().await
-}
-
-/// The address a worker's log says its HTTP endpoint listens on.
-async fn http_addr_of(log: &std::path::Path) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let addr = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| {
-                v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("http server listening"))
-            })
-            .and_then(|v| v["addr"].as_str().map(str::to_owned));
-        match addr {
-            Some(a) => return Ok(a),
-            None if Instant::now() > deadline => bail!("no http address in the log:\n{text}"),
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// `GET http://{addr}{path}`: status and body.

@@ -53,7 +53,8 @@ pub async fn extract_sobject(
         let mut results = match sf.bulk_query(&range.restrict(soql)).await {
             Ok(results) => results,
             Err(e) if e.needs_split() => {
-                let (low, high) = halves(sf, describe, &range, e).await?;
+                let (low, high) =
+                    halves(sf, &describe.name, QueryOperation::Query, &range, e).await?;
                 tracing::info!(sobject = %describe.name, from = ?low.from, mid = ?low.to, to = ?high.to, "query timed out; reading its id range in halves");
                 pending.extend([high, low]);
                 continue;
@@ -69,17 +70,16 @@ pub async fn extract_sobject(
     sink.finish().await
 }
 
-/// The halves of `range` for a read that timed out with `timeout`; the timeout itself when the
-/// range holds a single record (nothing left to cut).
-async fn halves(
+/// The halves of `range` of `sobject` (as `operation` sees it) for a read that timed out with
+/// `timeout`; the timeout itself when the range holds a single record (nothing left to cut).
+pub(crate) async fn halves(
     sf: &SalesforceClient,
-    describe: &SObjectDescribe,
+    sobject: &str,
+    operation: QueryOperation,
     range: &IdRange,
     timeout: SalesforceError,
 ) -> Result<(IdRange, IdRange), WorkerError> {
-    let bounds = sf
-        .id_bounds(&describe.name, QueryOperation::Query, range)
-        .await?;
+    let bounds = sf.id_bounds(sobject, operation, range).await?;
     bounds
         .and_then(|(lowest, highest)| range.halves(&lowest, &highest))
         .ok_or_else(|| timeout.into())

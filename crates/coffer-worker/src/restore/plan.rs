@@ -725,7 +725,9 @@ enum TargetState {
     Live(Option<OffsetDateTime>),
 }
 
-/// The state in the org of the `wanted` records of `sobject` (those absent are gone).
+/// The state in the org of the `wanted` records of `sobject` (those absent are gone). A read
+/// Salesforce gives up on (`QUERY_TIMEOUT`) is replaced by reads of the halves of its id range,
+/// as a backup's read is.
 async fn org_state(
     target: &SalesforceClient,
     sobject: &str,
@@ -736,28 +738,49 @@ async fn org_state(
         true => format!("SELECT Id, IsDeleted, SystemModstamp FROM {sobject}"),
         false => format!("SELECT Id, IsDeleted FROM {sobject}"),
     };
-    let mut results = target
-        .bulk_query_with(&soql, QueryOperation::QueryAll)
-        .await?;
     let mut out = Vec::new();
-    while let Some(page) = results.next_page().await? {
-        for row in &page.records {
-            let id = row.get(0).unwrap_or_default();
-            if !wanted(id) {
+    let mut pending = vec![coffer_salesforce::IdRange::default()];
+    while let Some(range) = pending.pop() {
+        let query = range.restrict(&soql);
+        let mut results = match target
+            .bulk_query_with(&query, QueryOperation::QueryAll)
+            .await
+        {
+            Ok(results) => results,
+            Err(e) if e.needs_split() => {
+                let operation = QueryOperation::QueryAll;
+                let (low, high) =
+                    crate::backup::extract::halves(target, sobject, operation, &range, e).await?;
+                tracing::info!(%sobject, "query timed out; reading its id range in halves");
+                pending.extend([high, low]);
                 continue;
             }
-            let deleted = row.get(1) == Some("true");
-            let stamp = row
-                .get(2)
-                .and_then(coffer_salesforce::split::parse_datetime);
-            let state = match deleted {
-                true => TargetState::Deleted,
-                false => TargetState::Live(stamp),
-            };
-            out.push((id.to_owned(), state));
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(page) = results.next_page().await? {
+            out.extend(page.records.iter().filter_map(|row| state_of(row, &wanted)));
         }
     }
     Ok(out)
+}
+
+/// The id and state of a `SELECT Id, IsDeleted[, SystemModstamp]` row, if `wanted`.
+fn state_of(
+    row: &csv::StringRecord,
+    wanted: &impl Fn(&str) -> bool,
+) -> Option<(String, TargetState)> {
+    let id = row.get(0).unwrap_or_default();
+    if !wanted(id) {
+        return None;
+    }
+    let stamp = row
+        .get(2)
+        .and_then(coffer_salesforce::split::parse_datetime);
+    let state = match row.get(1) == Some("true") {
+        true => TargetState::Deleted,
+        false => TargetState::Live(stamp),
+    };
+    Some((id.to_owned(), state))
 }
 
 /// Which of `ids` of `sobject` are live (not in the Recycle Bin) in the org now.

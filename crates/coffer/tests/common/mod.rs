@@ -210,18 +210,7 @@ pub async fn assert_backup_holds_the_org(
     // Every record of the org exactly once, as the org has it; the index agrees.
     let mut held: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
     for object in objects.iter().filter(|o| o.kind == ObjectKind::Records) {
-        let body = env
-            .s3_client
-            .get_object()
-            .bucket(bucket)
-            .key(&object.key)
-            .send()
-            .await?
-            .body
-            .collect()
-            .await?
-            .into_bytes();
-        let (_, rows) = gunzip_csv(&body)?;
+        let (_, rows) = read_part(env, &object.key).await?;
         held.entry(object.sobject.clone().unwrap_or_default())
             .or_default()
             .extend(rows);
@@ -243,6 +232,25 @@ pub async fn assert_backup_holds_the_org(
     Ok(())
 }
 
+/// A gzip records part of the test's bucket, read back: header and rows.
+pub async fn read_part(
+    env: &TestEnv,
+    key: &str,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let body = env
+        .s3_client
+        .get_object()
+        .bucket(&env.bucket)
+        .key(key)
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    gunzip_csv(&body)
+}
+
 /// Un-gzips a records part and parses its CSV: header and rows.
 pub fn gunzip_csv(body: &[u8]) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
     use std::io::Read as _;
@@ -255,4 +263,28 @@ pub fn gunzip_csv(body: &[u8]) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)
         .map(|r| r.map(|r| r.iter().map(str::to_owned).collect()))
         .collect::<Result<_, _>>()?;
     Ok((header, rows))
+}
+
+/// The address a worker's log says its HTTP endpoint listens on.
+pub async fn http_addr_of(log: &std::path::Path) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let addr = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("http server listening"))
+            })
+            .and_then(|v| v["addr"].as_str().map(str::to_owned));
+        match addr {
+            Some(a) => return Ok(a),
+            None if Instant::now() > deadline => {
+                anyhow::bail!("no http address in the log:\n{text}")
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
