@@ -43,7 +43,7 @@ async fn a_job_has_one_backup_however_often_it_begins() {
         OrgId::new("00D000000000001AAA").unwrap(),
     );
     let record = catalog
-        .put_tenant(&tenant, "Acme", &storage("b1"))
+        .put_tenant(&tenant, "Acme", &storage("bucket-1"))
         .await
         .unwrap();
     let job = JobId::generate();
@@ -70,7 +70,7 @@ async fn object_rows_upsert_and_completion_totals_them() {
         OrgId::new("00D000000000001AAA").unwrap(),
     );
     let record = catalog
-        .put_tenant(&tenant, "Acme", &storage("b1"))
+        .put_tenant(&tenant, "Acme", &storage("bucket-1"))
         .await
         .unwrap();
     let backup = catalog
@@ -151,7 +151,7 @@ async fn unknown_tenants_and_orgs_are_absent_and_org_secrets_round_trip_redacted
     let tenant = TenantId::new("acme").unwrap();
     assert!(catalog.tenant(&tenant).await.unwrap().is_none());
     catalog
-        .put_tenant(&tenant, "Acme", &storage("b"))
+        .put_tenant(&tenant, "Acme", &storage("bucket-b"))
         .await
         .unwrap();
     let org = coffer_catalog::OrgRecord {
@@ -285,7 +285,11 @@ async fn an_own_storage_takes_new_backups_only_once_tested_and_enabled() {
     );
 
     let nobody = TenantId::new("nobody").expect("id");
-    assert!(c.set_own_storage(&nobody, &own_storage("b")).await.is_err());
+    assert!(
+        c.set_own_storage(&nobody, &own_storage("bucket-b"))
+            .await
+            .is_err()
+    );
     assert!(c.enable_own_storage(&nobody).await.is_err());
     db.drop().await;
 }
@@ -299,7 +303,7 @@ async fn a_task_has_one_live_holder_and_an_expired_lease_is_taken_over() {
     let tenant = TenantId::new("acme").expect("id");
     let org = OrgId::new("00D000000000001AAA").expect("id");
     let t = c
-        .put_tenant(&tenant, "Acme", &storage("b"))
+        .put_tenant(&tenant, "Acme", &storage("bucket-b"))
         .await
         .expect("tenant");
     let b = c
@@ -392,7 +396,10 @@ async fn a_paused_org_stays_paused_until_its_time_and_its_tasks_are_not_stranded
     let db = fresh_catalog().await;
     let c = &db.catalog;
     let tenant = TenantId::new("acme").unwrap();
-    let t = c.put_tenant(&tenant, "Acme", &storage("b")).await.unwrap();
+    let t = c
+        .put_tenant(&tenant, "Acme", &storage("bucket-b"))
+        .await
+        .unwrap();
     let org = coffer_catalog::OrgRecord {
         tenant_id: tenant.clone(),
         org_id: OrgId::new("00D000000000001AAA").unwrap(),

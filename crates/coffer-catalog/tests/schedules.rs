@@ -25,7 +25,7 @@ const ORG_2: &str = "00D000000000002AAA";
 async fn tenant_with_orgs(catalog: &Catalog) -> TenantId {
     let tenant = TenantId::new("acme").expect("valid");
     let storage = NewStorage {
-        bucket: "b1".to_owned(),
+        bucket: "bucket-1".to_owned(),
         region: "us-east-1".to_owned(),
         endpoint: None,
         base_path: BasePath::new("coffer").expect("valid"),
