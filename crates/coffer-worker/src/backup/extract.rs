@@ -71,7 +71,9 @@ pub async fn extract_sobject(
 }
 
 /// The halves of `range` of `sobject` (as `operation` sees it) for a read that timed out with
-/// `timeout`; the timeout itself when the range holds a single record (nothing left to cut).
+/// `timeout`. A range of one record or none cannot be cut: Salesforce timed out on a query that
+/// small because it was busy, so that is a retryable error (the job is tried again later, and
+/// dead-lettered with this reason only if it keeps happening), not a permanent one.
 pub(crate) async fn halves(
     sf: &SalesforceClient,
     sobject: &str,
@@ -82,7 +84,11 @@ pub(crate) async fn halves(
     let bounds = sf.id_bounds(sobject, operation, range).await?;
     bounds
         .and_then(|(lowest, highest)| range.halves(&lowest, &highest))
-        .ok_or_else(|| timeout.into())
+        .ok_or_else(|| {
+            WorkerError::Task(format!(
+                "{sobject}: {timeout}; the id range holds one record or none and cannot be split, so the read is tried again later"
+            ))
+        })
 }
 
 /// The columns and query of an incremental read of `describe`.

@@ -276,7 +276,17 @@ pub async fn backup_files(
     policy: FilePolicy,
 ) -> Result<FilesSummary, WorkerError> {
     let soql = source.soql(policy);
-    let mut pages = ctx.sf.bulk_query(&soql).await?;
+    let mut pages = match ctx.sf.bulk_query(&soql).await {
+        Ok(pages) => pages,
+        // The file list is not split by id range (yet): a timeout is tried again later, and
+        // dead-lettered with this reason only if it keeps happening.
+        Err(e) if e.needs_split() => {
+            return Err(WorkerError::Task(format!(
+                "the list of file bodies: {e}; it is read again later"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut summary = FilesSummary::default();
     while let Some(page) = pages.next_page().await? {
         let columns = Columns::of(&page.headers, source)?;
