@@ -392,17 +392,7 @@ impl Suite {
         let doomed: Vec<&str> = accounts.iter().map(String::as_str).collect();
         self.sim.delete("Account", &doomed)?;
         self.sim.empty_recycle_bin();
-        let mut start = coffer(&self.env);
-        start.args(["restore", "start", "--tenant", "acme", "--org", TEST_ORG_ID]);
-        start.args(["--backup", &backup.backup_id.to_string(), "--children", "2"]);
-        for account in &accounts {
-            start.args(["--id", account]);
-        }
-        start.args(["--execute", "--json"]);
-        let job: JobId = run_json(start)?["job_id"]
-            .as_str()
-            .context("restore job id")?
-            .parse()?;
+        let job = common::start_restore(&self.env, backup.backup_id, &accounts)?;
         let finished = self
             .under_faults(move |env| {
                 let catalog = env.catalog.clone();

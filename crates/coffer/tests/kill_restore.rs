@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use coffer_catalog::{RecordState, RestoreRecord, RestoreState};
 use coffer_core::JobId;
 use coffer_testkit::org::{createable_fields, records_up_to_ids, snapshot};
-use coffer_testkit::{TEST_ORG_ID, TestEnv, start_sim};
+use coffer_testkit::{TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -89,17 +89,7 @@ async fn a_restore_killed_at_random_points_ends_as_an_uninterrupted_one() -> any
     // Salesforce commits a write.
     sim.slow_writes(Duration::from_millis(300));
 
-    let mut start = coffer(&env);
-    start.args(["restore", "start", "--tenant", "acme", "--org", TEST_ORG_ID]);
-    start.args(["--backup", &backup.backup_id.to_string(), "--children", "2"]);
-    for account in &accounts {
-        start.args(["--id", account]);
-    }
-    start.args(["--execute", "--json"]);
-    let job: JobId = run_json(start)?["job_id"]
-        .as_str()
-        .context("restore job id")?
-        .parse()?;
+    let job = common::start_restore(&env, backup.backup_id, &accounts)?;
 
     // The first kill lands anywhere (planning, most likely); the others while records are
     // being written, once the plan is stored.

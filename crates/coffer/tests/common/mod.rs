@@ -288,3 +288,30 @@ pub async fn http_addr_of(log: &std::path::Path) -> anyhow::Result<String> {
         }
     }
 }
+
+/// `coffer restore start --execute` of `accounts` of the `acme` tenant's test org from
+/// `backup`, with two levels of children; returns the restore's job id.
+pub fn start_restore(
+    env: &TestEnv,
+    backup: coffer_core::BackupId,
+    accounts: &[String],
+) -> anyhow::Result<JobId> {
+    let mut start = coffer(env);
+    start.args([
+        "restore",
+        "start",
+        "--tenant",
+        "acme",
+        "--org",
+        coffer_testkit::TEST_ORG_ID,
+    ]);
+    start.args(["--backup", &backup.to_string(), "--children", "2"]);
+    for account in accounts {
+        start.args(["--id", account]);
+    }
+    start.args(["--execute", "--json"]);
+    Ok(run_json(start)?["job_id"]
+        .as_str()
+        .context("restore job id")?
+        .parse()?)
+}
