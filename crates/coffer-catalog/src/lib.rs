@@ -18,7 +18,8 @@
 //!   ([`retention`]);
 //! - erasure of records from every kept backup, and the tombstones restores honour
 //!   ([`erasure`]);
-//! - what is running now, for `coffer status` ([`status`]);
+//! - what is running now, for `coffer status` ([`status`]), and each org's Salesforce API usage
+//!   as a worker last saw it ([`api_usage`]);
 //! - retention sweeps ([`sweeps`]): stored plans, marks, the locked re-check before a backup
 //!   is deleted, and the fence around deleting unreferenced file bodies.
 //!
@@ -29,6 +30,7 @@
 //! Queries are checked at run time (`sqlx::query`), not at compile time, so building Coffer never
 //! needs a database. Migrations are embedded and run by [`Catalog::migrate`].
 
+pub mod api_usage;
 pub mod backups;
 mod conflicts;
 pub mod erasure;
@@ -51,6 +53,7 @@ use sqlx::{MySql, MySqlPool, QueryBuilder, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use api_usage::OrgApiUsage;
 pub use backups::{BackupRecord, BackupState, NewObject, ObjectKind, ObjectRecord};
 pub use erasure::PartToErase;
 pub use error::CatalogError;

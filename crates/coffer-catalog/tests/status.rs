@@ -100,3 +100,56 @@ async fn restores_in_flight_and_pending_erasures_are_counted() {
     assert_eq!(c.erasures_pending().await.unwrap(), 1);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn an_orgs_api_usage_keeps_the_latest_report_and_shows_a_pause_in_force() {
+    let db = fresh_catalog().await;
+    let c = &db.catalog;
+    let tenant = TenantId::new("acme").unwrap();
+    vendor_tenant(c, &tenant).await;
+    let (near, far) = (
+        OrgId::new("00D000000000001AAA").unwrap(),
+        OrgId::new("00D000000000002AAA").unwrap(),
+    );
+    for org in [&near, &far] {
+        c.put_org(&coffer_catalog::OrgRecord {
+            tenant_id: tenant.clone(),
+            org_id: org.clone(),
+            login_url: "https://login.example.com".to_owned(),
+            client_id: "id".to_owned(),
+            client_secret: secrecy::SecretString::from("secret".to_owned()),
+            api_version: "62.0".to_owned(),
+        })
+        .await
+        .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let earlier = now - time::Duration::minutes(5);
+    c.record_api_usage(&tenant, &near, 900, 1000, now)
+        .await
+        .unwrap();
+    // a worker that finished later reports an older response: it is ignored
+    c.record_api_usage(&tenant, &near, 850, 1000, earlier)
+        .await
+        .unwrap();
+    c.record_api_usage(&tenant, &far, 10, 1000, earlier)
+        .await
+        .unwrap();
+    c.pause_org(&tenant, &near, Duration::from_secs(3600), "budget")
+        .await
+        .unwrap();
+
+    let usage = c.api_usage(10).await.unwrap();
+    let seen: Vec<(&str, u64, bool)> = usage
+        .iter()
+        .map(|u| (u.org_id.as_str(), u.used, u.paused_until.is_some()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(near.as_str(), 900, true), (far.as_str(), 10, false)],
+        "highest share first, the latest report kept, the pause shown"
+    );
+    assert!((usage[0].share() - 0.9).abs() < 1e-9);
+    assert_eq!(c.api_usage(1).await.unwrap().len(), 1, "the limit holds");
+    db.drop().await;
+}

@@ -15,6 +15,8 @@ pub const ERROR_CLASS: &str = "x-coffer-error-class";
 pub const ORIGINAL_QUEUE: &str = "x-coffer-original-queue";
 /// The tenant a job belongs to, when the publisher named one.
 pub const TENANT: &str = "x-coffer-tenant";
+/// How many times an operator replayed the job from the dead-letter queue.
+pub const REPLAYS: &str = "x-coffer-replays";
 /// Set by the broker each time it dead-letters a message.
 pub const X_DEATH: &str = "x-death";
 

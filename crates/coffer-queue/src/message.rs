@@ -116,6 +116,14 @@ pub struct DeadLetter {
     pub class: Option<String>,
     /// The AMQP `message_id` (the job id).
     pub message_id: Option<String>,
+    /// The AMQP `type` (the job kind).
+    pub kind: Option<String>,
+    /// The tenant the publisher named (header `x-coffer-tenant`).
+    pub tenant: Option<String>,
+    /// When the job was published last (AMQP `timestamp`, Unix seconds).
+    pub published_at: Option<u64>,
+    /// How many times it was replayed from the dead-letter queue before (`x-coffer-replays`).
+    pub replays: u32,
     /// Attempts made: `x-coffer-attempts`, else the message's `x-coffer-attempt`, else 0.
     pub attempts: u32,
     /// `count` of the `x-death` entry for the jobs queue, when the broker dead-lettered it
@@ -144,6 +152,12 @@ impl DeadLetter {
                 .message_id()
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
+            kind: d.properties.kind().as_ref().map(|s| s.as_str().to_owned()),
+            tenant: headers::get_str(&h, headers::TENANT),
+            published_at: *d.properties.timestamp(),
+            replays: headers::get_int(&h, headers::REPLAYS)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
             attempts,
             death_count: death.map(|(count, _)| count),
         }

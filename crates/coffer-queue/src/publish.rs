@@ -146,7 +146,7 @@ impl Publisher {
         check_confirmation(target, confirmation)
     }
 
-    fn jobs_target(&self) -> Target<'_> {
+    pub(crate) fn jobs_target(&self) -> Target<'_> {
         Target {
             exchange: self.topology.jobs_exchange(),
             routing_key: self.topology.jobs_routing_key(),
@@ -238,7 +238,7 @@ fn check_short(s: &str, what: &str) -> Result<(), QueueError> {
     short(s, what).map(drop)
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

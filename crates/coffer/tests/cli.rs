@@ -17,6 +17,7 @@ use common::{Reaped, coffer, run_json, wait_for_backup, wait_for_exit};
 async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let sim = start_sim(20, 2, 500).await?;
+    sim.set_api_max(250_000);
     env.create_tenant("acme", "").await?;
     env.connect_org("acme", &sim).await?;
     env.broker().await?; // declare the topology so the enqueue below has somewhere to go
@@ -60,6 +61,25 @@ async fn enqueue_and_a_worker_process_back_up_an_org_and_sigterm_drains_it() -> 
     );
     assert_eq!(listed["backups"][0]["state"], "complete");
     assert_eq!(listed["backups"][0]["records"], backup.record_count);
+
+    // `coffer status` shows the org's API usage as the worker last saw it: calls the org
+    // counted (the backup's own, at most all of them) out of its daily allocation.
+    let mut status = coffer(&env);
+    status.args(["status", "--json"]);
+    let seen = run_json(status)?;
+    let usage = seen["api_usage"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["org_id"] == TEST_ORG_ID))
+        .with_context(|| format!("the org's api usage in {seen}"))?;
+    assert_eq!(usage["tenant"], "acme");
+    let used = usage["used"].as_u64().context("used")?;
+    assert!(
+        used > 0 && used <= sim.api_calls(),
+        "used {used} of the {} calls the org counted",
+        sim.api_calls()
+    );
+    assert_eq!(usage["daily_max"], 250_000, "{usage}");
+    assert_eq!(usage["paused_until"], serde_json::Value::Null);
 
     // A plan-only restore of one account and its children, waited for, then read back.
     let (header, rows) = sim.table("Account").context("accounts")?;

@@ -28,7 +28,7 @@ use coffer_testkit::{Stack, TEST_ORG_ID, TestEnv, start_sim_of};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{Reaped, coffer, run_json};
+use common::{Reaped, coffer};
 
 /// How much of everything.
 #[derive(Debug, Clone, Copy)]
@@ -257,19 +257,10 @@ impl Suite {
         self.tally.entry(kind).or_default()
     }
 
-    fn enqueue_backup(&self) -> anyhow::Result<JobId> {
-        let mut enqueue = coffer(&self.env);
-        enqueue.args(["enqueue", "backup", "--tenant", "acme", "--json"]);
-        Ok(run_json(enqueue)?["jobs"][0]["job_id"]
-            .as_str()
-            .context("job id")?
-            .parse()?)
-    }
-
     /// Backups under faults; each must hold every record of the org exactly once.
     async fn backups(&mut self) -> anyhow::Result<()> {
         let jobs: Vec<JobId> = (0..self.form.backups)
-            .map(|_| self.enqueue_backup())
+            .map(|_| common::enqueue_backup(&self.env, "acme"))
             .collect::<Result<_, _>>()?;
         let watched = jobs.clone();
         let finished = self

@@ -17,7 +17,7 @@ use coffer_testkit::{TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{Reaped, coffer, kill_seed, logs_of, run_json, wait_for_exit};
+use common::{Reaped, kill_seed, logs_of, wait_for_exit};
 
 const KILLS: usize = 5;
 
@@ -56,12 +56,7 @@ async fn a_backup_completes_although_its_workers_are_killed_at_random_points() -
         workers.push(child);
         logs.push(log);
     }
-    let mut enqueue = coffer(&env);
-    enqueue.args(["enqueue", "backup", "--tenant", "acme", "--json"]);
-    let job: JobId = run_json(enqueue)?["jobs"][0]["job_id"]
-        .as_str()
-        .context("job id")?
-        .parse()?;
+    let job = common::enqueue_backup(&env, "acme")?;
 
     // Kill a random worker at random moments while the backup runs, replacing each.
     let mut kills = 0;

@@ -22,7 +22,7 @@ use coffer_testkit::{TestEnv, start_sim};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{Reaped, coffer, kill_seed, logs_of, run_json, wait_for_backup};
+use common::{Reaped, kill_seed, logs_of, wait_for_backup};
 
 const KILLS: usize = 4;
 
@@ -62,12 +62,7 @@ async fn a_restore_killed_at_random_points_ends_as_an_uninterrupted_one() -> any
     let (mut worker, log) = spawn_worker(&env, 0)?;
     let mut logs = vec![log];
 
-    let mut enqueue = coffer(&env);
-    enqueue.args(["enqueue", "backup", "--tenant", "acme", "--json"]);
-    let job: JobId = run_json(enqueue)?["jobs"][0]["job_id"]
-        .as_str()
-        .context("backup job id")?
-        .parse()?;
+    let job = common::enqueue_backup(&env, "acme")?;
     let backup = wait_for_backup(&env, job, &logs[0]).await?;
     let before = snapshot(&sim);
 

@@ -15,7 +15,7 @@ use coffer_catalog::{BackupState, Sse};
 use coffer_core::JobId;
 use coffer_testkit::{TestEnv, start_sim};
 
-use common::{Reaped, coffer, logs_of, run_json, wait_for_exit};
+use common::{Reaped, logs_of, wait_for_exit};
 
 /// A worker with a short lease (so a takeover is quick) and the given drain timeout.
 fn worker(env: &TestEnv, n: usize, drain: &str) -> anyhow::Result<(Reaped, std::path::PathBuf)> {
@@ -86,15 +86,6 @@ async fn slow_org(env: &TestEnv) -> anyhow::Result<coffer_sfsim::SimHandle> {
     Ok(sim)
 }
 
-fn enqueue_backup(env: &TestEnv) -> anyhow::Result<JobId> {
-    let mut enqueue = coffer(env);
-    enqueue.args(["enqueue", "backup", "--tenant", "acme", "--json"]);
-    Ok(run_json(enqueue)?["jobs"][0]["job_id"]
-        .as_str()
-        .context("job id")?
-        .parse()?)
-}
-
 /// The backup completed once and holds the org; no job waits in a queue or the DLQ.
 async fn assert_completed_once(
     env: &TestEnv,
@@ -132,7 +123,7 @@ async fn a_task_cut_by_sigterm_is_completed_by_another_worker() -> anyhow::Resul
     let env = TestEnv::new().await?;
     let sim = slow_org(&env).await?;
     let (mut stopping, log_a) = worker(&env, 0, "1s")?;
-    let job = enqueue_backup(&env)?;
+    let job = common::enqueue_backup(&env, "acme")?;
     let task_no = task_held_by(&env, job, stopping.id()).await?;
 
     let (mut other, log_b) = worker(&env, 1, "30s")?;
@@ -170,7 +161,7 @@ async fn within_the_drain_timeout_the_task_is_finished_and_acked_before_exit() -
     let env = TestEnv::new().await?;
     let sim = slow_org(&env).await?;
     let (mut stopping, log_a) = worker(&env, 0, "120s")?;
-    let job = enqueue_backup(&env)?;
+    let job = common::enqueue_backup(&env, "acme")?;
     let task_no = task_held_by(&env, job, stopping.id()).await?;
     sigterm(&stopping)?;
     let status = wait_for_exit(&mut stopping, Duration::from_secs(150))?;

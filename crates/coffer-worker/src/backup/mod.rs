@@ -236,7 +236,19 @@ async fn record_plan(
     backup: &BackupRecord,
 ) -> Result<Vec<coffer_catalog::TaskRecord>, WorkerError> {
     let sf = connect(org, &ctx.settings).await?;
-    let describes = choose_objects(&sf, &job.sobjects).await?;
+    let plan = plan_with(ctx, job, backup, &sf).await;
+    note_api_usage(&ctx.catalog, org, &sf).await;
+    plan
+}
+
+/// Describes the objects, cuts the large ones into slices, and records the plan.
+async fn plan_with(
+    ctx: &BackupContext,
+    job: &BackupJob,
+    backup: &BackupRecord,
+    sf: &SalesforceClient,
+) -> Result<Vec<coffer_catalog::TaskRecord>, WorkerError> {
+    let describes = choose_objects(sf, &job.sobjects).await?;
     let cursors = base_cursors(&ctx.catalog, backup).await?;
     let since = |d: &SObjectDescribe| {
         cursors
@@ -249,7 +261,7 @@ async fn record_plan(
         .filter(|d| since(d).is_none())
         .map(|d| d.name.as_str())
         .collect();
-    let slices = plan_slices(&sf, &ctx.settings, &whole).await?;
+    let slices = plan_slices(sf, &ctx.settings, &whole).await?;
     let mut plan = Vec::with_capacity(describes.len());
     for d in &describes {
         let describe_json = serde_json::to_string(d).map_err(task_error)?;
@@ -517,6 +529,22 @@ pub(crate) async fn connect(
         ..ClientOptions::default()
     };
     Ok(SalesforceClient::connect_with(conn, options).await?)
+}
+
+/// Records the org's API usage as the client's latest response reported it, for `coffer
+/// status` (metrics cannot carry org ids). Called whether the job's work succeeded or not; a
+/// failure to record is logged and never fails the job.
+pub(crate) async fn note_api_usage(catalog: &Catalog, org: &OrgRecord, sf: &SalesforceClient) {
+    let Some(usage) = sf.api_usage() else {
+        return;
+    };
+    let seen_at = time::OffsetDateTime::now_utc();
+    if let Err(e) = catalog
+        .record_api_usage(&org.tenant_id, &org.org_id, usage.used, usage.max, seen_at)
+        .await
+    {
+        tracing::warn!(tenant_id = %org.tenant_id, org_id = %org.org_id, error = %e, "recording the org's api usage failed");
+    }
 }
 
 /// Describes the objects to back up: those asked for, or every object the org lets us query

@@ -34,7 +34,7 @@ use super::index::{IndexWriter, RowIndex};
 use super::parts::{PartPlan, PartSink, Written};
 use super::{
     BackupContext, BackupJob, BackupPlace, Progress, clear_earlier_attempt, connect, extract,
-    finalize_backup, org_of, part_plan,
+    finalize_backup, note_api_usage, org_of, part_plan,
 };
 use crate::error::WorkerError;
 
@@ -319,32 +319,37 @@ async fn extract_task(
     clear_earlier_attempt(&ctx.catalog, &place, backup, &sobject, &task.slice).await?;
     let org = org_of(&ctx.catalog, backup).await?;
     let sf = connect(&org, &ctx.settings).await?;
-    let plan = part_plan(ctx, &place, backup, &describe, &task.slice)?;
-    let written = read_records(ctx, backup, &sf, &describe, plan, since, &task.slice).await?;
-    let mut records = 0;
-    for part in &written.parts {
-        ctx.catalog.record_object(backup.backup_id, part).await?;
-        records += part.rows;
+    let output: Result<TaskOutput, WorkerError> = async {
+        let plan = part_plan(ctx, &place, backup, &describe, &task.slice)?;
+        let written = read_records(ctx, backup, &sf, &describe, plan, since, &task.slice).await?;
+        let mut records = 0;
+        for part in &written.parts {
+            ctx.catalog.record_object(backup.backup_id, part).await?;
+            records += part.rows;
+        }
+        // File bodies are read once per object, by its first slice.
+        if let Some(source) = FileSource::of(sobject.as_str())
+            && task.slice.no == 0
+        {
+            back_up_bodies(ctx, backup, &sf, &place, source).await?;
+        }
+        let cursor_json = written
+            .cursor
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| WorkerError::Task(format!("cursor encoding: {e}")))?;
+        tracing::info!(backup_id = %backup.backup_id, %sobject, slice = task.slice.no, parts = written.parts.len(), records, incremental = task.since_json.is_some(), "task extracted");
+        Ok(TaskOutput {
+            parts: written.parts.len() as u32,
+            records,
+            objects: written.parts.iter().map(|p| (p.kind, p.size)).collect(),
+            cursor_json,
+        })
     }
-    // File bodies are read once per object, by its first slice.
-    if let Some(source) = FileSource::of(sobject.as_str())
-        && task.slice.no == 0
-    {
-        back_up_bodies(ctx, backup, &sf, &place, source).await?;
-    }
-    let cursor_json = written
-        .cursor
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| WorkerError::Task(format!("cursor encoding: {e}")))?;
-    tracing::info!(backup_id = %backup.backup_id, %sobject, slice = task.slice.no, parts = written.parts.len(), records, incremental = task.since_json.is_some(), "task extracted");
-    Ok(TaskOutput {
-        parts: written.parts.len() as u32,
-        records,
-        objects: written.parts.iter().map(|p| (p.kind, p.size)).collect(),
-        cursor_json,
-    })
+    .await;
+    note_api_usage(&ctx.catalog, &org, &sf).await;
+    output
 }
 
 /// Reads the object into indexed parts: every record (of the task's slice), or the changes

@@ -27,9 +27,10 @@ use coffer_catalog::{
 };
 use coffer_core::{BackupId, JobId, OrgId, RecordId, SObjectName, TenantId};
 use coffer_proto::v1::{RestoreMode as WireMode, RestoreRequested};
+use coffer_salesforce::SalesforceClient;
 use time::OffsetDateTime;
 
-use crate::backup::{BackupContext, connect, invalid};
+use crate::backup::{BackupContext, connect, invalid, note_api_usage};
 use crate::error::WorkerError;
 use plan::{Scope, StoredPlan, plan_restore, snapshot};
 use write::Writer;
@@ -151,16 +152,30 @@ pub async fn run_restore(
             org: job.target_org_id.to_string(),
         })?;
     let sf = connect(&org, &ctx.settings).await?;
+    let done = Box::pin(plan_and_write(ctx, job, &restore, &backup, &sf)).await;
+    note_api_usage(&ctx.catalog, &org, &sf).await;
+    done
+}
+
+/// Plans the restore (or reads the stored plan), and unless plan-only writes it and its report.
+async fn plan_and_write(
+    ctx: &BackupContext,
+    job: &RestoreJob,
+    restore: &RestoreRecord,
+    backup: &BackupRecord,
+    sf: &SalesforceClient,
+) -> Result<RestoreRecord, WorkerError> {
+    let catalog = &ctx.catalog;
     let plan = match &restore.plan_json {
         Some(json) => serde_json::from_str::<StoredPlan>(json)
             .map_err(|e| WorkerError::Task(format!("stored restore plan: {e}")))?,
-        None => plan_restore(ctx, &restore, &job.scope, &sf).await?,
+        None => plan_restore(ctx, restore, &job.scope, sf).await?,
     };
     if restore.mode == RestoreMode::Plan {
         catalog
             .set_restore_state(&restore.restore_id, RestoreState::Planned, None)
             .await?;
-        return reload(ctx, &restore).await;
+        return reload(ctx, restore).await;
     }
     catalog
         .set_restore_state(&restore.restore_id, RestoreState::Running, None)
@@ -168,17 +183,17 @@ pub async fn run_restore(
     let describes = snapshot(ctx, backup.backup_id).await?;
     let writer = Writer {
         ctx,
-        restore: &restore,
+        restore,
         plan: &plan,
-        sf: &sf,
+        sf,
         describes: &describes,
     };
     writer.run().await?;
-    report::write_report(ctx, &restore, &backup).await?;
+    report::write_report(ctx, restore, backup).await?;
     catalog
         .set_restore_state(&restore.restore_id, RestoreState::Complete, None)
         .await?;
-    let done = reload(ctx, &restore).await?;
+    let done = reload(ctx, restore).await?;
     tracing::info!(restore_id = %done.restore_id, backup_id = %backup.backup_id, "restore complete");
     Ok(done)
 }

@@ -3,6 +3,7 @@
 mod backups;
 mod config;
 mod demo;
+mod dlq;
 mod enqueue;
 mod erase;
 mod janitor;
@@ -49,6 +50,10 @@ pub enum Command {
     /// Retention sweeps: `plan`, `run` (one sweep, for cron), `marks`; `janitor --every 1h`
     /// sweeps in a loop.
     Janitor(janitor::JanitorArgs),
+    /// The dead-letter queue: `list` the jobs given up and why, `replay` chosen ones once
+    /// their cause is fixed.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Erase records (a person's) from every kept backup of an org (GDPR); their tombstones
     /// keep any later restore from bringing them back.
     Erase(erase::EraseArgs),
@@ -110,6 +115,7 @@ pub async fn run(command: Command, context: Context<'_>) -> anyhow::Result<()> {
         Command::Restore(cmd) => restore::run(cmd).await,
         Command::Retention(cmd) => retention::run(cmd).await,
         Command::Janitor(cmd) => janitor::run(cmd).await,
+        Command::Dlq(cmd) => dlq::run(cmd).await,
         Command::Erase(args) => Box::pin(erase::run(args)).await,
         Command::Verify(args) => Box::pin(verify::run(args)).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,

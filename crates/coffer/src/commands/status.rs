@@ -1,11 +1,13 @@
 //! `coffer status`: what an operator looks at first. The queues (jobs, retry, parked, dead
 //! letters: messages and consumers), the workers (consumers on the jobs queue, task lease
-//! holders), and what runs now (backups with their progress, restores, erasures to finish).
+//! holders), what runs now (backups with their progress, restores, erasures to finish), and
+//! each org's Salesforce API usage as a worker last saw it, with any pause on its limits.
 //!
 //! The broker and the catalog are asked independently: when one is down the other's part is
 //! still shown, the failure is named, and the command exits 1. Nothing is declared or changed:
 //! queues are read by passive declare, a missing one is shown as missing.
 
+use coffer_catalog::OrgApiUsage;
 use coffer_catalog::status::{LeaseHolder, RunningBackup, RunningRestore};
 use coffer_queue::{Broker, QueueStats};
 use serde_json::json;
@@ -20,7 +22,8 @@ use crate::connect;
 pub struct StatusArgs {
     #[command(flatten)]
     services: Services,
-    /// At most this many running backups and restores each (oldest first).
+    /// At most this many running backups and restores each (oldest first), and orgs' API
+    /// usage (highest share first).
     #[arg(long, default_value_t = 50)]
     limit: u32,
     /// Print JSON.
@@ -34,6 +37,7 @@ struct Running {
     restores: Vec<RunningRestore>,
     lease_holders: Vec<LeaseHolder>,
     erasures_pending: u64,
+    api_usage: Vec<OrgApiUsage>,
 }
 
 /// Prints the status; fails (after printing what it could) when the broker or the catalog
@@ -75,6 +79,7 @@ async fn running(services: &Services, limit: u32) -> anyhow::Result<Running> {
         restores: catalog.running_restores(limit).await?,
         lease_holders: catalog.lease_holders().await?,
         erasures_pending: catalog.erasures_pending().await?,
+        api_usage: catalog.api_usage(limit).await?,
     })
 }
 
@@ -123,6 +128,18 @@ fn restore_json(r: &RunningRestore) -> serde_json::Value {
     })
 }
 
+fn api_usage_json(u: &OrgApiUsage) -> serde_json::Value {
+    json!({
+        "tenant": u.tenant_id.as_str(),
+        "org_id": u.org_id.as_str(),
+        "used": u.used,
+        "daily_max": u.daily_max,
+        "share": u.share(),
+        "seen_at": rfc3339(u.seen_at),
+        "paused_until": u.paused_until.map(rfc3339),
+    })
+}
+
 fn as_json(
     queues: Option<&[QueueStats]>,
     running: Option<&Running>,
@@ -142,6 +159,7 @@ fn as_json(
         "backups": running.map(|r| r.backups.iter().map(backup_json).collect::<Vec<_>>()),
         "restores": running.map(|r| r.restores.iter().map(restore_json).collect::<Vec<_>>()),
         "erasures_pending": running.map(|r| r.erasures_pending),
+        "api_usage": running.map(|r| r.api_usage.iter().map(api_usage_json).collect::<Vec<_>>()),
         "errors": errors,
     })
 }
@@ -221,4 +239,27 @@ fn print_running(running: &Running) {
         ));
     }
     say(format!("erasures to finish: {}", running.erasures_pending));
+    print_api_usage(&running.api_usage);
+}
+
+fn print_api_usage(usage: &[OrgApiUsage]) {
+    say(format!(
+        "salesforce api usage (last seen, rolling 24 h): {} org(s)",
+        usage.len()
+    ));
+    for u in usage {
+        let paused = u
+            .paused_until
+            .map(|t| format!(", paused until {}", rfc3339(t)))
+            .unwrap_or_default();
+        say(format!(
+            "  {}/{}: {}/{} calls ({:.1}%) at {}{paused}",
+            u.tenant_id,
+            u.org_id,
+            u.used,
+            u.daily_max,
+            u.share() * 100.0,
+            rfc3339(u.seen_at)
+        ));
+    }
 }

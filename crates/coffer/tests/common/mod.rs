@@ -26,6 +26,16 @@ pub fn run_json(mut cmd: Command) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// `coffer enqueue backup --tenant {tenant}`, which must succeed; the id of its (first) job.
+pub fn enqueue_backup(env: &TestEnv, tenant: &str) -> anyhow::Result<JobId> {
+    let mut enqueue = coffer(env);
+    enqueue.args(["enqueue", "backup", "--tenant", tenant, "--json"]);
+    Ok(run_json(enqueue)?["jobs"][0]["job_id"]
+        .as_str()
+        .context("job id in the output of `coffer enqueue backup`")?
+        .parse()?)
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped, so a test that fails
 /// halfway leaves no worker or scheduler behind to consume other tests' time.
 pub struct Reaped(pub std::process::Child);
