@@ -116,3 +116,106 @@ async fn a_waited_backup_that_fails_exits_non_zero_with_its_error() -> anyhow::R
     );
     env.cleanup().await
 }
+
+/// Runs `cmd` to its end (at most `limit`), returning its status, stdout and stderr.
+fn run_to_end(
+    mut cmd: std::process::Command,
+    limit: Duration,
+) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
+    use std::io::Read;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Reaped(cmd.spawn()?);
+    let status = wait_for_exit(&mut child, limit)?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut stdout)?;
+    child
+        .stderr
+        .take()
+        .context("stderr")?
+        .read_to_string(&mut stderr)?;
+    Ok((status, stdout, stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_times_out_exits_non_zero_and_the_backup_job_goes_on() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let sim = start_sim(5, 1, 500).await?;
+    env.create_tenant_with("acme", "", coffer_catalog::Sse::S3)
+        .await?;
+    env.connect_org("acme", &sim).await?;
+    let broker = env.broker().await?;
+    // no worker runs: the backup cannot finish
+    let mut enqueue = coffer(&env);
+    enqueue.args([
+        "enqueue",
+        "backup",
+        "--tenant",
+        "acme",
+        "--wait",
+        "--wait-timeout",
+        "2s",
+        "--json",
+    ]);
+    let (status, stdout, stderr) = run_to_end(enqueue, Duration::from_secs(60))?;
+    assert!(!status.success(), "{stdout}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).context("one JSON object")?;
+    let job = &out["jobs"][0];
+    assert_eq!(job["timed_out"], true, "{out}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not finished after 2s") && e.contains("goes on")),
+        "{out}"
+    );
+    assert!(stderr.contains("did not finish"), "{stderr}");
+    assert_eq!(
+        broker.queue_depth(broker.topology().jobs_queue()).await?,
+        1,
+        "the job still waits for a worker"
+    );
+    env.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_restore_refused_before_it_began_exits_with_the_reason() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let tenant = env
+        .create_tenant_with("acme", "", coffer_catalog::Sse::S3)
+        .await?;
+    common::offline_org(&env, &tenant.tenant_id, &TEST_ORG_ID.parse()?).await?;
+    let log = std::env::temp_dir().join(format!("coffer-wait-restore-{}.log", env.id));
+    let _worker = Reaped(
+        coffer(&env)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?,
+    );
+    let missing = coffer_core::BackupId::generate().to_string();
+    let mut restore = coffer(&env);
+    restore.args([
+        "restore",
+        "start",
+        "--tenant",
+        "acme",
+        "--org",
+        TEST_ORG_ID,
+        "--backup",
+        &missing,
+        "--object",
+        "Account",
+        "--wait",
+    ]);
+    let (status, stdout, stderr) = run_to_end(restore, Duration::from_secs(60))?;
+    assert!(!status.success(), "{stdout}");
+    assert!(
+        stderr.contains("failed before it began") && stderr.contains(&missing),
+        "the reason names the backup: {stderr}\nworker log:\n{}",
+        std::fs::read_to_string(&log)?
+    );
+    env.cleanup().await
+}

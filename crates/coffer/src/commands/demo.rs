@@ -317,7 +317,7 @@ async fn restore_through_the_queue(
     eprintln!("demo: published restore job {job}");
     let restore = tokio::time::timeout(
         Duration::from_secs(300),
-        super::restore::wait(catalog, job, true, None),
+        super::restore::wait(catalog, job, true, None, None),
     )
     .await
     .context("the restore did not finish within 5 minutes")??;

@@ -1,7 +1,7 @@
 //! `coffer enqueue backup`: publish BackupRequested jobs (with publisher confirms), and with
 //! `--wait` follow each backup in the catalog until it is complete or failed.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use coffer_catalog::{BackupRecord, BackupState, Catalog, JobState};
@@ -45,15 +45,20 @@ pub struct BackupArgs {
     /// lines on stderr otherwise); exits 1 if any failed.
     #[arg(long)]
     wait: bool,
+    /// With `--wait`: stop waiting after this long (`30m`, `2h`) and exit 1, naming the
+    /// backups not finished; they go on. Unset: wait as long as they take.
+    #[arg(long, requires = "wait", value_parser = super::parse_duration)]
+    wait_timeout: Option<Duration>,
     /// Print the job ids (and, with `--wait`, each backup's outcome) as JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// How a waited-for backup ended.
+/// How a waited-for backup ended (or how far it got when the wait timed out).
 struct Outcome {
     backup: Option<BackupRecord>,
     error: Option<String>,
+    timed_out: bool,
 }
 
 impl Outcome {
@@ -106,11 +111,12 @@ fn job_json(tenant: &TenantId, job: JobId, org: &OrgId) -> serde_json::Value {
 /// Waits for every job's backup in turn, prints each outcome, fails if any backup failed.
 async fn wait_all(args: &BackupArgs, jobs: &[(JobId, OrgId)]) -> anyhow::Result<()> {
     let catalog = connect::catalog(&args.services).await?;
+    let deadline = args.wait_timeout.map(|t| (Instant::now() + t, t));
     let mut results = Vec::new();
     let mut failed = 0;
     for (job, org) in jobs {
         let progress = Progress::new(format!("backup of org {org}"), "tasks", args.json);
-        let outcome = wait_backup(&catalog, *job, progress).await?;
+        let outcome = wait_backup(&catalog, *job, progress, deadline).await?;
         if !outcome.complete() {
             failed += 1;
         }
@@ -119,6 +125,7 @@ async fn wait_all(args: &BackupArgs, jobs: &[(JobId, OrgId)]) -> anyhow::Result<
             result["backup"] = super::backups::backup_json(b);
         }
         result["error"] = json!(outcome.error);
+        result["timed_out"] = json!(outcome.timed_out);
         if !args.json {
             say(outcome_line(org, &outcome));
         }
@@ -129,7 +136,7 @@ async fn wait_all(args: &BackupArgs, jobs: &[(JobId, OrgId)]) -> anyhow::Result<
     }
     match failed {
         0 => Ok(()),
-        n => bail!("{n} of {} backups failed", jobs.len()),
+        n => bail!("{n} of {} backups failed or did not finish", jobs.len()),
     }
 }
 
@@ -148,6 +155,7 @@ fn outcome_line(org: &OrgId, outcome: &Outcome) -> String {
             b.backup_id,
             b.state.as_str()
         ),
+        (None, Some(e)) if outcome.timed_out => format!("backup of org {org}: still queued, {e}"),
         (None, e) => format!(
             "backup of org {org} failed before it started: {}",
             e.as_deref().unwrap_or("no error recorded")
@@ -156,13 +164,26 @@ fn outcome_line(org: &OrgId, outcome: &Outcome) -> String {
 }
 
 /// Polls the catalog until the backup of `job` is complete or failed (or the job failed before
-/// it began a backup), showing tasks done on `progress`.
+/// it began a backup), showing tasks done on `progress`; past `deadline` (the instant, and the
+/// timeout it came from) gives up waiting with an error that says the backup goes on.
 async fn wait_backup(
     catalog: &Catalog,
     job: JobId,
     mut progress: Progress,
+    deadline: Option<(Instant, Duration)>,
 ) -> anyhow::Result<Outcome> {
     loop {
+        if let Some((at, timeout)) = deadline
+            && Instant::now() >= at
+        {
+            progress.finish();
+            let backup = catalog.backup_of_job(job).await?;
+            return Ok(Outcome {
+                backup,
+                error: Some(not_finished(job, timeout, "coffer status")),
+                timed_out: true,
+            });
+        }
         let backup = catalog.backup_of_job(job).await?;
         match &backup {
             Some(b) => {
@@ -179,7 +200,11 @@ async fn wait_backup(
                         BackupState::Complete => None,
                         _ => Some(job_error(catalog, job).await?),
                     };
-                    return Ok(Outcome { backup, error });
+                    return Ok(Outcome {
+                        backup,
+                        error,
+                        timed_out: false,
+                    });
                 }
             }
             None => {
@@ -194,11 +219,29 @@ async fn wait_backup(
                     return Ok(Outcome {
                         backup: None,
                         error: Some(error),
+                        timed_out: false,
                     });
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What a wait that timed out says: the job is not cancelled, and `follow` shows it.
+pub(super) fn not_finished(job: JobId, timeout: Duration, follow: &str) -> String {
+    format!(
+        "not finished after {}: stopped waiting; job {job} goes on (`{follow}` follows it)",
+        humantime_secs(timeout)
+    )
+}
+
+fn humantime_secs(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s if s > 0 => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
     }
 }
 

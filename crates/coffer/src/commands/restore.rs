@@ -2,16 +2,16 @@
 //! status back from the catalog.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use coffer_catalog::{Catalog, RecordState, RestoreRecord, RestoreState};
+use coffer_catalog::{Catalog, JobState, RecordState, RestoreRecord, RestoreState};
 use coffer_core::{BackupId, JobId, OrgId, TenantId};
 use coffer_proto::v1::{RestoreMode, RestoreRequested, RestoreScope, job_envelope::Job};
 use serde_json::json;
 
 use super::backups::rfc3339;
-use super::enqueue::publish_job;
+use super::enqueue::{not_finished, publish_job};
 use super::{print_json, say};
 use crate::args::Services;
 use crate::connect;
@@ -69,6 +69,10 @@ pub struct StartArgs {
     /// terminal (plain lines on stderr otherwise); exits 1 if it fails.
     #[arg(long)]
     wait: bool,
+    /// With `--wait`: stop waiting after this long (`30m`, `2h`) and exit 1; the restore goes
+    /// on. Unset: wait as long as it takes.
+    #[arg(long, requires = "wait", value_parser = super::parse_duration)]
+    wait_timeout: Option<Duration>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -146,7 +150,8 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     let catalog = connect::catalog(&args.services).await?;
     let target = args.target_org.as_ref().unwrap_or(&args.org);
     let progress = Progress::new(format!("restore into org {target}"), "records", args.json);
-    let restore = wait(&catalog, job_id, args.execute, Some(progress)).await?;
+    let deadline = args.wait_timeout.map(|t| (Instant::now() + t, t));
+    let restore = wait(&catalog, job_id, args.execute, Some(progress), deadline).await?;
     report(&catalog, &restore, args.json).await?;
     if restore.state == RestoreState::Failed {
         bail!(
@@ -160,33 +165,57 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
 
 /// Polls the catalog until the restore of `job` is complete or failed (or, plan only, planned:
 /// an executing restore passes through `planned` on its way to writing), showing records
-/// settled on `progress`.
+/// settled on `progress`. Fails when the job failed before it began a restore (an unknown
+/// backup, say), or past `deadline` (the instant, and the timeout it came from).
 pub(super) async fn wait(
     catalog: &Catalog,
     job: JobId,
     execute: bool,
     mut progress: Option<Progress>,
+    deadline: Option<(Instant, Duration)>,
 ) -> anyhow::Result<RestoreRecord> {
-    loop {
-        if let Some(restore) = catalog.restore_of_job(job).await? {
-            if let Some(progress) = &mut progress {
-                let (settled, total) = settled(catalog, &restore).await?;
-                progress.update(restore.state.as_str(), "", settled, total);
-            }
-            let done = match restore.state {
-                RestoreState::Complete | RestoreState::Failed => true,
-                RestoreState::Planned => !execute,
-                _ => false,
-            };
-            if done {
-                if let Some(progress) = &progress {
-                    progress.finish();
+    let ended = loop {
+        if let Some((at, timeout)) = deadline
+            && Instant::now() >= at
+        {
+            let follow = format!("coffer restore status --job {job}");
+            break Err(anyhow::anyhow!(
+                "restore {}",
+                not_finished(job, timeout, &follow)
+            ));
+        }
+        match catalog.restore_of_job(job).await? {
+            Some(restore) => {
+                if let Some(progress) = &mut progress {
+                    let (settled, total) = settled(catalog, &restore).await?;
+                    progress.update(restore.state.as_str(), "", settled, total);
                 }
-                return Ok(restore);
+                let done = match restore.state {
+                    RestoreState::Complete | RestoreState::Failed => true,
+                    RestoreState::Planned => !execute,
+                    _ => false,
+                };
+                if done {
+                    break Ok(restore);
+                }
+            }
+            None => {
+                if let Some(j) = catalog.job(job).await?
+                    && j.state == JobState::Failed
+                {
+                    break Err(anyhow::anyhow!(
+                        "restore job {job} failed before it began: {}",
+                        j.last_error.as_deref().unwrap_or("no error recorded")
+                    ));
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    if let Some(progress) = &progress {
+        progress.finish();
     }
+    ended
 }
 
 /// Records of the restore no longer pending, and all its records.
