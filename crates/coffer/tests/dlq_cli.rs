@@ -113,9 +113,25 @@ async fn a_fixed_tenants_dead_letter_is_replayed_alone_and_its_backup_completes(
         .collect();
     assert_eq!(ids, [job_id.as_str()]);
     assert_eq!(replayed["kept"], 1);
-    let backup = match env.wait_for_backup(job, Duration::from_secs(120)).await {
-        Ok(b) => b,
-        Err(e) => bail!("{e:#}; worker log:\n{}", logs_of(&[log])),
+    // the backup stays failed until the worker takes the replayed job and revives it
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let backup = loop {
+        let backup = env
+            .catalog
+            .backup_of_job(job)
+            .await?
+            .context("backup row")?;
+        if backup.state == BackupState::Complete {
+            break backup;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "backup {:?} after the replay; worker log:\n{}",
+                backup.state,
+                logs_of(&[log])
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(
         backup.backup_id, failed.backup_id,

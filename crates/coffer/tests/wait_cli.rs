@@ -28,25 +28,8 @@ async fn a_waited_backup_ends_complete_with_progress_on_stderr() -> anyhow::Resu
             .spawn()?,
     );
     let mut enqueue = coffer(&env);
-    enqueue
-        .args(["enqueue", "backup", "--tenant", "acme", "--wait", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = Reaped(enqueue.spawn()?);
-    let status = wait_for_exit(&mut child, Duration::from_secs(120))?;
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .context("stdout")?
-        .read_to_string(&mut stdout)?;
-    child
-        .stderr
-        .take()
-        .context("stderr")?
-        .read_to_string(&mut stderr)?;
+    enqueue.args(["enqueue", "backup", "--tenant", "acme", "--wait", "--json"]);
+    let (status, stdout, stderr) = run_to_end(enqueue, Duration::from_secs(120))?;
     assert!(
         status.success(),
         "{stderr}\nworker log:\n{}",
@@ -93,18 +76,8 @@ async fn a_waited_backup_that_fails_exits_non_zero_with_its_error() -> anyhow::R
             "--org",
             TEST_ORG_ID,
         ])
-        .args(["--wait", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = Reaped(enqueue.spawn()?);
-    let status = wait_for_exit(&mut child, Duration::from_secs(60))?;
-    let mut stdout = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .context("stdout")?
-        .read_to_string(&mut stdout)?;
+        .args(["--wait", "--json"]);
+    let (status, stdout, _) = run_to_end(enqueue, Duration::from_secs(60))?;
     assert!(!status.success(), "{stdout}");
     let out: serde_json::Value = serde_json::from_str(&stdout).context("one JSON object")?;
     assert!(
