@@ -19,14 +19,7 @@ async fn a_waited_backup_ends_complete_with_progress_on_stderr() -> anyhow::Resu
     env.create_tenant_with("acme", "", coffer_catalog::Sse::S3)
         .await?;
     env.connect_org("acme", &sim).await?;
-    let log = std::env::temp_dir().join(format!("coffer-wait-{}.log", env.id));
-    let _worker = Reaped(
-        coffer(&env)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-    );
+    let (_worker, log) = common::spawn_worker(&env, "wait", 0, &[])?;
     let mut enqueue = coffer(&env);
     enqueue.args(["enqueue", "backup", "--tenant", "acme", "--wait", "--json"]);
     let (status, stdout, stderr) = run_to_end(enqueue, Duration::from_secs(120))?;
@@ -57,14 +50,7 @@ async fn a_waited_backup_that_fails_exits_non_zero_with_its_error() -> anyhow::R
     let env = TestEnv::new().await?;
     env.create_tenant_with("acme", "", coffer_catalog::Sse::S3)
         .await?;
-    let log = std::env::temp_dir().join(format!("coffer-wait-fail-{}.log", env.id));
-    let _worker = Reaped(
-        coffer(&env)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-    );
+    let (_worker, log) = common::spawn_worker(&env, "wait-fail", 0, &[])?;
     // An org the tenant never connected: the worker refuses the job for good.
     let mut enqueue = coffer(&env);
     enqueue
@@ -160,14 +146,7 @@ async fn a_waited_restore_refused_before_it_began_exits_with_the_reason() -> any
         .create_tenant_with("acme", "", coffer_catalog::Sse::S3)
         .await?;
     common::offline_org(&env, &tenant.tenant_id, &TEST_ORG_ID.parse()?).await?;
-    let log = std::env::temp_dir().join(format!("coffer-wait-restore-{}.log", env.id));
-    let _worker = Reaped(
-        coffer(&env)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-    );
+    let (_worker, log) = common::spawn_worker(&env, "wait-restore", 0, &[])?;
     let missing = coffer_core::BackupId::generate().to_string();
     let mut restore = coffer(&env);
     restore.args([
