@@ -438,16 +438,7 @@ async fn on_a_versioned_bucket_the_versions_go_only_when_the_tenant_allows_it() 
 {
     let f = Fixture::new(6).await?;
     let (env, c) = (&f.env, &f.env.catalog);
-    env.s3_client
-        .put_bucket_versioning()
-        .bucket(&env.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await?;
+    env.enable_versioning(&env.bucket).await?;
     let worker = start_worker(env, small_part_settings(env)).await?;
     let first = f.backup(20).await?;
     let second = f.backup(10).await?;

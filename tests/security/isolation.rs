@@ -57,17 +57,9 @@ async fn digests(
     use sha2::Digest as _;
     let mut out = BTreeMap::new();
     for key in list_keys(&env.s3_client, bucket, prefix).await? {
-        let body = env
-            .s3_client
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
+        let body = coffer_e2e::read_object(&env.s3_client, bucket, &key)
             .await?
-            .body
-            .collect()
-            .await?
-            .into_bytes();
+            .body;
         out.insert(key, hex::encode(sha2::Sha256::digest(&body)));
     }
     Ok(out)

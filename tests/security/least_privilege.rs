@@ -60,16 +60,7 @@ async fn customer_with_history(versioned: bool) -> anyhow::Result<(Customer, Bac
         Customer::new(|bucket, prefix| emulator_permission_policy(bucket, prefix, None)).await?;
     let env = &customer.env;
     if versioned {
-        env.s3_client
-            .put_bucket_versioning()
-            .bucket(&customer.bucket)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await?;
+        env.enable_versioning(&customer.bucket).await?;
     }
     let first = customer
         .backup()

@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, ObjectLockLegalHold, ObjectLockLegalHoldStatus, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{ObjectLockLegalHold, ObjectLockLegalHoldStatus};
 use coffer_storage::S3Client;
 use coffer_storage::delete::{ObjectVersion, delete_objects};
 use coffer_storage::list::{
@@ -59,19 +57,6 @@ fn sorted(mut versions: Vec<ObjectVersion>) -> Vec<ObjectVersion> {
     versions
 }
 
-async fn enable_versioning(client: &S3Client, bucket: &str) {
-    let config = VersioningConfiguration::builder()
-        .status(BucketVersioningStatus::Enabled)
-        .build();
-    client
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(config)
-        .send()
-        .await
-        .expect("enable versioning");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_of_objects_under_a_prefix_are_deleted_and_the_rest_of_the_bucket_stays()
 -> anyhow::Result<()> {
@@ -113,7 +98,7 @@ async fn on_a_versioned_bucket_every_version_and_marker_is_listed_and_can_be_del
         !versioning_on(client, bucket).await?,
         "a fresh bucket never had versioning"
     );
-    enable_versioning(client, bucket).await;
+    env.enable_versioning(bucket).await?;
     assert!(versioning_on(client, bucket).await?);
 
     let key = "b/part-1.csv.gz";
@@ -164,7 +149,7 @@ async fn on_a_versioned_bucket_every_version_and_marker_is_listed_and_can_be_del
 async fn versions_are_listed_across_pages() -> anyhow::Result<()> {
     let env = TestEnv::new().await?;
     let (client, bucket) = (&env.s3_client, env.bucket.as_str());
-    enable_versioning(client, bucket).await;
+    env.enable_versioning(bucket).await?;
     // 350 keys of two versions and a marker each: 1,050 entries, two pages of at most 1,000.
     // The first page ends inside key 333, so the second starts from its version-id marker.
     let keys: Vec<String> = (0..350).map(|i| format!("v/{i:04}")).collect();

@@ -121,6 +121,21 @@ impl TestEnv {
             .await?)
     }
 
+    /// Turns versioning on for `bucket` (the test's own, or a customer bucket a test created).
+    pub async fn enable_versioning(&self, bucket: &str) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        let config = VersioningConfiguration::builder()
+            .status(BucketVersioningStatus::Enabled)
+            .build();
+        self.s3_client
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(config)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// Connects the simulated org to `tenant`.
     pub async fn connect_org(&self, tenant: &str, sim: &SimHandle) -> anyhow::Result<OrgRecord> {
         let org = OrgRecord {

@@ -232,17 +232,8 @@ async fn wait_backup(
 pub(super) fn not_finished(job: JobId, timeout: Duration, follow: &str) -> String {
     format!(
         "not finished after {}: stopped waiting; job {job} goes on (`{follow}` follows it)",
-        humantime_secs(timeout)
+        super::format_duration(timeout)
     )
-}
-
-fn humantime_secs(d: Duration) -> String {
-    match d.as_secs() {
-        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
-        s if s > 0 => format!("{s}s"),
-        _ => format!("{}ms", d.as_millis()),
-    }
 }
 
 async fn job_error(catalog: &Catalog, job: JobId) -> anyhow::Result<String> {

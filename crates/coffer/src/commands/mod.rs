@@ -217,9 +217,28 @@ pub(crate) fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A duration as [`parse_duration`] reads it back, in the largest whole unit of h, m and s
+/// (`2h`, `90s`), or `ms` below a second.
+pub(crate) fn format_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s if s > 0 => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn a_formatted_duration_parses_back_to_itself() {
+        for text in ["2h", "90m", "2s", "61s", "500ms"] {
+            let d = super::parse_duration(text).unwrap();
+            assert_eq!(super::format_duration(d), text);
+        }
+    }
 
     /// Commands that serve until stopped, or whose output is not a result to read.
     const NO_JSON: &[&str] = &["worker", "scheduler", "migrate", "sfsim"];
